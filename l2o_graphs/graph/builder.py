@@ -1,0 +1,123 @@
+"""Accumulates nodes, edges and parameter placements, then freezes them into a NeuralGraph."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch import Tensor
+
+from l2o_graphs.graph.neural_graph import (
+    EDGE_RESIDUAL, EDGE_WEIGHT, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, ROLE_OUTPUT, SLOT_EMPTY,
+    EdgePlacement, NeuralGraph, NodeIndex, NodePlacement)
+
+
+def _as_index(nodes: Tensor) -> NodeIndex:
+    """A slice when ``nodes`` is a contiguous ascending run (cheap views in gather/scatter)."""
+    n = nodes.numel()
+    if n > 0 and torch.equal(nodes, torch.arange(int(nodes[0]), int(nodes[0]) + n)):
+        return slice(int(nodes[0]), int(nodes[0]) + n)
+    return nodes.clone()
+
+
+class GraphBuilder:
+    """Mutable accumulator used by the wiring readers; not part of the public API."""
+
+    def __init__(self) -> None:
+        self.num_nodes = 0
+        self.num_edges = 0
+        self._layers: List[Tensor] = []
+        self._roles: List[Tensor] = []
+        self._src: List[Tensor] = []
+        self._dst: List[Tensor] = []
+        self._kinds: List[Tensor] = []
+        self._slot_count = torch.zeros(0, dtype=torch.long)
+        self._slot_kinds: List[Tuple[NodeIndex, int, int]] = []
+        self._activations: List[Tuple[Tensor, int]] = []
+        self.edge_places: List[EdgePlacement] = []
+        self.node_places: List[NodePlacement] = []
+        self.placed: Set[str] = set()
+
+    @property
+    def max_depth(self) -> int:
+        return int(torch.cat(self._layers).max()) if self._layers else 0
+
+    def add_nodes(self, count: int, depth: int, role: int = ROLE_HIDDEN) -> Tensor:
+        """Create ``count`` nodes at ``depth``; returns their ids ``[count]``."""
+        ids = torch.arange(self.num_nodes, self.num_nodes + count)
+        self.num_nodes += count
+        self._layers.append(torch.full((count,), depth, dtype=torch.long))
+        self._roles.append(torch.full((count,), role, dtype=torch.long))
+        self._slot_count = torch.cat([self._slot_count, torch.zeros(count, dtype=torch.long)])
+        return ids
+
+    def _add_edges(self, src: Tensor, dst: Tensor, kind: int) -> int:
+        start = self.num_edges
+        self._src.append(src)
+        self._dst.append(dst)
+        self._kinds.append(torch.full((src.numel(),), kind, dtype=torch.long))
+        self.num_edges += src.numel()
+        return start
+
+    def add_weight(self, name: str, shape: Sequence[int], src: Tensor, dst: Tensor,
+                   kernel: Tuple[int, int], kind: int = EDGE_WEIGHT) -> None:
+        """Place a weight whose row ``r`` (row-major over its two leading dims, kernel trailing)
+        connects ``src[r] -> dst[r]``."""
+        start = self._add_edges(src, dst, kind)
+        self.edge_places.append(EdgePlacement(name, tuple(shape), start, src.numel(), tuple(kernel)))
+        self.placed.add(name)
+
+    def add_residual(self, src: Tensor, dst: Tensor) -> None:
+        """Structural one-to-one edges of a residual addition (no parameter behind them)."""
+        self._add_edges(src, dst, EDGE_RESIDUAL)
+
+    def add_node_param(self, name: str, shape: Sequence[int], nodes: Tensor, kind: int) -> None:
+        """Place a parameter with one element per node of ``nodes`` in the nodes' next free slot."""
+        slot = int(self._slot_count[nodes].max())
+        self._slot_count[nodes] = slot + 1
+        index = _as_index(nodes)
+        self.node_places.append(NodePlacement(name, tuple(shape), index, slot))
+        self._slot_kinds.append((index, slot, kind))
+        self.placed.add(name)
+
+    def set_activation(self, nodes: Tensor, activation: int) -> None:
+        self._activations.append((nodes, activation))
+
+    def finish(self, param_names: Sequence[str], param_shapes: Sequence[Tuple[int, ...]],
+               output_nodes: Optional[Tensor], traced: bool) -> NeuralGraph:
+        """Freeze into a :class:`NeuralGraph`; ``output_nodes`` get the output role."""
+        layer = torch.cat(self._layers)
+        role = torch.cat(self._roles)
+        if output_nodes is not None:
+            out = output_nodes[role[output_nodes] == ROLE_HIDDEN]
+            role[out] = ROLE_OUTPUT
+        index = torch.full_like(role, -1)
+        for r in (ROLE_INPUT, ROLE_FIXED):
+            sel = role == r
+            index[sel] = torch.arange(int(sel.sum()))
+        if output_nodes is not None:
+            out = output_nodes[role[output_nodes] == ROLE_OUTPUT]
+            index[out] = torch.arange(out.numel())
+        # One positional id per hidden layer, one per non-permutable node.
+        key = torch.stack([role, torch.where(role == ROLE_HIDDEN, layer, 0), index], 1)
+        node_pos = torch.unique(key, dim=0, return_inverse=True)[1]
+
+        activation = torch.zeros_like(layer)
+        for nodes, act in self._activations:
+            activation[nodes] = act
+        num_slots = max(1, int(self._slot_count.max()) if self.num_nodes else 1)
+        slot_kind = torch.full((self.num_nodes, num_slots), SLOT_EMPTY, dtype=torch.long)
+        for nodes, slot, kind in self._slot_kinds:
+            slot_kind[nodes, slot] = kind
+
+        kernel = (max([p.kernel[0] for p in self.edge_places] + [1]),
+                  max([p.kernel[1] for p in self.edge_places] + [1]))
+        empty = torch.zeros(0, dtype=torch.long)
+        edge_index = torch.stack([torch.cat(self._src) if self._src else empty,
+                                  torch.cat(self._dst) if self._dst else empty])
+        return NeuralGraph(
+            edge_index=edge_index, edge_kind=torch.cat(self._kinds) if self._kinds else empty,
+            node_layer=layer, node_role=role, node_index=index, node_pos=node_pos,
+            node_activation=activation, node_slot_kind=slot_kind, kernel_shape=kernel,
+            edge_places=tuple(self.edge_places), node_places=tuple(self.node_places),
+            param_names=tuple(param_names), param_shapes=tuple(tuple(s) for s in param_shapes),
+            traced=traced)

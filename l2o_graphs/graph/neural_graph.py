@@ -1,0 +1,372 @@
+"""The neural graph of a network: a static topology plus exact maps between parameters and graph tensors.
+
+A :class:`NeuralGraph` holds only structure (which node or edge stores which parameter element);
+values are brought in and out with :meth:`NeuralGraph.gather` and :meth:`NeuralGraph.scatter`.
+
+Layout of the graph tensors, for a dict of tensors shaped ``param.shape + F`` (``F`` a common
+trailing feature shape, often empty):
+
+* ``node_x``: ``[N, S, *F]``. Node ``n`` has ``S`` slots; slot ``s`` holds one 1-D parameter
+  placed on that node (a bias, a norm scale or shift, ...). ``node_slot_kind[n, s]`` names it.
+* ``edge_x``: ``[E, K, *F]`` with ``K = KH * KW`` (``kernel_shape``). A linear weight sits at the
+  kernel centre; a conv kernel ``kh x kw`` is centred in ``KH x KW`` (offset ``(KH - kh) // 2``);
+  ``edge_mask`` tells which positions hold parameter values.
+
+Entries that hold no parameter are zero after ``gather`` and ignored by ``scatter``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+NodeIndex = Union[slice, Tensor]
+
+# Kinds of node slots (``node_slot_kind``).
+SLOT_EMPTY, SLOT_BIAS, SLOT_NORM_WEIGHT, SLOT_NORM_BIAS, SLOT_OTHER = range(5)
+SLOT_KINDS = ("empty", "bias", "norm_weight", "norm_bias", "other")
+
+# Kinds of edges (``edge_kind``).
+EDGE_WEIGHT, EDGE_RESIDUAL, EDGE_UNPLACED = range(3)
+EDGE_KINDS = ("weight", "residual", "unplaced")
+
+# Roles of nodes (``node_role``).
+ROLE_INPUT, ROLE_HIDDEN, ROLE_OUTPUT, ROLE_FIXED = range(4)
+NODE_ROLES = ("input", "hidden", "output", "fixed")
+"""``fixed`` nodes are hidden nodes the graph does not treat as permutable (attention projections,
+blocks of parameters it could not place): each keeps its own positional id."""
+
+
+@dataclass(frozen=True)
+class EdgePlacement:
+    """A parameter stored on a contiguous run of edges: ``weight[o, i, *kernel]`` is edge
+    ``start + o * in + i`` (row-major over the two leading dims), kernel position centred."""
+
+    name: str
+    shape: Tuple[int, ...]
+    start: int
+    rows: int
+    kernel: Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """A parameter stored in one slot of a set of nodes, element ``j`` on node ``nodes[j]``."""
+
+    name: str
+    shape: Tuple[int, ...]
+    nodes: NodeIndex
+    slot: int
+
+
+@dataclass(frozen=True, eq=False)
+class NeuralGraph:
+    """Static neural graph of a network. Build it with :meth:`from_module`.
+
+    Attributes (``N`` nodes, ``E`` edges, ``S`` node slots, ``K = KH * KW`` kernel positions):
+        edge_index: ``[2, E]`` long, row 0 the source (input side), row 1 the target.
+        edge_kind: ``[E]`` long, see ``EDGE_KINDS``; residual edges carry no parameter.
+        node_layer: ``[N]`` long, depth of the node (0 for input neurons).
+        node_role: ``[N]`` long, see ``NODE_ROLES``.
+        node_index: ``[N]`` long, index of the neuron among the non-permutable nodes of its group
+            (input neurons, output neurons, fixed nodes); -1 for permutable hidden neurons.
+        node_pos: ``[N]`` long, positional id: one per hidden layer, one per input, output and
+            fixed neuron. Two nodes share an id exactly when the symmetry may swap them.
+        node_activation: ``[N]`` long, activation applied to the node's value (``ACTIVATIONS``).
+        node_slot_kind: ``[N, S]`` long, see ``SLOT_KINDS``.
+        kernel_shape: ``(KH, KW)``.
+        param_names / param_shapes: the parameters, in ``named_parameters`` order.
+        traced: whether the wiring came from ``torch.fx`` (False: module-order fallback).
+    """
+
+    edge_index: Tensor
+    edge_kind: Tensor
+    node_layer: Tensor
+    node_role: Tensor
+    node_index: Tensor
+    node_pos: Tensor
+    node_activation: Tensor
+    node_slot_kind: Tensor
+    kernel_shape: Tuple[int, int]
+    edge_places: Tuple[EdgePlacement, ...]
+    node_places: Tuple[NodePlacement, ...]
+    param_names: Tuple[str, ...]
+    param_shapes: Tuple[Tuple[int, ...], ...]
+    traced: bool = True
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_module(cls, module: torch.nn.Module, example_input: object = None) -> "NeuralGraph":
+        """Read the wiring of ``module`` and return its neural graph (cached by structure).
+
+        Args:
+            module: the network. ``torch.compile`` and (Distributed)DataParallel wrappers are
+                read through to the module they wrap.
+            example_input: optional input (a tensor or a tuple of tensors). When given, shapes
+                are propagated through the traced graph, which fixes the spatial size of a
+                feature map flattened into a linear layer; otherwise that size is inferred from
+                the layer's ``in_features``.
+        """
+        from l2o_graphs.graph.wiring import build_neural_graph
+
+        return build_neural_graph(module, example_input)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_layer.numel())
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.node_slot_kind.shape[1])
+
+    @property
+    def kernel_size(self) -> int:
+        """``K = KH * KW``, the width of ``edge_x``."""
+        return self.kernel_shape[0] * self.kernel_shape[1]
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters the graph stores."""
+        total = 0
+        for shape in self.param_shapes:
+            total += int(torch.Size(shape).numel())
+        return total
+
+    @property
+    def node_mask(self) -> Tensor:
+        """``[N, S]`` bool: slots that hold a parameter."""
+        return self.node_slot_kind != SLOT_EMPTY
+
+    @property
+    def edge_mask(self) -> Tensor:
+        """``[E, K]`` bool: kernel positions that hold a parameter."""
+        kh_max, kw_max = self.kernel_shape
+        mask = torch.zeros(self.num_edges, kh_max, kw_max, dtype=torch.bool, device=self.edge_index.device)
+        for place in self.edge_places:
+            r0, c0 = self._kernel_offset(place.kernel)
+            mask[place.start:place.start + place.rows, r0:r0 + place.kernel[0], c0:c0 + place.kernel[1]] = True
+        return mask.view(self.num_edges, self.kernel_size)
+
+    def structural_edge_x(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``[E, K]``: the identity kernel (1 at the centre) on residual edges, 0 elsewhere.
+
+        Residual additions have no parameter behind them; this is the constant they carry."""
+        out = torch.zeros(self.num_edges, *self.kernel_shape, dtype=dtype, device=self.edge_index.device)
+        residual = self.edge_kind == EDGE_RESIDUAL
+        out[residual, (self.kernel_shape[0] - 1) // 2, (self.kernel_shape[1] - 1) // 2] = 1
+        return out.view(self.num_edges, self.kernel_size)
+
+    # ------------------------------------------------------------------ gather / scatter
+    def _kernel_offset(self, kernel: Tuple[int, int]) -> Tuple[int, int]:
+        return (self.kernel_shape[0] - kernel[0]) // 2, (self.kernel_shape[1] - kernel[1]) // 2
+
+    def _feature_shape(self, tensors: Mapping[str, Tensor]) -> Tuple[torch.Size, Tensor]:
+        missing = [n for n in self.param_names if n not in tensors]
+        extra = [n for n in tensors if n not in set(self.param_names)]
+        if missing or extra:
+            raise KeyError(
+                f"gather needs exactly the graph's parameter names; missing {missing[:5]}, "
+                f"unexpected {extra[:5]} (graph has {len(self.param_names)} parameters)")
+        first = tensors[self.param_names[0]]
+        feat = first.shape[len(self.param_shapes[0]):]
+        for name, shape in zip(self.param_names, self.param_shapes):
+            t = tensors[name]
+            if tuple(t.shape[:len(shape)]) != shape or t.shape[len(shape):] != feat:
+                raise ValueError(
+                    f"tensor {name!r} has shape {tuple(t.shape)}; expected {shape} + a trailing "
+                    f"feature shape shared by all tensors ({tuple(feat)} from {self.param_names[0]!r})")
+        return feat, first
+
+    def gather_into(self, tensors: Mapping[str, Tensor], node_x: Tensor, edge_x: Tensor) -> None:
+        """Write ``tensors`` into preallocated ``node_x [N, S, *F]`` and ``edge_x [E, K, *F]``.
+
+        Only entries that hold parameters are written (zero the buffers first if needed)."""
+        feat = node_x.shape[2:]
+        edges = edge_x.view(self.num_edges, *self.kernel_shape, *feat)
+        for place in self.edge_places:
+            r0, c0 = self._kernel_offset(place.kernel)
+            kh, kw = place.kernel
+            src = tensors[place.name].reshape(place.rows, kh, kw, *feat)
+            edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw] = src
+        for place in self.node_places:
+            node_x[place.nodes, place.slot] = tensors[place.name].reshape(-1, *feat)
+
+    def gather(self, tensors: Mapping[str, Tensor]) -> Tuple[Tensor, Tensor]:
+        """Map a dict shaped like ``dict(module.named_parameters())`` onto the graph.
+
+        Args:
+            tensors: ``{name: tensor}`` with every parameter name of the graph; each tensor has
+                the parameter's shape followed by a trailing feature shape ``F`` common to all
+                (empty for plain parameters or gradients).
+        Returns:
+            ``node_x [N, S, *F]`` and ``edge_x [E, K, *F]``, zero where no parameter sits.
+        """
+        feat, first = self._feature_shape(tensors)
+        node_x = first.new_zeros(self.num_nodes, self.num_slots, *feat)
+        edge_x = first.new_zeros(self.num_edges, self.kernel_size, *feat)
+        self.gather_into(tensors, node_x, edge_x)
+        return node_x, edge_x
+
+    def scatter(self, node_x: Tensor, edge_x: Tensor) -> Dict[str, Tensor]:
+        """Inverse of :meth:`gather`: ``{name: tensor shaped param.shape + F}``.
+
+        The returned tensors are views of ``node_x``/``edge_x`` where the layout allows (like
+        ``Tensor.reshape``); copy them before writing into the graph tensors again."""
+        feat = node_x.shape[2:]
+        if node_x.shape[:2] != (self.num_nodes, self.num_slots):
+            raise ValueError(f"node_x has shape {tuple(node_x.shape)}; expected "
+                             f"({self.num_nodes}, {self.num_slots}, *F)")
+        if edge_x.shape != (self.num_edges, self.kernel_size, *feat):
+            raise ValueError(f"edge_x has shape {tuple(edge_x.shape)}; expected "
+                             f"({self.num_edges}, {self.kernel_size}, *{tuple(feat)})")
+        edges = edge_x.view(self.num_edges, *self.kernel_shape, *feat)
+        out: Dict[str, Tensor] = {}
+        for place in self.edge_places:
+            r0, c0 = self._kernel_offset(place.kernel)
+            kh, kw = place.kernel
+            block = edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw]
+            out[place.name] = block.reshape(*place.shape, *feat)
+        for place in self.node_places:
+            out[place.name] = node_x[place.nodes, place.slot].reshape(*place.shape, *feat)
+        return {name: out[name] for name in self.param_names}
+
+    # ------------------------------------------------------------------ variants
+    def with_layout(self, kernel_shape: Tuple[int, int], num_slots: int) -> "NeuralGraph":
+        """The same graph with a larger kernel frame and/or more node slots (for batching)."""
+        if kernel_shape[0] < self.kernel_shape[0] or kernel_shape[1] < self.kernel_shape[1]:
+            raise ValueError(f"kernel_shape {kernel_shape} is smaller than {self.kernel_shape}")
+        if num_slots < self.num_slots:
+            raise ValueError(f"num_slots {num_slots} is smaller than {self.num_slots}")
+        pad = num_slots - self.num_slots
+        kinds = torch.nn.functional.pad(self.node_slot_kind, (0, pad), value=SLOT_EMPTY)
+        return replace(self, kernel_shape=tuple(kernel_shape), node_slot_kind=kinds)
+
+    def to(self, device: Union[str, torch.device]) -> "NeuralGraph":
+        """A copy whose index tensors live on ``device``."""
+        def move(x: NodeIndex) -> NodeIndex:
+            return x.to(device) if isinstance(x, Tensor) else x
+
+        places = tuple(replace(p, nodes=move(p.nodes)) for p in self.node_places)
+        return replace(
+            self, edge_index=self.edge_index.to(device), edge_kind=self.edge_kind.to(device),
+            node_layer=self.node_layer.to(device), node_role=self.node_role.to(device),
+            node_index=self.node_index.to(device), node_pos=self.node_pos.to(device),
+            node_activation=self.node_activation.to(device),
+            node_slot_kind=self.node_slot_kind.to(device), node_places=places)
+
+    def to_pyg(self, node_x: Tensor, edge_x: Tensor):
+        """A ``torch_geometric.data.Data`` with ``x = node_x``, ``edge_attr = edge_x`` and the
+        structural attributes (``edge_kind``, ``node_layer``, ``node_role``, ``node_pos``)."""
+        from torch_geometric.data import Data
+
+        return Data(x=node_x, edge_index=self.edge_index, edge_attr=edge_x, edge_kind=self.edge_kind,
+                    node_layer=self.node_layer, node_role=self.node_role, node_pos=self.node_pos,
+                    num_nodes=self.num_nodes)
+
+    # ------------------------------------------------------------------ display
+    def summary(self) -> str:
+        """A human-readable table of layers: nodes, edges and parameters per depth."""
+        from l2o_graphs.graph.wiring import ACTIVATION_NAMES
+
+        lines = [repr(self), f"{'layer':>5} {'nodes':>8} {'roles':<16} {'activation':<12} {'in-edges':>9}"]
+        in_edges = torch.bincount(self.node_layer[self.edge_index[1]], minlength=int(self.node_layer.max()) + 1)
+        for layer in range(int(self.node_layer.max()) + 1):
+            sel = self.node_layer == layer
+            if not bool(sel.any()):
+                continue
+            roles = ",".join(NODE_ROLES[r] for r in torch.unique(self.node_role[sel]).tolist())
+            acts = ",".join(ACTIVATION_NAMES[a] for a in torch.unique(self.node_activation[sel]).tolist())
+            lines.append(f"{layer:>5} {int(sel.sum()):>8} {roles:<16} {acts:<12} {int(in_edges[layer]):>9}")
+        kinds = torch.bincount(self.edge_kind, minlength=len(EDGE_KINDS)).tolist()
+        lines.append("edges by kind: " + ", ".join(f"{k}={n}" for k, n in zip(EDGE_KINDS, kinds)))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"NeuralGraph(nodes={self.num_nodes}, edges={self.num_edges}, params={self.num_params}, "
+                f"kernel={self.kernel_shape[0]}x{self.kernel_shape[1]}, slots={self.num_slots}, "
+                f"traced={self.traced})")
+
+
+class GraphBatch:
+    """Several neural graphs as one disjoint graph, with exact un-batching.
+
+    All graphs are brought to a common kernel frame and slot count, so ``gather`` of a list of
+    dicts gives ``node_x [sum N, S, *F]`` and ``edge_x [sum E, K, *F]``; node ids of graph ``i``
+    are offset by ``node_ptr[i]``.
+
+    Attributes:
+        graphs: the member graphs, re-laid out to the common frame.
+        edge_index: ``[2, sum E]`` with offsets applied.
+        batch: ``[sum N]`` long, graph id of every node. ``edge_batch``: ``[sum E]``.
+        node_ptr / edge_ptr: ``[B + 1]`` long, cumulative node and edge counts.
+    """
+
+    def __init__(self, graphs: Sequence[NeuralGraph]):
+        if len(graphs) == 0:
+            raise ValueError("GraphBatch needs at least one graph")
+        kernel = (max(g.kernel_shape[0] for g in graphs), max(g.kernel_shape[1] for g in graphs))
+        slots = max(g.num_slots for g in graphs)
+        self.graphs: List[NeuralGraph] = [g.with_layout(kernel, slots) for g in graphs]
+        self.kernel_shape = kernel
+        nodes = torch.tensor([g.num_nodes for g in graphs])
+        edges = torch.tensor([g.num_edges for g in graphs])
+        self.node_ptr = torch.cat([nodes.new_zeros(1), nodes.cumsum(0)])
+        self.edge_ptr = torch.cat([edges.new_zeros(1), edges.cumsum(0)])
+        self.batch = torch.repeat_interleave(torch.arange(len(graphs)), nodes)
+        self.edge_batch = torch.repeat_interleave(torch.arange(len(graphs)), edges)
+        self.edge_index = torch.cat([g.edge_index + off for g, off in zip(graphs, self.node_ptr.tolist())], 1)
+        self.edge_kind = torch.cat([g.edge_kind for g in self.graphs])
+        self.node_layer = torch.cat([g.node_layer for g in self.graphs])
+        self.node_role = torch.cat([g.node_role for g in self.graphs])
+        self.node_pos = torch.cat([g.node_pos for g in self.graphs])
+        self.node_activation = torch.cat([g.node_activation for g in self.graphs])
+        self.node_slot_kind = torch.cat([g.node_slot_kind for g in self.graphs])
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self.graphs)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_ptr[-1])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_ptr[-1])
+
+    def gather(self, tensors: Sequence[Mapping[str, Tensor]]) -> Tuple[Tensor, Tensor]:
+        """One dict per graph, in order; returns batched ``node_x`` and ``edge_x``."""
+        if len(tensors) != self.num_graphs:
+            raise ValueError(f"got {len(tensors)} dicts for a batch of {self.num_graphs} graphs")
+        feats = [g._feature_shape(t)[0] for g, t in zip(self.graphs, tensors)]
+        if any(f != feats[0] for f in feats):
+            raise ValueError(f"all dicts must share one trailing feature shape, got {[tuple(f) for f in feats]}")
+        first = tensors[0][self.graphs[0].param_names[0]]
+        slots, k = self.graphs[0].num_slots, self.graphs[0].kernel_size
+        node_x = first.new_zeros(self.num_nodes, slots, *feats[0])
+        edge_x = first.new_zeros(self.num_edges, k, *feats[0])
+        for i, (g, t) in enumerate(zip(self.graphs, tensors)):
+            g.gather_into(t, node_x[self.node_ptr[i]:self.node_ptr[i + 1]],
+                          edge_x[self.edge_ptr[i]:self.edge_ptr[i + 1]])
+        return node_x, edge_x
+
+    def scatter(self, node_x: Tensor, edge_x: Tensor) -> List[Dict[str, Tensor]]:
+        """Inverse of :meth:`gather`: one dict per graph."""
+        return [g.scatter(n, e) for g, (n, e) in zip(self.graphs, self.unbatch(node_x, edge_x))]
+
+    def unbatch(self, node_x: Tensor, edge_x: Tensor) -> List[Tuple[Tensor, Tensor]]:
+        """Split batched graph tensors back into ``(node_x, edge_x)`` per graph."""
+        node_parts = torch.split(node_x, (self.node_ptr[1:] - self.node_ptr[:-1]).tolist())
+        edge_parts = torch.split(edge_x, (self.edge_ptr[1:] - self.edge_ptr[:-1]).tolist())
+        return list(zip(node_parts, edge_parts))
+
+    def __repr__(self) -> str:
+        return (f"GraphBatch(graphs={self.num_graphs}, nodes={self.num_nodes}, edges={self.num_edges}, "
+                f"kernel={self.kernel_shape[0]}x{self.kernel_shape[1]})")
