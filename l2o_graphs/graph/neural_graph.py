@@ -232,9 +232,9 @@ class NeuralGraph:
             r0, c0 = self._kernel_offset(place.kernel)
             kh, kw = place.kernel
             block = edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw]
-            out[place.name] = block.reshape(*place.shape, *feat)
+            out[place.name] = block.reshape(place.shape + tuple(feat))
         for place in self.node_places:
-            out[place.name] = node_x[place.nodes, place.slot].reshape(*place.shape, *feat)
+            out[place.name] = node_x[place.nodes, place.slot].reshape(place.shape + tuple(feat))
         return {name: out[name] for name in self.param_names}
 
     # ------------------------------------------------------------------ variants

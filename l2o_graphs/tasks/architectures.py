@@ -1,0 +1,110 @@
+"""Optimizee architectures: MLPs, the paper's small CNN, CNNs with flatten, residual CNNs."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATION_MODULES: Dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU, "identity": nn.Identity,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATION_MODULES:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATION_MODULES)}")
+    return ACTIVATION_MODULES[name]()
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu", flatten_input: bool = True) -> nn.Sequential:
+    """``sizes = [in, hidden..., out]``; the activation follows every layer but the last.
+
+    With ``flatten_input`` the input ``[B, *]`` is flattened first (images go in as they are)."""
+    if len(sizes) < 2:
+        raise ValueError(f"an MLP needs at least input and output sizes, got {list(sizes)}")
+    layers: list = [nn.Flatten()] if flatten_input else []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(_activation(activation))
+    return nn.Sequential(*layers)
+
+
+def paper_cnn(width: int = 1, in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """The CNN of Kofinas et al.'s learning-to-optimize experiment (see ANCHORS.md).
+
+    conv ``in -> 16w`` (3x3, stride 2), ``16w -> 32w`` (3x3, stride 2), ``32w -> 32w`` (3x3),
+    ReLU after each, global average pooling, linear ``32w -> num_classes``; ``width=2`` is the
+    meta-test network. On 28x28 inputs the maps are 13x13, 6x6 and 4x4."""
+    c1, c2 = 16 * width, 32 * width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 3, stride=2), nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, stride=2), nn.ReLU(),
+        nn.Conv2d(c2, c2, 3), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, num_classes))
+
+
+def cnn_flatten(channels: Sequence[int] = (8, 16), kernel: int = 3, image_size: int = 28,
+                hidden: int = 32, num_classes: int = 10, activation: str = "relu",
+                in_channels: int = 1) -> nn.Sequential:
+    """Stride-2 convs, then the feature map flattened into two linear layers."""
+    layers: list = []
+    size, prev = image_size, in_channels
+    for c in channels:
+        layers += [nn.Conv2d(prev, c, kernel, stride=2, padding=kernel // 2), _activation(activation)]
+        size, prev = (size + 2 * (kernel // 2) - kernel) // 2 + 1, c
+    layers += [nn.Flatten(), nn.Linear(prev * size * size, hidden), _activation(activation),
+               nn.Linear(hidden, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """``relu(x + bn2(conv2(relu(bn1(conv1(x))))))`` with 3x3 convs keeping the channel count."""
+
+    def __init__(self, channels: int, activation: str = "relu"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act1 = _activation(activation)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act2 = _activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act2(x + self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
+
+
+class ResidualCNN(nn.Module):
+    """Stem conv + BN, ``blocks`` residual blocks, global average pooling, linear head."""
+
+    def __init__(self, channels: int = 16, blocks: int = 2, in_channels: int = 1, num_classes: int = 10,
+                 activation: str = "relu"):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1)
+        self.stem_bn = nn.BatchNorm2d(channels)
+        self.stem_act = _activation(activation)
+        self.blocks = nn.Sequential(*[ResidualBlock(channels, activation) for _ in range(blocks)])
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.blocks(self.stem_act(self.stem_bn(self.stem(x))))
+        return self.head(torch.flatten(x.mean(dim=(2, 3)), 1))
+
+
+ARCHITECTURES: Dict[str, Callable[[], nn.Module]] = {
+    "paper-cnn": paper_cnn,
+    "paper-cnn-x2": lambda: paper_cnn(width=2),
+    "mlp": lambda: mlp([784, 128, 128, 10]),
+    "cnn-flatten": cnn_flatten,
+    "residual-cnn": ResidualCNN,
+}
+"""Named architectures for the command line (28x28 single-channel inputs)."""
+
+
+def build_architecture(name: str) -> nn.Module:
+    """One of :data:`ARCHITECTURES`, freshly initialised."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]()
