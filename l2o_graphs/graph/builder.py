@@ -1,13 +1,15 @@
 """Accumulates nodes, edges and parameter placements, then freezes them into a NeuralGraph."""
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import Tensor
 
 from l2o_graphs.graph.neural_graph import (
-    EDGE_RESIDUAL, EDGE_WEIGHT, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, ROLE_OUTPUT, SLOT_EMPTY,
+    EDGE_RESIDUAL, EDGE_UNPLACED, EDGE_WEIGHT, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, ROLE_OUTPUT,
+    SLOT_EMPTY, SLOT_OTHER,
     EdgePlacement, NeuralGraph, NodeIndex, NodePlacement)
 
 
@@ -78,6 +80,23 @@ class GraphBuilder:
         self.node_places.append(NodePlacement(name, tuple(shape), index, slot))
         self._slot_kinds.append((index, slot, kind))
         self.placed.add(name)
+
+    def add_block(self, name: str, shape: torch.Size) -> None:
+        """Place a tensor the wiring does not explain as a block of fixed nodes of its own:
+        ``[a, b, *kernel]`` a bipartite ``b -> a`` block (kernel dims on the edges, more than two
+        flattened), ``[n]`` or a scalar on ``n`` (or 1) nodes."""
+        depth = self.max_depth + 1
+        if len(shape) <= 1:
+            nodes = self.add_nodes(max(1, shape.numel()), depth, ROLE_FIXED)
+            self.add_node_param(name, shape, nodes, SLOT_OTHER)
+            return
+        rows, cols, rest = shape[0], shape[1], tuple(shape[2:])
+        kernel = (1, 1) if not rest else ((1, rest[0]) if len(rest) == 1 else
+                                          (rest[0], rest[1]) if len(rest) == 2 else (1, math.prod(rest)))
+        src_nodes = self.add_nodes(cols, depth, ROLE_FIXED)
+        dst_nodes = self.add_nodes(rows, depth + 1, ROLE_FIXED)
+        self.add_weight(name, shape, src_nodes.repeat(rows), dst_nodes.repeat_interleave(cols), kernel,
+                        kind=EDGE_UNPLACED)
 
     def set_activation(self, nodes: Tensor, activation: int) -> None:
         self._activations.append((nodes, activation))

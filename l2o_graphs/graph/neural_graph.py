@@ -17,6 +17,7 @@ Entries that hold no parameter are zero after ``gather`` and ignored by ``scatte
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -139,12 +140,12 @@ class NeuralGraph:
             total += int(torch.Size(shape).numel())
         return total
 
-    @property
+    @cached_property
     def node_mask(self) -> Tensor:
         """``[N, S]`` bool: slots that hold a parameter."""
         return self.node_slot_kind != SLOT_EMPTY
 
-    @property
+    @cached_property
     def edge_mask(self) -> Tensor:
         """``[E, K]`` bool: kernel positions that hold a parameter."""
         kh_max, kw_max = self.kernel_shape

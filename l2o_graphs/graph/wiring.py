@@ -13,14 +13,14 @@ import operator
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Hashable, List, Optional, Tuple, Union
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, fx, nn
 
 from l2o_graphs.graph.builder import GraphBuilder
 from l2o_graphs.graph.neural_graph import (
-    EDGE_UNPLACED, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, SLOT_BIAS, SLOT_NORM_BIAS, SLOT_NORM_WEIGHT,
+    ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, SLOT_BIAS, SLOT_NORM_BIAS, SLOT_NORM_WEIGHT,
     SLOT_OTHER, NeuralGraph)
 
 ACTIVATION_NAMES = ("none", "relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "elu",
@@ -391,24 +391,9 @@ class _Reader:
 
     def place_leftovers(self) -> List[str]:
         """Block graphs for parameters the wiring did not place; returns their names."""
-        leftovers = []
-        for name, param in self.module.named_parameters():
-            if name in self.builder.placed:
-                continue
-            leftovers.append(name)
-            depth = self.builder.max_depth + 1
-            if param.dim() <= 1:
-                nodes = self.builder.add_nodes(max(1, param.numel()), depth, ROLE_FIXED)
-                self.builder.add_node_param(name, param.shape, nodes, SLOT_OTHER)
-                continue
-            rows, cols, rest = param.shape[0], param.shape[1], tuple(param.shape[2:])
-            kernel = (1, 1) if not rest else ((1, rest[0]) if len(rest) == 1 else
-                                              (rest[0], rest[1]) if len(rest) == 2 else (1, math.prod(rest)))
-            src_nodes = self.builder.add_nodes(cols, depth, ROLE_FIXED)
-            dst_nodes = self.builder.add_nodes(rows, depth + 1, ROLE_FIXED)
-            src = src_nodes.repeat(rows)
-            dst = dst_nodes.repeat_interleave(cols)
-            self.builder.add_weight(name, param.shape, src, dst, kernel, kind=EDGE_UNPLACED)
+        leftovers = [name for name, _ in self.module.named_parameters() if name not in self.builder.placed]
+        for name in leftovers:
+            self.builder.add_block(name, self.module.get_parameter(name).shape)
         return leftovers
 
 
@@ -429,6 +414,18 @@ def unwrap_module(module: nn.Module) -> nn.Module:
             module = module.module
         else:
             return module
+
+
+def block_graph(named_shapes: Sequence[Tuple[str, Sequence[int]]]) -> NeuralGraph:
+    """A graph in which every tensor is a block of its own (no wiring known): a 2-D (or larger)
+    tensor a bipartite block, a 1-D tensor or a scalar its own nodes. Every node is ``fixed``."""
+    if not named_shapes:
+        raise ValueError("block_graph needs at least one tensor")
+    builder = GraphBuilder()
+    for name, shape in named_shapes:
+        builder.add_block(name, torch.Size(shape))
+    names, shapes = zip(*[(n, tuple(s)) for n, s in named_shapes])
+    return builder.finish(names, shapes, None, traced=False)
 
 
 def _first_line(err: BaseException) -> str:

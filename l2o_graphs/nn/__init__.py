@@ -1,0 +1,22 @@
+"""Learned-update networks: NG-GNN and NG-T on the neural graph, FF and LSTM baselines."""
+from typing import Callable, Dict
+
+from l2o_graphs.nn.base import UpdateNet
+from l2o_graphs.nn.baselines import PerParameterMLP, PerTensorLSTM
+from l2o_graphs.nn.graph_nets import NGGNN, NGT, GraphUpdateNet
+
+NETS: Dict[str, Callable[..., UpdateNet]] = {"ng-gnn": NGGNN, "ng-t": NGT, "ff": PerParameterMLP,
+                                             "lstm": PerTensorLSTM}
+
+
+def build_net(name: str, **config: object) -> UpdateNet:
+    """A freshly initialised network ``name`` (one of :data:`NETS`) with ``config`` overrides."""
+    if name not in NETS:
+        raise ValueError(f"unknown net {name!r}; choose one of {', '.join(NETS)}")
+    try:
+        return NETS[name](**config)
+    except TypeError as err:
+        raise ValueError(f"bad config for net {name!r}: {err}") from err
+
+
+__all__ = ["UpdateNet", "GraphUpdateNet", "NGGNN", "NGT", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]

@@ -1,0 +1,72 @@
+"""The interface every learned-update network implements, and small shared pieces."""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs.graph import NeuralGraph
+
+TensorDict = Dict[str, Tensor]
+
+
+class UpdateNet(nn.Module, abc.ABC):
+    """Maps per-element features to a per-element (direction, magnitude) pair.
+
+    ``forward(features, time, graph, net_state) -> (outputs, new_net_state)`` where
+    ``features[name]`` is ``[*param.shape, F]``, ``time`` is ``[T]`` (global time features),
+    ``graph`` the optimizee's neural graph (None for nets that do not use it), ``net_state`` a dict
+    of per-tensor recurrent state (``{}`` for stateless nets) and ``outputs[name]`` is
+    ``[*param.shape, 2]``. Implementations must not mix information across graphs of a batch.
+    """
+
+    uses_graph: bool = False
+
+    def __init__(self, **config: object):
+        super().__init__()
+        self.config = dict(config)
+
+    def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:
+        """Per-tensor recurrent state at step 0, one tensor per parameter name (float32)."""
+        return {}
+
+    @abc.abstractmethod
+    def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
+                net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+        """See the class docstring."""
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:
+    """``layers`` linear layers with ReLU between them."""
+    dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+    modules: list = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        modules.append(nn.Linear(a, b))
+        if i < layers - 1:
+            modules.append(nn.ReLU())
+    return nn.Sequential(*modules)
+
+
+def sinusoidal(x: Tensor, dim: int, max_period: float = 1000.0) -> Tensor:
+    """``[*x.shape, dim]`` sin/cos embedding of (integer or real) positions ``x``; defined for any
+    value, so sizes unseen in training still embed."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = x.float().unsqueeze(-1) * freqs
+    return torch.cat([torch.sin(angles), torch.cos(angles)], -1)
+
+
+def flatten_features(features: Mapping[str, Tensor]) -> Tuple[Tensor, list]:
+    """Concatenate ``[*shape, F]`` tensors into ``[P, F]``; returns it and the shapes to split back."""
+    shapes = [(n, f.shape[:-1]) for n, f in features.items()]
+    flat = torch.cat([f.reshape(-1, f.shape[-1]) for f in features.values()])
+    return flat, shapes
+
+
+def split_outputs(flat: Tensor, shapes: list) -> TensorDict:
+    """Inverse of :func:`flatten_features` for an output ``[P, O]``."""
+    sizes = [int(torch.Size(s).numel()) for _, s in shapes]
+    return {n: part.reshape(*s, flat.shape[-1]) for (n, s), part in zip(shapes, torch.split(flat, sizes))}

@@ -1,0 +1,221 @@
+"""``NeuralGraphOptimizer``: a ``torch.optim.Optimizer`` whose update is proposed by a learned
+network that reads the optimizee as a neural graph."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
+from l2o_graphs.nn import NETS, UpdateNet, build_net
+from l2o_graphs.optim.update import OptState, learned_update
+from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
+
+DEFAULT = "default"
+
+
+def _fresh_net(name: str, seed: int, config: Optional[Dict[str, Any]]) -> UpdateNet:
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+        torch.manual_seed(seed)
+        return build_net(name, **(config or {}))
+
+
+class NeuralGraphOptimizer(torch.optim.Optimizer):
+    """Learned optimizer on the optimizee's neural graph; a drop-in ``torch.optim.Optimizer``.
+
+    Args:
+        params: the model itself, or ``model.parameters()`` / param groups as for any optimizer.
+        weights: ``"default"`` (the weights shipped in ``l2o_graphs/pretrained/``), a path to a
+            weights file, or None for freshly initialised meta-parameters (``seed``).
+        module: the model the parameters belong to, when ``params`` is not the model; without
+            it every tensor becomes its own block graph (with a warning).
+        net: ``"ng-gnn"``, ``"ng-t"``, ``"ff"`` or ``"lstm"``.
+        lr: multiplier on the learned step (per param group; schedulers change it).
+        weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
+        lam: step scale of ``delta = -lr * d * lam * exp(m * lam)``.
+        seed: initialisation seed when ``weights=None``.
+        net_config: overrides of the net's hyper-parameters when ``weights=None``.
+
+    ``state[p]`` holds ``momenta`` ``[*p.shape, 5]`` and ``second_moment`` (float32),
+    ``updates`` and ``skipped`` counts (updates skipped because the gradient was not finite),
+    ``step`` (the global step) and, for recurrent nets, ``net_state``.
+    """
+
+    def __init__(self, params: Union[nn.Module, Iterable[Tensor], Iterable[Dict[str, Any]]],
+                 weights: Union[str, Path, None] = DEFAULT, *, module: Optional[nn.Module] = None,
+                 net: str = "ng-gnn", lr: float = 1.0, weight_decay: float = 0.0, lam: float = 0.01,
+                 seed: int = 0, net_config: Optional[Dict[str, Any]] = None):
+        if isinstance(params, nn.Module):
+            if module is not None and module is not params:
+                raise ValueError("pass the model either as params or as module, not two different ones")
+            module, params = params, params.parameters()
+        if lr < 0:
+            raise ValueError(f"invalid lr {lr}: must be >= 0")
+        if weight_decay < 0:
+            raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
+        if not lam > 0:
+            raise ValueError(f"invalid lam {lam}: must be > 0")
+        if net not in NETS:
+            raise ValueError(f"unknown net {net!r}; choose one of {', '.join(NETS)}")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+        self.lam = lam
+        self.net = self._make_net(weights, net, seed, net_config)
+        self._named, self._graph = self._bind(module)
+        self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _make_net(weights: Union[str, Path, None], net: str, seed: int,
+                  net_config: Optional[Dict[str, Any]]) -> UpdateNet:
+        if weights is None:
+            return _fresh_net(net, seed, net_config)
+        if net_config is not None:
+            raise ValueError("net_config only applies to freshly initialised nets (weights=None)")
+        if isinstance(weights, str) and weights == DEFAULT:
+            path = PRETRAINED_DIR / f"{net}.pt"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no shipped weights for net {net!r} (looked for {path}). Pass weights='path/to/file.pt' "
+                    f"(a file written by l2o_graphs.optim.save_weights or meta-training), or weights=None "
+                    f"for a freshly initialised, untrained net.")
+            weights = path
+        loaded = load_weights(weights, expected_net=net)
+        loaded.requires_grad_(False)
+        return loaded
+
+    def _bind(self, module: Optional[nn.Module]) -> Tuple[List[Tuple[str, Tensor]], Optional[NeuralGraph]]:
+        """Names for every parameter of the graph, and the graph (None for graph-free nets)."""
+        own = [p for group in self.param_groups for p in group["params"]]
+        if module is not None:
+            inner = unwrap_module(module)
+            named = list(inner.named_parameters())
+            known = {id(p) for _, p in named}
+            foreign = sum(id(p) not in known for p in own)
+            if foreign:
+                raise ValueError(f"{foreign} of the optimizer's parameters do not belong to the given "
+                                 f"module ({type(inner).__name__})")
+            graph = NeuralGraph.from_module(inner) if self.net.uses_graph else None
+            return named, graph
+        named = [(f"param{i}", p) for i, p in enumerate(own)]
+        if self.net.uses_graph:
+            warnings.warn("NeuralGraphOptimizer got parameters without their module: every tensor becomes a "
+                          "block graph of its own and the wiring of the network is not seen; pass module=model "
+                          "(or the model itself) to use it.", NeuralGraphWarning, stacklevel=3)
+        graph = block_graph([(n, p.shape) for n, p in named]) if self.net.uses_graph else None
+        return named, graph
+
+    @property
+    def graph(self) -> Optional[NeuralGraph]:
+        """The optimizee's neural graph (None for nets that do not read it)."""
+        return self._graph
+
+    @property
+    def skipped_updates(self) -> int:
+        """Parameter-tensor updates skipped so far because their gradient was not finite."""
+        return sum(int(s["skipped"]) for s in self.state.values() if "skipped" in s)
+
+    # ------------------------------------------------------------------ state <-> OptState
+    def _graph_for(self, device: torch.device) -> Optional[NeuralGraph]:
+        if device not in self._graph_on:
+            self._graph_on[device] = None if self._graph is None else self._graph.to(device)
+        return self._graph_on[device]
+
+    def _collect_state(self, params: Dict[str, Tensor]) -> OptState:
+        momenta, second, net_state, updates, skipped, step = {}, {}, {}, {}, {}, 0
+        fresh_net_state = None
+        for name, p in params.items():
+            st = self.state.get(p, {})
+            if "momenta" in st:
+                momenta[name], second[name] = st["momenta"], st["second_moment"]
+                updates[name], skipped[name] = int(st["updates"]), int(st["skipped"])
+                step = max(step, int(st["step"]))
+            else:
+                momenta[name] = torch.zeros(*p.shape, 5, device=p.device)
+                second[name] = torch.zeros(p.shape, device=p.device)
+                updates[name] = skipped[name] = 0
+            if "net_state" in st:
+                net_state[name] = st["net_state"]
+            else:
+                if fresh_net_state is None:
+                    fresh_net_state = self.net.init_net_state(params)
+                if name in fresh_net_state:
+                    net_state[name] = fresh_net_state[name]
+        return OptState(momenta, second, net_state, updates, skipped, step)
+
+    def _store_state(self, params: Dict[str, Tensor], owned: Dict[int, Dict[str, Any]], new: OptState) -> None:
+        for name, p in params.items():
+            if id(p) not in owned:
+                continue
+            st = self.state[p]
+            st["momenta"], st["second_moment"] = new.momenta[name], new.second_moment[name]
+            st["updates"] = torch.tensor(new.updates[name])
+            st["skipped"] = torch.tensor(new.skipped[name])
+            st["step"] = torch.tensor(float(new.step))
+            if name in new.net_state:
+                st["net_state"] = new.net_state[name]
+
+    # ------------------------------------------------------------------ the step
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Apply one learned update; returns ``closure()``'s loss when a closure is given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        owned = {id(p): group for group in self.param_groups for p in group["params"]}
+        params = {name: p for name, p in self._named}
+        grads: Dict[str, Optional[Tensor]] = {}
+        for name, p in self._named:
+            g = p.grad if id(p) in owned and p.requires_grad else None
+            if g is not None and g.is_sparse:
+                raise RuntimeError("NeuralGraphOptimizer does not support sparse gradients")
+            grads[name] = g
+        if all(g is None for g in grads.values()):
+            return loss
+        device = next(iter(params.values())).device
+        if any(p.device != device for p in params.values()):
+            raise RuntimeError("NeuralGraphOptimizer needs all parameters of the model on one device")
+        if next(self.net.parameters()).device != device:
+            self.net.to(device)
+
+        state = self._collect_state(params)
+        lr = {n: owned[id(p)]["lr"] if id(p) in owned else 0.0 for n, p in params.items()}
+        decay = {n: owned[id(p)]["weight_decay"] if id(p) in owned else 0.0 for n, p in params.items()}
+        new_params, new_state = learned_update(
+            self.net, self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads, state,
+            lr=lr, weight_decay=decay, lam=self.lam)
+        for name, value in new_params.items():
+            params[name].copy_(value)
+        self._store_state(params, owned, new_state)
+        return loss
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """torch.optim's state dict plus the update network (name, config, weights) and ``lam``."""
+        out = super().state_dict()
+        out["l2o"] = {"net": net_name(self.net), "config": dict(self.net.config), "lam": self.lam,
+                      "weights": {k: v.detach().clone() for k, v in self.net.state_dict().items()}}
+        return out
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        meta = state_dict.pop("l2o", None)
+        if meta is not None:
+            if meta["net"] != net_name(self.net) or meta["config"] != self.net.config:
+                raise ValueError(f"state dict is for net {meta['net']!r} {meta['config']}, this optimizer "
+                                 f"runs {net_name(self.net)!r} {self.net.config}")
+            self.net.load_state_dict(meta["weights"])
+            self.lam = meta["lam"]
+        saved_state = state_dict["state"]
+        super().load_state_dict(state_dict)
+        # torch.optim casts floating state to each parameter's dtype (bfloat16 params would lose
+        # the float32 moments): put the saved values back, only moved to the parameter's device.
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        current = [p for group in self.param_groups for p in group["params"]]
+        for pid, p in zip(saved_ids, current):
+            if pid in saved_state:
+                self.state[p] = {k: v.to(p.device) if isinstance(v, Tensor) else v
+                                 for k, v in saved_state[pid].items()}

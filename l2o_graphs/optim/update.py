@@ -1,0 +1,99 @@
+"""The learned update as a pure function: ``(params, grads, state, net) -> (new params, new state)``.
+
+Meta-training differentiates through :func:`learned_update`; :class:`NeuralGraphOptimizer` is a
+thin stateful shell around it. No tensor passed in is modified.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from l2o_graphs import features as F
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.nn import UpdateNet
+
+TensorDict = Dict[str, Tensor]
+PerTensor = Union[float, Mapping[str, float]]
+
+
+@dataclass
+class OptState:
+    """Optimizer state of a whole model, keyed by parameter name.
+
+    ``momenta[name]``: ``[*shape, 5]`` float32; ``second_moment[name]``: ``[*shape]`` float32;
+    ``net_state[name]``: the net's per-tensor recurrent state; ``updates[name]``: how many updates
+    the tensor received; ``skipped[name]``: how many were skipped for a non-finite gradient;
+    ``step``: the global step count (time features).
+    """
+
+    momenta: TensorDict
+    second_moment: TensorDict
+    net_state: TensorDict
+    updates: Dict[str, int] = field(default_factory=dict)
+    skipped: Dict[str, int] = field(default_factory=dict)
+    step: int = 0
+
+
+def init_state(params: Mapping[str, Tensor], net: UpdateNet) -> OptState:
+    momenta, second = F.init_moments(params)
+    return OptState(momenta, second, net.init_net_state(params), {n: 0 for n in params}, {n: 0 for n in params})
+
+
+def _per_tensor(value: PerTensor, name: str) -> float:
+    return float(value[name]) if isinstance(value, Mapping) else float(value)
+
+
+def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping[str, Tensor],
+                   grads: Mapping[str, Optional[Tensor]], state: OptState, *, lr: PerTensor = 1.0,
+                   weight_decay: PerTensor = 0.0, lam: float = 0.01) -> Tuple[TensorDict, OptState]:
+    """One learned step.
+
+    Args:
+        net: the update network (its parameters are the meta-parameters).
+        graph: the optimizee's neural graph (None for nets that do not use it).
+        params: every parameter of the optimizee, in the graph's order (they all enter the graph).
+        grads: gradient per name; None (or a missing name) leaves that tensor untouched. A tensor
+            whose gradient holds NaN or inf is not updated either, its moments are not advanced,
+            its gradient enters the features as zero (it cannot poison its neighbours), and
+            ``skipped[name]`` counts it.
+        state: from :func:`init_state` or a previous call.
+        lr: multiplier on the learned step (per name or one for all).
+        weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
+        lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)``.
+    Returns:
+        New parameters (float32 computation, cast back to each parameter's dtype) for the names
+        that were updated, and the new state.
+    """
+    step = state.step + 1
+    time = F.time_features(step, device=next(iter(params.values())).device)
+    features: TensorDict = {}
+    momenta, second = dict(state.momenta), dict(state.second_moment)
+    active = []
+    skipped = dict(state.skipped)
+    for name, p in params.items():
+        g = grads.get(name)
+        if g is not None and bool(torch.isfinite(g).all()):
+            momenta[name], second[name] = F.accumulate(g, state.momenta[name], state.second_moment[name])
+            active.append(name)
+        else:
+            if g is not None:
+                skipped[name] = skipped.get(name, 0) + 1
+            g = torch.zeros_like(p)
+        tensor_step = max(1, state.updates.get(name, 0) + (name in active))
+        features[name] = F.element_features(p, g, momenta[name], second[name], tensor_step)
+
+    outputs, net_state = net(features, time, graph, state.net_state)
+    new_params: TensorDict = {}
+    for name in active:
+        p = params[name]
+        direction, magnitude = outputs[name].unbind(-1)
+        rate = _per_tensor(lr, name)
+        delta = -rate * direction * lam * torch.exp(magnitude * lam)
+        decay = rate * lam * _per_tensor(weight_decay, name)
+        new_params[name] = (p.float() * (1 - decay) + delta).to(p.dtype)
+    new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}
+    updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
+    return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)

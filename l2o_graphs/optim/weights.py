@@ -1,0 +1,64 @@
+"""Saving and loading update-network weights (``torch.load(..., weights_only=True)`` only)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from l2o_graphs.nn import NETS, UpdateNet, build_net
+
+FORMAT = "l2o_graphs.update_net"
+VERSION = 1
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def net_name(net: UpdateNet) -> str:
+    """The registry name (``"ng-gnn"``, ...) of a network instance."""
+    for name, cls in NETS.items():
+        if type(net) is cls:
+            return name
+    raise ValueError(f"{type(net).__name__} is not a registered update network ({', '.join(NETS)})")
+
+
+def save_weights(net: UpdateNet, path: Union[str, Path], **metadata: object) -> None:
+    """Write ``net``'s name, config and weights (plus JSON-like ``metadata``) to ``path``."""
+    blob = {"format": FORMAT, "version": VERSION, "net": net_name(net), "config": dict(net.config),
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "metadata": dict(metadata)}
+    torch.save(blob, Path(path))
+
+
+def load_weights(path: Union[str, Path], expected_net: Optional[str] = None) -> UpdateNet:
+    """Rebuild a network from a weights file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a weights file of this package (or not loadable with
+            ``weights_only=True``), another net than ``expected_net``, or weights whose shapes do
+            not fit the recorded config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} cannot be loaded with torch.load(weights_only=True): "
+                         f"{str(err).splitlines()[0]}") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an l2o_graphs weights file (expected a dict with format={FORMAT!r})")
+    if blob.get("version") != VERSION:
+        raise ValueError(f"{path} has weights format version {blob.get('version')}; this package reads {VERSION}")
+    name = blob.get("net")
+    if expected_net is not None and name != expected_net:
+        raise ValueError(f"{path} holds weights of net {name!r}, but net={expected_net!r} was asked for; "
+                         f"pass net={name!r} or a file of {expected_net!r}")
+    net = build_net(name, **blob["config"])
+    try:
+        net.load_state_dict(blob["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit net {name!r} with config {blob['config']}: "
+                         f"{str(err).splitlines()[0]} ...") from err
+    return net
