@@ -91,8 +91,8 @@ def test_residual_cnn_with_batchnorm():
     assert kinds == {"empty", "bias", "norm_weight", "norm_bias"}
     nx, _ = g.gather(dict(model.named_parameters()))
     stem_nodes = (g.node_layer == 1).nonzero().squeeze(1)
-    assert torch.equal(nx[stem_nodes, 0], model.stem.bias.detach())
-    assert torch.equal(nx[stem_nodes, 1], model.stem_bn.weight.detach())
+    assert torch.equal(nx[stem_nodes, 0], model.stem_bn.weight.detach())  # the stem conv has no bias
+    assert torch.equal(nx[stem_nodes, 1], model.stem_bn.bias.detach())
     # residual edges: identity kernel, from the stream into each block's output
     res = g.edge_kind == 1
     src, dst = g.edge_index[:, res]

@@ -147,8 +147,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
 
     def _store_state(self, params: Dict[str, Tensor], owned: Dict[int, Dict[str, Any]], new: OptState) -> None:
         for name, p in params.items():
-            if id(p) not in owned:
-                continue
+            if id(p) not in owned or (new.updates[name] == 0 and new.skipped[name] == 0):
+                continue  # never updated (no gradient yet, or frozen): keep no state for it
             st = self.state[p]
             st["momenta"], st["second_moment"] = new.momenta[name], new.second_moment[name]
             st["updates"] = torch.tensor(new.updates[name])

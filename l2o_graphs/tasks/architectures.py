@@ -82,7 +82,8 @@ class ResidualCNN(nn.Module):
     def __init__(self, channels: int = 16, blocks: int = 2, in_channels: int = 1, num_classes: int = 10,
                  activation: str = "relu"):
         super().__init__()
-        self.stem = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1)
+        # no bias: BatchNorm right after removes it (its gradient would be pure rounding noise)
+        self.stem = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(channels)
         self.stem_act = _activation(activation)
         self.blocks = nn.Sequential(*[ResidualBlock(channels, activation) for _ in range(blocks)])

@@ -1,0 +1,329 @@
+"""NeuralGraphOptimizer behaves like a torch.optim.Optimizer."""
+import copy
+import io
+import os
+import pickle
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from l2o_graphs import NeuralGraphOptimizer, NeuralGraphWarning
+from l2o_graphs.optim import load_weights, save_weights
+from l2o_graphs.nn import build_net
+from l2o_graphs.tasks import ResidualCNN, mlp, paper_cnn
+
+NETS = ["ng-gnn", "ng-t", "ff", "lstm"]
+
+
+class ArbitraryObject:
+    """Stands for any pickled object: weights_only loading must refuse it."""
+
+
+def _batch(seed: int, n: int = 8):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 16, 16, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+
+
+def _model():
+    torch.manual_seed(0)
+    return paper_cnn()
+
+
+def _train(model, opt, steps, start=0):
+    for i in range(start, start + steps):
+        x, y = _batch(i)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "lstm"])
+def test_resume_equals_uninterrupted_run(net):
+    model = _model()
+    reference = copy.deepcopy(model)
+    ref_opt = NeuralGraphOptimizer(reference, weights=None, net=net)
+    _train(reference, ref_opt, 20)
+
+    opt = NeuralGraphOptimizer(model, weights=None, net=net)
+    _train(model, opt, 10)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+
+    resumed = paper_cnn()
+    resumed.load_state_dict(saved["model"])
+    resumed_opt = NeuralGraphOptimizer(resumed, weights=None, net=net, seed=123)  # other weights: overwritten
+    resumed_opt.load_state_dict(saved["opt"])
+    _train(resumed, resumed_opt, 10, start=10)
+    _assert_same(_params(resumed), _params(reference))
+
+
+def test_state_dict_of_another_net_is_rejected():
+    model = _model()
+    opt = NeuralGraphOptimizer(model, weights=None, net="ff")
+    _train(model, opt, 1)
+    other = NeuralGraphOptimizer(_model(), weights=None, net="lstm")
+    with pytest.raises(ValueError, match="state dict is for net 'ff'"):
+        other.load_state_dict(opt.state_dict())
+
+
+def test_module_argument_gives_the_same_result_as_passing_the_model():
+    a, b = _model(), _model()
+    _train(a, NeuralGraphOptimizer(a, weights=None), 3)
+    _train(b, NeuralGraphOptimizer(b.parameters(), weights=None, module=b), 3)
+    _assert_same(_params(a), _params(b))
+
+
+def test_parameters_without_module_warn_and_train():
+    model = _model()
+    with pytest.warns(NeuralGraphWarning, match="without their module"):
+        opt = NeuralGraphOptimizer(model.parameters(), weights=None)
+    before = _params(model)
+    _train(model, opt, 2)
+    assert all(not torch.equal(a, b) for a, b in zip(before, _params(model)))
+    assert opt.graph.num_params == sum(p.numel() for p in model.parameters())
+
+
+def test_foreign_parameters_are_rejected():
+    with pytest.raises(ValueError, match="do not belong"):
+        NeuralGraphOptimizer([nn.Parameter(torch.zeros(3))], weights=None, module=_model())
+
+
+@pytest.mark.parametrize("kwargs, match", [({"lr": -1.0}, "invalid lr"), ({"weight_decay": -0.1}, "weight_decay"),
+                                           ({"lam": 0.0}, "invalid lam"), ({"net": "adam"}, "unknown net")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NeuralGraphOptimizer(_model(), weights=None, **kwargs)
+
+
+def test_lr_scales_the_step_and_schedulers_drive_it():
+    a, b = _model(), _model()
+    opt_a = NeuralGraphOptimizer(a, weights=None, lr=1.0)
+    opt_b = NeuralGraphOptimizer(b, weights=None, lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt_a, step_size=1, gamma=0.5)
+    grads = [torch.randn_like(p) for p in a.parameters()]
+
+    def step(model, opt):
+        before = _params(model)
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        opt.step()
+        return [after - prev for after, prev in zip(_params(model), before)]
+
+    first_a, first_b = step(a, opt_a), step(b, opt_b)
+    _assert_same(first_a, first_b)
+    scheduler.step()
+    assert opt_a.param_groups[0]["lr"] == 0.5
+    second_a, second_b = step(a, opt_a), step(b, opt_b)
+    for da, db in zip(second_a, second_b):
+        torch.testing.assert_close(da, 0.5 * db, rtol=1e-5, atol=1e-7)
+
+
+def test_closure_loss_is_returned():
+    model = _model()
+    opt = NeuralGraphOptimizer(model, weights=None)
+    x, y = _batch(0)
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    before = _params(model)
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.item() > 0
+    assert not torch.equal(before[0], _params(model)[0])
+
+
+def test_grad_none_and_frozen_parameters_are_untouched():
+    model = _model()
+    frozen = model[0].weight
+    frozen.requires_grad_(False)
+    opt = NeuralGraphOptimizer(model, weights=None)
+    x, y = _batch(0)
+    nn.functional.cross_entropy(model(x), y).backward()
+    model[2].bias.grad = None
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(after["0.weight"], before["0.weight"])
+    assert torch.equal(after["2.bias"], before["2.bias"])
+    assert not torch.equal(after["2.weight"], before["2.weight"])
+    assert model[2].bias not in opt.state or "momenta" not in opt.state[model[2].bias]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradient_is_skipped_and_counted(bad):
+    def run(poison):
+        model = _model()
+        opt = NeuralGraphOptimizer(model, weights=None, net="ng-gnn")
+        x, y = _batch(0)
+        nn.functional.cross_entropy(model(x), y).backward()
+        if poison:
+            model[2].weight.grad[0, 0, 0, 0] = bad
+        else:
+            model[2].weight.grad = None
+        before = _params(model)
+        opt.step()
+        return model, opt, before
+
+    model, opt, before = run(poison=True)
+    clean, _, _ = run(poison=False)
+    assert torch.equal(model[2].weight, before[2])
+    assert int(opt.state[model[2].weight]["skipped"]) == 1 and opt.skipped_updates == 1
+    for p, q in zip(model.parameters(), clean.parameters()):
+        assert bool(torch.isfinite(p).all())
+        assert torch.equal(p, q)  # the poisoned tensor entered as zero: neighbours unaffected
+
+
+def test_grad_scaler_step_with_inf_changes_nothing():
+    model = _model()
+    opt = NeuralGraphOptimizer(model, weights=None)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    x, y = _batch(0)
+    scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+    model[4].weight.grad[0, 0, 0, 0] = float("inf")
+    before = _params(model)
+    scaler.step(opt)
+    scaler.update()
+    _assert_same(before, _params(model))
+    assert scaler.get_scale() < 2.0 ** 8
+    opt.zero_grad()
+    scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+    scaler.step(opt)
+    assert not torch.equal(before[0], _params(model)[0])
+
+
+def test_bfloat16_parameters_compute_in_float32():
+    model = _model().to(torch.bfloat16)
+    opt = NeuralGraphOptimizer(model, weights=None)
+    for i in range(3):
+        x, y = _batch(i)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x.to(torch.bfloat16)), y).backward()
+        opt.step()
+    for p in model.parameters():
+        assert p.dtype == torch.bfloat16 and bool(torch.isfinite(p).all())
+        assert opt.state[p]["momenta"].dtype == torch.float32
+    fresh = NeuralGraphOptimizer(model, weights=None)
+    fresh.load_state_dict(opt.state_dict())
+    for p in model.parameters():  # not cast to bfloat16 on load
+        assert torch.equal(fresh.state[p]["momenta"], opt.state[p]["momenta"])
+
+
+def test_step_builds_no_autograd_graph_and_keeps_only_its_state():
+    model = _model()
+    opt = NeuralGraphOptimizer(model, weights=None, net="lstm")
+    _train(model, opt, 2)
+    for p in model.parameters():
+        assert p.grad_fn is None and p.is_leaf
+        assert set(opt.state[p]) == {"momenta", "second_moment", "updates", "skipped", "step", "net_state"}
+        assert all(not t.requires_grad for t in opt.state[p].values())
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_weights_file_round_trip(tmp_path, net):
+    original = build_net(net)
+    save_weights(original, tmp_path / "w.pt", note="test")
+    loaded = load_weights(tmp_path / "w.pt")
+    assert type(loaded) is type(original)
+    for a, b in zip(original.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    model = _model()
+    opt = NeuralGraphOptimizer(model, weights=tmp_path / "w.pt", net=net)
+    _train(model, opt, 1)
+
+
+def test_weights_file_of_the_wrong_kind(tmp_path):
+    save_weights(build_net("ff"), tmp_path / "ff.pt")
+    with pytest.raises(ValueError, match="holds weights of net 'ff'"):
+        NeuralGraphOptimizer(_model(), weights=tmp_path / "ff.pt", net="ng-gnn")
+    blob = torch.load(tmp_path / "ff.pt", weights_only=True)
+    blob["config"]["hidden"] = 7
+    torch.save(blob, tmp_path / "bad_shape.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        load_weights(tmp_path / "bad_shape.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an l2o_graphs weights file"):
+        load_weights(tmp_path / "other.pt")
+    with open(tmp_path / "pickled.pt", "wb") as f:  # arbitrary pickle: refused by weights_only loading
+        pickle.dump({"format": "l2o_graphs.update_net", "payload": ArbitraryObject()}, f, protocol=2)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_weights(tmp_path / "pickled.pt")
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_default_weights_missing_gives_a_clear_error(monkeypatch, tmp_path):
+    from l2o_graphs.optim import neural_graph_optimizer as module
+
+    monkeypatch.setattr(module, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="weights=None"):
+        NeuralGraphOptimizer(_model())
+
+
+def test_compiled_model_is_read_through():
+    model = _model()
+    compiled = torch.compile(model, backend="eager")
+    opt = NeuralGraphOptimizer(compiled, weights=None)
+    assert opt.graph is NeuralGraphOptimizer(model, weights=None).graph
+    before = _params(model)
+    _train(compiled, opt, 2)
+    assert not torch.equal(before[0], _params(model)[0])
+
+
+def test_ddp_wrapped_model_is_read_through():
+    with tempfile.TemporaryDirectory() as folder:
+        dist.init_process_group("gloo", init_method=f"file://{os.path.join(folder, 'store')}", rank=0, world_size=1)
+        try:
+            model = _model()
+            wrapped = nn.parallel.DistributedDataParallel(model)
+            opt = NeuralGraphOptimizer(wrapped, weights=None)
+            assert opt.graph is NeuralGraphOptimizer(model, weights=None).graph
+            before = _params(model)
+            _train(wrapped, opt, 2)
+            assert not torch.equal(before[0], _params(model)[0])
+        finally:
+            dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_parameters_stay_on_cuda():
+    model = ResidualCNN(channels=4, blocks=1).cuda()
+    opt = NeuralGraphOptimizer(model, weights=None)
+    x, y = _batch(0)
+    nn.functional.cross_entropy(model(x.cuda()), y.cuda()).backward()
+    opt.step()
+    assert all(p.is_cuda for p in model.parameters())
+    assert all(opt.state[p]["momenta"].is_cuda for p in model.parameters())
+
+
+def test_mlp_trains_on_real_digits():
+    """A smoke check with real data: an (untrained) learned step is a bounded, finite update."""
+    from l2o_graphs.data import load_images
+
+    x, y = load_images("digits", "train")
+    model = mlp([64, 32, 10])
+    opt = NeuralGraphOptimizer(model, weights=None)
+    for i in range(5):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[:256]), y[:256])
+        loss.backward()
+        before = _params(model)
+        opt.step()
+        step = max((a - b).abs().max().item() for a, b in zip(_params(model), before))
+        assert 0 < step < 1.0 and torch.isfinite(loss)

@@ -1,0 +1,99 @@
+"""A learned step on a hidden-permuted network equals the permuted step on the original."""
+from typing import Callable, Mapping, Optional, Tuple
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.features import NUM_FEATURES
+from l2o_graphs.nn.base import UpdateNet, flatten_features, split_outputs
+from l2o_graphs.tasks import ResidualCNN, cnn_flatten, mlp
+from permutations import permute_residual_cnn, permute_sequential, residual_perms
+
+
+class FlatParameterMLP(UpdateNet):
+    """Deliberately NOT equivariant: an MLP over the whole flattened feature vector."""
+
+    def __init__(self, num_params: int, hidden: int = 4):
+        super().__init__(num_params=num_params, hidden=hidden)
+        self.net = nn.Sequential(nn.Linear(num_params * NUM_FEATURES, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, num_params * 2))
+
+    def forward(self, features, time, graph, net_state):
+        flat, shapes = flatten_features(features)
+        return split_outputs(self.net(flat.reshape(1, -1)).reshape(-1, 2), shapes), dict(net_state)
+
+
+def _make_optimizer(model: nn.Module, net: str) -> NeuralGraphOptimizer:
+    if net == "control":
+        opt = NeuralGraphOptimizer(model, weights=None, net="ff")
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            opt.net = FlatParameterMLP(sum(p.numel() for p in model.parameters()))
+        return opt
+    return NeuralGraphOptimizer(model, weights=None, net=net, seed=0)
+
+
+def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3) -> nn.Module:
+    opt = _make_optimizer(model, net)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+def _max_equivariance_error(make: Callable[[], nn.Module], permute: Callable[[nn.Module], nn.Module],
+                            shape: Tuple[int, ...], net: str) -> float:
+    torch.manual_seed(0)
+    model = make()
+    twin = permute(model)
+    x, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
+    torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
+    trained, trained_twin = _train(model, net, x, y), _train(twin, net, x, y)
+    expected = permute(trained)
+    errors = [(a - b).abs().max().item() for a, b in zip(expected.parameters(), trained_twin.parameters())]
+    moved = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), make_copy_before(model)))
+    assert moved > 1e-4, "the optimizer did not move the parameters"
+    return max(errors)
+
+
+_INITIAL = {}
+
+
+def make_copy_before(model: nn.Module):
+    return _INITIAL[id(model)]
+
+
+def _case(name: str):
+    gen = torch.Generator().manual_seed(1)
+    if name == "mlp":
+        make = lambda: _remember(mlp([12, 10, 8, 10]))  # noqa: E731
+        perms = [torch.randperm(10, generator=gen), torch.randperm(8, generator=gen)]
+        return make, lambda m: permute_sequential(m, perms), (6, 12)
+    if name == "cnn-flatten":
+        make = lambda: _remember(cnn_flatten(channels=(4, 6), image_size=8, hidden=7))  # noqa: E731
+        perms = [torch.randperm(n, generator=gen) for n in (4, 6, 7)]
+        return make, lambda m: permute_sequential(m, perms), (5, 1, 8, 8)
+    make = lambda: _remember(ResidualCNN(channels=6, blocks=2))  # noqa: E731
+    perms = residual_perms(ResidualCNN(channels=6, blocks=2), gen)
+    return make, lambda m: permute_residual_cnn(m, perms), (5, 1, 8, 8)
+
+
+def _remember(model: nn.Module) -> nn.Module:
+    _INITIAL[id(model)] = [p.detach().clone() for p in model.parameters()]
+    return model
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ng-t", "ff", "lstm"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
+def test_learned_step_is_equivariant(net, arch):
+    make, permute, shape = _case(arch)
+    assert _max_equivariance_error(make, permute, shape, net) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
+def test_non_equivariant_control_fails_the_same_check(arch):
+    make, permute, shape = _case(arch)
+    assert _max_equivariance_error(make, permute, shape, "control") > 1e-4
