@@ -62,6 +62,20 @@ class NodePlacement:
     slot: int
 
 
+@dataclass(frozen=True)
+class EdgeSegment:
+    """A contiguous run of edges ``[start, stop)``.
+
+    ``dense`` is ``(rows, cols, src_start, dst_start)`` when the run is a complete bipartite block
+    between two contiguous node ranges with edge ``start + o * cols + i`` going from node
+    ``src_start + i`` to node ``dst_start + o`` (every linear and ungrouped conv layer): graph
+    networks then use broadcasting and reductions instead of index gathers. Otherwise None."""
+
+    start: int
+    stop: int
+    dense: Optional[Tuple[int, int, int, int]]
+
+
 @dataclass(frozen=True, eq=False)
 class NeuralGraph:
     """Static neural graph of a network. Build it with :meth:`from_module`.
@@ -154,6 +168,28 @@ class NeuralGraph:
             r0, c0 = self._kernel_offset(place.kernel)
             mask[place.start:place.start + place.rows, r0:r0 + place.kernel[0], c0:c0 + place.kernel[1]] = True
         return mask.view(self.num_edges, self.kernel_size)
+
+    @cached_property
+    def edge_segments(self) -> Tuple[EdgeSegment, ...]:
+        """The edges cut into contiguous runs, in order, each marked dense or not (see
+        :class:`EdgeSegment`); computed once per graph."""
+        segments: List[EdgeSegment] = []
+        cursor = 0
+        src_all, dst_all = self.edge_index
+        for place in sorted(self.edge_places, key=lambda p: p.start):
+            if place.start > cursor:
+                segments.append(EdgeSegment(cursor, place.start, None))
+            stop = place.start + place.rows
+            rows, cols = place.shape[0], place.rows // place.shape[0]
+            src, dst = src_all[place.start:stop], dst_all[place.start:stop]
+            s0, d0 = int(src[0]), int(dst[0])
+            dense = (torch.equal(src, torch.arange(s0, s0 + cols, device=src.device).repeat(rows))
+                     and torch.equal(dst, torch.arange(d0, d0 + rows, device=dst.device).repeat_interleave(cols)))
+            segments.append(EdgeSegment(place.start, stop, (rows, cols, s0, d0) if dense else None))
+            cursor = stop
+        if cursor < self.num_edges:
+            segments.append(EdgeSegment(cursor, self.num_edges, None))
+        return tuple(segments)
 
     def structural_edge_x(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """``[E, K]``: the identity kernel (1 at the centre) on residual edges, 0 elsewhere.

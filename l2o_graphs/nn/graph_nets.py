@@ -27,79 +27,132 @@ POS_DIM = 16
 
 
 @dataclass(frozen=True)
-class _Wiring:
-    """Per-forward graph quantities shared by all layers."""
+class _Segment:
+    start: int
+    stop: int
+    dense: Optional[Tuple[int, int, int, int]]  # rows, cols, src_start, dst_start
+    src: Optional[Tensor]  # [stop - start] node ids, for non-dense segments
+    dst: Optional[Tensor]
 
+
+@dataclass(frozen=True)
+class _Wiring:
+    """Per-forward graph quantities shared by all layers.
+
+    Edge work runs segment by segment: a dense segment (a complete bipartite block between two
+    node ranges) is viewed as ``[rows, cols, d]`` and uses broadcasting and reductions over its
+    two axes; other segments use index gathers and ``index_add``."""
+
+    segments: Tuple[_Segment, ...]
     src: Tensor
     dst: Tensor
     num_nodes: int
+    inv_deg_in: Tensor  # [N, 1] 1 / max(1, in-degree)
+    inv_deg_out: Tensor
     scale_in: Tensor  # [N, 1] log(1 + in-degree), PNA's amplification scaler
-    scale_out: Tensor  # [N, 1] log(1 + out-degree)
+    scale_out: Tensor
 
     @classmethod
     def of(cls, graph: NeuralGraph) -> "_Wiring":
         src, dst = graph.edge_index
         n = graph.num_nodes
-        deg_in = torch.bincount(dst, minlength=n).float()
-        deg_out = torch.bincount(src, minlength=n).float()
-        return cls(src, dst, n, torch.log1p(deg_in)[:, None], torch.log1p(deg_out)[:, None])
+        deg_in = torch.bincount(dst, minlength=n).float()[:, None]
+        deg_out = torch.bincount(src, minlength=n).float()[:, None]
+        segments = tuple(
+            _Segment(s.start, s.stop, s.dense, None if s.dense else src[s.start:s.stop],
+                     None if s.dense else dst[s.start:s.stop]) for s in graph.edge_segments)
+        return cls(segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
+                   torch.log1p(deg_in), torch.log1p(deg_out))
 
-    def mean(self, values: Tensor, index: Tensor) -> Tensor:
-        """Mean of edge ``values [E, d]`` over the edges sharing ``index`` (0 for none)."""
-        total = values.new_zeros(self.num_nodes, values.shape[1]).index_add_(0, index, values)
-        count = torch.bincount(index, minlength=self.num_nodes).clamp(min=1).to(values.dtype)
-        return total / count[:, None]
+    def sums(self, e: Tensor, a_fwd: Tensor, a_bwd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """For every node: ``sum over incoming edges of a_fwd[src] * (1 + e)``, the sum of
+        incoming ``e``, and the same over outgoing edges with ``a_bwd[dst]``. ``e``: [E, d]."""
+        n, d = self.num_nodes, e.shape[1]
+        fwd, fwd_e, bwd, bwd_e = (e.new_zeros(n, d) for _ in range(4))
+        for seg in self.segments:
+            es = e[seg.start:seg.stop]
+            if seg.dense is not None:
+                rows, cols, s0, d0 = seg.dense
+                block = es.view(rows, cols, d)
+                a_in, a_out = a_fwd[s0:s0 + cols], a_bwd[d0:d0 + rows]
+                fwd[d0:d0 + rows] += (block * a_in).sum(1) + a_in.sum(0)
+                fwd_e[d0:d0 + rows] += block.sum(1)
+                bwd[s0:s0 + cols] += (block * a_out.unsqueeze(1)).sum(0) + a_out.sum(0)
+                bwd_e[s0:s0 + cols] += block.sum(0)
+            else:
+                fwd.index_add_(0, seg.dst, a_fwd[seg.src] * (1 + es))
+                fwd_e.index_add_(0, seg.dst, es)
+                bwd.index_add_(0, seg.src, a_bwd[seg.dst] * (1 + es))
+                bwd_e.index_add_(0, seg.src, es)
+        return fwd, fwd_e, bwd, bwd_e
+
+    def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn) -> Tensor:
+        """``fn(e_segment, from_src[src], from_dst[dst])`` over all edges (broadcast views on dense
+        segments), concatenated back in edge order."""
+        out = []
+        for seg in self.segments:
+            es = e[seg.start:seg.stop]
+            if seg.dense is not None:
+                rows, cols, s0, d0 = seg.dense
+                res = fn(es.view(rows, cols, -1), from_src[s0:s0 + cols].unsqueeze(0),
+                         from_dst[d0:d0 + rows].unsqueeze(1))
+                out.append(res.reshape(rows * cols, -1))
+            else:
+                out.append(fn(es, from_src[seg.src], from_dst[seg.dst]))
+        return torch.cat(out) if len(out) > 1 else out[0]
 
 
 class EdgeUpdate(nn.Module):
-    """``e <- e + W_o relu(W_e LN(e) + U h[src] + V h[dst])``."""
+    """``e <- e + relu(W e + U h[src] + V h[dst])``."""
 
     def __init__(self, node_dim: int, edge_dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(edge_dim)
         self.own = nn.Linear(edge_dim, edge_dim)
         self.ends = nn.Linear(node_dim, 2 * edge_dim, bias=False)
-        self.out = nn.Linear(edge_dim, edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tensor:
         from_src, from_dst = self.ends(h).chunk(2, -1)
-        return e + self.out(torch.relu(self.own(self.norm(e)) + from_src[w.src] + from_dst[w.dst]))
+        return w.edge_map(e, from_src, from_dst, lambda es, us, vd: es + torch.relu(self.own(es) + us + vd))
 
 
 class NGGNNLayer(nn.Module):
-    """Message passing in both directions, messages FiLM-modulated by the edge, PNA-style
-    aggregation (mean and degree-scaled mean), then an edge update."""
+    """Message passing in both directions with FiLM messages, PNA-style aggregation (mean and
+    degree-scaled mean), then an edge update.
+
+    The message along edge ``j -> i`` is ``a_j * (1 + e_ji) + B e_ji``: the edge state scales
+    (its own learned projection is folded into the edge update that produces it) and shifts the
+    projected node state ``a``. Summing over edges then needs one pass over ``e`` per direction."""
 
     def __init__(self, node_dim: int, edge_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(node_dim)
         self.message = nn.Linear(node_dim, 2 * edge_dim)  # forward and reverse messages
-        self.film = nn.Linear(edge_dim, 4 * edge_dim)  # scale and shift for each direction
+        self.shift = nn.Linear(edge_dim, 2 * edge_dim, bias=False)
         self.node_update = mlp(node_dim + 4 * edge_dim, node_dim, node_dim)
-        self.edge_norm = nn.LayerNorm(edge_dim)
         self.edge_update = EdgeUpdate(node_dim, edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         hn = self.norm(h)
-        fwd, bwd = self.message(hn).chunk(2, -1)
-        g_f, b_f, g_b, b_b = self.film(self.edge_norm(e)).chunk(4, -1)
-        agg_f = w.mean(fwd[w.src] * (1 + g_f) + b_f, w.dst)  # from inputs towards outputs
-        agg_b = w.mean(bwd[w.dst] * (1 + g_b) + b_b, w.src)  # from outputs back towards inputs
+        a_fwd, a_bwd = self.message(hn).chunk(2, -1)
+        fwd, fwd_e, bwd, bwd_e = w.sums(e, a_fwd, a_bwd)
+        shift_f, _ = self.shift(fwd_e).chunk(2, -1)
+        _, shift_b = self.shift(bwd_e).chunk(2, -1)
+        agg_f = (fwd + shift_f) * w.inv_deg_in  # mean over edges from inputs towards outputs
+        agg_b = (bwd + shift_b) * w.inv_deg_out  # mean over edges from outputs back to inputs
         h = h + self.node_update(torch.cat([hn, agg_f, agg_f * w.scale_in, agg_b, agg_b * w.scale_out], -1))
-        return h, self.edge_update(h, e, w)
+        return h, self.edge_update(self.norm(h), e, w)
 
 
 class NGTLayer(nn.Module):
     """Relational attention: each node attends over its incoming edges (forward and reverse
     directions separately), edge features entering queries, keys and values."""
 
-    def __init__(self, node_dim: int, edge_dim: int, heads: int = 2, attn_dim: int = 16):
+    def __init__(self, node_dim: int, edge_dim: int, heads: int = 2, attn_dim: int = 8):
         super().__init__()
         if attn_dim % heads:
             raise ValueError(f"attn_dim {attn_dim} must be divisible by heads {heads}")
         self.heads, self.attn_dim = heads, attn_dim
         self.norm = nn.LayerNorm(node_dim)
-        self.edge_norm = nn.LayerNorm(edge_dim)
         self.node_qkv = nn.Linear(node_dim, 6 * attn_dim)  # q, k, v for two directions
         self.edge_qkv = nn.Linear(edge_dim, 6 * attn_dim, bias=False)
         self.out = nn.Linear(2 * attn_dim, node_dim)
@@ -116,12 +169,12 @@ class NGTLayer(nn.Module):
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         qf, kf, vf, qb, kb, vb = self.node_qkv(self.norm(h)).chunk(6, -1)
-        eqf, ekf, evf, eqb, ekb, evb = self.edge_qkv(self.edge_norm(e)).chunk(6, -1)
+        eqf, ekf, evf, eqb, ekb, evb = self.edge_qkv(e).chunk(6, -1)
         fwd = self._attend(qf[w.dst] + eqf, kf[w.src] + ekf, vf[w.src] + evf, w.dst, w.num_nodes)
         bwd = self._attend(qb[w.src] + eqb, kb[w.dst] + ekb, vb[w.dst] + evb, w.src, w.num_nodes)
         h = h + self.out(torch.cat([fwd, bwd], -1))
         h = h + self.ffn(self.ffn_norm(h))
-        return h, self.edge_update(h, e, w)
+        return h, self.edge_update(self.ffn_norm(h), e, w)
 
 
 class GraphUpdateNet(UpdateNet):
@@ -133,24 +186,24 @@ class GraphUpdateNet(UpdateNet):
                  **config: object):
         super().__init__(node_dim=node_dim, edge_dim=edge_dim, decoder_hidden=decoder_hidden, **config)
         self.layers = stack
+        self.edge_dim = edge_dim
         f, t = NUM_FEATURES, NUM_TIME_FEATURES
+        # one projection of each element's features feeds both the encoder and the decoder
+        self.node_elements = nn.Linear(f, node_dim + decoder_hidden)
+        self.edge_elements = nn.Linear(f, edge_dim + decoder_hidden)
         # encoder
-        self.slot_in = nn.Linear(f, node_dim)
         self.slot_kind = nn.Embedding(len(SLOT_KINDS), node_dim)
         self.role = nn.Embedding(len(NODE_ROLES), node_dim)
         self.activation = nn.Embedding(len(ACTIVATION_NAMES), node_dim)
         self.position = nn.Linear(2 * POS_DIM, node_dim, bias=False)
         self.node_time = nn.Linear(t, node_dim, bias=False)
-        self.edge_in = nn.Linear(f, edge_dim)
         self.kernel_position = nn.Linear(2 * POS_DIM, edge_dim, bias=False)
         self.edge_kind = nn.Embedding(len(EDGE_KINDS), edge_dim)
         self.edge_time = nn.Linear(t, edge_dim, bias=False)
         # per-element decoder
-        self.edge_dec_x = nn.Linear(f, decoder_hidden)
         self.edge_dec_state = nn.Linear(edge_dim, decoder_hidden, bias=False)
         self.edge_dec_position = nn.Linear(2 * POS_DIM, decoder_hidden, bias=False)
         self.edge_dec_out = nn.Linear(decoder_hidden, 2)
-        self.node_dec_x = nn.Linear(f, decoder_hidden)
         self.node_dec_state = nn.Linear(node_dim, decoder_hidden, bias=False)
         self.node_dec_kind = nn.Embedding(len(SLOT_KINDS), decoder_hidden)
         self.node_dec_out = nn.Linear(decoder_hidden, 2)
@@ -175,24 +228,31 @@ class GraphUpdateNet(UpdateNet):
         if graph is None:
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
         node_x, edge_x = graph.gather(features)  # [N, S, F], [E, K, F]
-        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
-        edge_mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
+        node_enc, node_dec = self.node_elements(node_x).split([self.node_elements.out_features
+                                                               - self.node_dec_out.in_features,
+                                                               self.node_dec_out.in_features], -1)
+        edge_enc, edge_dec = self.edge_elements(edge_x).split([self.edge_dim, self.edge_dec_out.in_features], -1)
         kpos = self._kernel_positions(graph, edge_x.device)
 
-        slots = torch.relu(self.slot_in(node_x) + self.slot_kind(graph.node_slot_kind)) * node_mask
+        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
+        slots = torch.relu(node_enc + self.slot_kind(graph.node_slot_kind)) * node_mask
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
              + self.position(self._node_positions(graph)) + self.node_time(time))
-        elements = torch.relu(self.edge_in(edge_x) + self.kernel_position(kpos)) * edge_mask
-        e = (elements.sum(1) / edge_mask.sum(1).clamp(min=1) + self.edge_kind(graph.edge_kind)
-             + self.edge_time(time))
+        if graph.kernel_size == 1:  # linear layers only: no kernel positions to pool over
+            e = torch.relu(edge_enc[:, 0] + self.kernel_position(kpos)) * graph.edge_mask.to(edge_x.dtype)
+        else:
+            edge_mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
+            elements = torch.relu(edge_enc + self.kernel_position(kpos)) * edge_mask
+            e = elements.sum(1) / edge_mask.sum(1).clamp(min=1)
+        e = e + self.edge_kind(graph.edge_kind) + self.edge_time(time)
 
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
 
-        edge_out = self.edge_dec_out(torch.relu(self.edge_dec_x(edge_x) + self.edge_dec_state(e).unsqueeze(1)
+        edge_out = self.edge_dec_out(torch.relu(edge_dec + self.edge_dec_state(e).unsqueeze(1)
                                                 + self.edge_dec_position(kpos)))
-        node_out = self.node_dec_out(torch.relu(self.node_dec_x(node_x) + self.node_dec_state(h).unsqueeze(1)
+        node_out = self.node_dec_out(torch.relu(node_dec + self.node_dec_state(h).unsqueeze(1)
                                                 + self.node_dec_kind(graph.node_slot_kind)))
         return graph.scatter(node_out, edge_out), dict(net_state)
 
@@ -200,7 +260,7 @@ class GraphUpdateNet(UpdateNet):
 class NGGNN(GraphUpdateNet):
     """NG-GNN learned optimizer network."""
 
-    def __init__(self, node_dim: int = 32, edge_dim: int = 16, layers: int = 3, decoder_hidden: int = 16):
+    def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 3, decoder_hidden: int = 8):
         super().__init__(nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers)),
                          node_dim, edge_dim, decoder_hidden, layers=layers)
 
@@ -208,7 +268,7 @@ class NGGNN(GraphUpdateNet):
 class NGT(GraphUpdateNet):
     """NG-T learned optimizer network (relational transformer on the neural graph)."""
 
-    def __init__(self, node_dim: int = 32, edge_dim: int = 16, layers: int = 2, decoder_hidden: int = 16,
-                 heads: int = 2, attn_dim: int = 16):
+    def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 2, decoder_hidden: int = 8,
+                 heads: int = 2, attn_dim: int = 8):
         super().__init__(nn.ModuleList(NGTLayer(node_dim, edge_dim, heads, attn_dim) for _ in range(layers)),
                          node_dim, edge_dim, decoder_hidden, layers=layers, heads=heads, attn_dim=attn_dim)

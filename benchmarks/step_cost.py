@@ -1,0 +1,79 @@
+"""Cost of one optimizer step: every learned net against torch.optim.Adam, same model, same process.
+
+Run: ``.venv/bin/python benchmarks/step_cost.py`` (CPU; on a GPU machine add ``--device cuda``).
+Writes ``benchmarks/results/step_cost_<machine>.json``. Models: MLPs on 784 inputs with about
+0.1 M, 1 M and 10 M parameters. Target (issue 3): NG-GNN's step at 1 M parameters at most 100x
+Adam's on the project's 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, median_ms, write_result  # noqa: E402
+
+from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
+from l2o_graphs.tasks import mlp  # noqa: E402
+
+SIZES = {"0.1M": [784, 128, 10], "1M": [784, 1000, 200, 10], "10M": [784, 3000, 2200, 10]}
+NETS = ("ng-gnn", "ng-t", "ff", "lstm")
+
+
+def _with_grads(model: torch.nn.Module) -> torch.nn.Module:
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    return model
+
+
+def _state_bytes_per_param(opt: torch.optim.Optimizer, n_params: int) -> float:
+    total = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
+                if isinstance(t, torch.Tensor))
+    return total / n_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for size in args.sizes:
+        torch.manual_seed(0)
+        model = _with_grads(mlp(SIZES[size]).to(device))
+        n_params = sum(p.numel() for p in model.parameters())
+        adam = torch.optim.Adam(model.parameters(), lr=1e-6)
+        adam_ms = median_ms(adam.step, repeats=max(args.repeats, 20))
+        adam_state = _state_bytes_per_param(adam, n_params)
+        row = {"size": size, "params": n_params, "adam_ms": round(adam_ms, 3),
+               "adam_state_bytes_per_param": adam_state, "nets": {}}
+        for net in args.nets:
+            opt = NeuralGraphOptimizer(model, weights=None, net=net, lr=1e-3)
+            ms = median_ms(opt.step, repeats=args.repeats, warmup=1)
+            row["nets"][net] = {"step_ms": round(ms, 2), "ratio_to_adam": round(ms / adam_ms, 1),
+                                "state_bytes_per_param": round(_state_bytes_per_param(opt, n_params), 2)}
+            print(f"{size:>5} {net:<7} {ms:9.1f} ms  {ms / adam_ms:7.1f}x Adam ({adam_ms:.2f} ms)", flush=True)
+        rows.append(row)
+    info = machine()
+    label = info.get("gpu") if device.type == "cuda" else info["cpu"]
+    slug = re.sub(r"[^a-z0-9]+", "-", str(label).lower()).strip("-")
+    one_m = next((r for r in rows if r["size"] == "1M"), None)
+    result = {"benchmark": "step_cost", "command": "python benchmarks/step_cost.py " + " ".join(sys.argv[1:]),
+              "machine": info, "device": str(device), "results": rows}
+    if one_m is not None and "ng-gnn" in one_m["nets"] and device.type == "cpu":
+        ratio = one_m["nets"]["ng-gnn"]["ratio_to_adam"]
+        result["target"] = {"what": "NG-GNN step at 1M params <= 100x Adam on CPU", "ratio": ratio,
+                            "met": ratio <= 100}
+    path = write_result(f"step_cost_{device.type}_{slug}.json", result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
