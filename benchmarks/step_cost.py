@@ -50,7 +50,7 @@ def main() -> None:
         model = _with_grads(mlp(SIZES[size]).to(device))
         n_params = sum(p.numel() for p in model.parameters())
         adam = torch.optim.Adam(model.parameters(), lr=1e-6)
-        adam_ms = median_ms(adam.step, repeats=max(args.repeats, 20))
+        adam_ms = median_ms(adam.step, repeats=100, warmup=10)  # cheap: many repeats steady it
         adam_state = _state_bytes_per_param(adam, n_params)
         row = {"size": size, "params": n_params, "adam_ms": round(adam_ms, 3),
                "adam_state_bytes_per_param": adam_state, "nets": {}}

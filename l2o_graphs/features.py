@@ -18,7 +18,7 @@ plus ``NUM_TIME_FEATURES`` global features ``tanh(step / tau)`` for ``tau`` in `
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -43,35 +43,46 @@ def init_moments(params: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
 
 def accumulate(grad: Tensor, momenta: Tensor, second: Tensor) -> Tuple[Tensor, Tensor]:
     """One step of the moving averages (pure): returns new ``momenta`` and ``second``."""
-    betas = torch.tensor(BETAS, dtype=momenta.dtype, device=momenta.device)
     g = grad.float()
-    new_momenta = momenta * betas + g.unsqueeze(-1) * (1 - betas)
-    new_second = second * BETA2 + g.square() * (1 - BETA2)
+    weights = 1 - torch.tensor(BETAS, dtype=momenta.dtype, device=momenta.device)
+    new_momenta = torch.lerp(momenta, g.unsqueeze(-1).expand_as(momenta), weights)
+    new_second = torch.lerp(second, g * g, 1 - BETA2)
     return new_momenta, new_second
 
 
-def _rms_normalise(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
-    """``x / RMS(x)`` over ``dims`` (a per-tensor statistic; zero tensors stay zero)."""
-    return x * torch.rsqrt(x.square().mean(dim=dims, keepdim=True) + EPS * EPS)
+def _inv_rms(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
+    """``1 / RMS(x)`` over ``dims``, kept as broadcastable dims (a per-tensor statistic)."""
+    count = 1
+    for d in dims:
+        count *= x.shape[d]
+    norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    return torch.rsqrt(norm * norm / max(count, 1) + EPS * EPS)
 
 
-def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tensor, step: int) -> Tensor:
+def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tensor, step: int,
+                     out: Optional[Tensor] = None) -> Tensor:
     """``[*param.shape, NUM_FEATURES]`` features of one tensor after ``step`` (>= 1) updates of
-    its moments."""
-    elem_dims = tuple(range(param.dim()))
+    its moments (see the module docstring).
+
+    ``param``, ``grad`` and ``second`` share a shape ``S`` (any view of the tensor: statistics run
+    over all elements), ``momenta`` is ``[*S, 5]``. With ``out`` (``[*S, NUM_FEATURES]``, for
+    example a view into a graph's edge tensor) the features are written there and it is
+    returned."""
+    dims = tuple(range(param.dim()))
     p, g = param.float(), grad.float()
-    # bias-corrected second moment (step >= 1)
-    v_hat = second / (1 - BETA2 ** step)
-    inv_rms = torch.rsqrt(v_hat + EPS * EPS).unsqueeze(-1)
-    betas = torch.tensor(BETAS, dtype=momenta.dtype, device=momenta.device)
-    m_hat = momenta / (1 - betas ** step)
-    ratio = torch.cat([g.unsqueeze(-1), m_hat], -1) * inv_rms
-    return torch.cat([
-        _rms_normalise(p, elem_dims).unsqueeze(-1),
-        _rms_normalise(g, elem_dims).unsqueeze(-1),
-        _rms_normalise(momenta, elem_dims),
-        ratio.clamp(-RATIO_CLIP, RATIO_CLIP),
-    ], -1)
+    if out is None:
+        out = torch.empty(*p.shape, NUM_FEATURES, dtype=torch.float32, device=p.device)
+    out[..., 0] = p * _inv_rms(p, dims)
+    out[..., 1] = g * _inv_rms(g, dims)
+    out[..., 2:7] = momenta * _inv_rms(momenta, dims)
+    # Adam-style ratios with bias-corrected moments (step >= 1)
+    inv_sqrt_v = torch.rsqrt(second * (1 / (1 - BETA2 ** step)) + EPS * EPS)
+    correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
+    out[..., 7] = g * inv_sqrt_v
+    out[..., 8:] = momenta * inv_sqrt_v.unsqueeze(-1)
+    out[..., 8:] *= correction
+    out[..., 7:].clamp_(-RATIO_CLIP, RATIO_CLIP)
+    return out
 
 
 def time_features(step: int, device: torch.device = None) -> Tensor:

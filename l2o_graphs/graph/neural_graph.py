@@ -170,6 +170,16 @@ class NeuralGraph:
         return mask.view(self.num_edges, self.kernel_size)
 
     @cached_property
+    def non_weight_edges(self) -> Tensor:
+        """Ids of the edges that are not plain weight edges (residual or unplaced blocks)."""
+        return (self.edge_kind != EDGE_WEIGHT).nonzero().squeeze(1)
+
+    @cached_property
+    def has_parameterless_edges(self) -> bool:
+        """Whether some edge holds no parameter at all (residual edges)."""
+        return bool((self.edge_kind == EDGE_RESIDUAL).any())
+
+    @cached_property
     def edge_segments(self) -> Tuple[EdgeSegment, ...]:
         """The edges cut into contiguous runs, in order, each marked dense or not (see
         :class:`EdgeSegment`); computed once per graph."""
@@ -221,19 +231,42 @@ class NeuralGraph:
                     f"feature shape shared by all tensors ({tuple(feat)} from {self.param_names[0]!r})")
         return feat, first
 
-    def gather_into(self, tensors: Mapping[str, Tensor], node_x: Tensor, edge_x: Tensor) -> None:
-        """Write ``tensors`` into preallocated ``node_x [N, S, *F]`` and ``edge_x [E, K, *F]``.
+    def param_view(self, node_x: Tensor, edge_x: Tensor, name: str) -> Tuple[Optional[Tensor], Tuple[int, ...]]:
+        """Where parameter ``name`` lives in ``node_x [N, S, *F]`` / ``edge_x [E, K, *F]``.
+
+        Returns ``(view, block_shape)``: ``view`` is a view of the graph tensor shaped
+        ``[*block_shape, *F]`` (``(rows, kh, kw)`` for edges, ``(n,)`` for nodes), and the
+        parameter can always be reshaped to ``block_shape`` without a copy. ``view`` is None for
+        a node parameter on a non-contiguous node set (write it with :meth:`gather_into`). Take
+        the view right before writing through it (autograd tracks views by creation time)."""
+        place = self._place_by_name[name]
+        feat = node_x.shape[2:]
+        if isinstance(place, EdgePlacement):
+            r0, c0 = self._kernel_offset(place.kernel)
+            kh, kw = place.kernel
+            edges = edge_x.view(self.num_edges, *self.kernel_shape, *feat)
+            return edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw], (place.rows, kh, kw)
+        block = (int(torch.Size(place.shape).numel()),)
+        return (node_x[place.nodes, place.slot] if isinstance(place.nodes, slice) else None), block
+
+    @cached_property
+    def _place_by_name(self) -> Dict[str, Union[EdgePlacement, NodePlacement]]:
+        return {p.name: p for p in self.edge_places + self.node_places}
+
+    def gather_into(self, tensors: Mapping[str, Tensor], node_x: Tensor, edge_x: Tensor,
+                    names: Optional[Sequence[str]] = None) -> None:
+        """Write ``tensors`` (all parameters, or only ``names``) into preallocated
+        ``node_x [N, S, *F]`` and ``edge_x [E, K, *F]``, in place.
 
         Only entries that hold parameters are written (zero the buffers first if needed)."""
         feat = node_x.shape[2:]
-        edges = edge_x.view(self.num_edges, *self.kernel_shape, *feat)
-        for place in self.edge_places:
-            r0, c0 = self._kernel_offset(place.kernel)
-            kh, kw = place.kernel
-            src = tensors[place.name].reshape(place.rows, kh, kw, *feat)
-            edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw] = src
-        for place in self.node_places:
-            node_x[place.nodes, place.slot] = tensors[place.name].reshape(-1, *feat)
+        for name in (self.param_names if names is None else names):
+            view, block = self.param_view(node_x, edge_x, name)
+            if view is not None:
+                view.copy_(tensors[name].reshape(*block, *feat))
+            else:
+                place = self._place_by_name[name]
+                node_x[place.nodes, place.slot] = tensors[name].reshape(-1, *feat)
 
     def gather(self, tensors: Mapping[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """Map a dict shaped like ``dict(module.named_parameters())`` onto the graph.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -13,11 +13,19 @@ from l2o_graphs.graph import NeuralGraph
 TensorDict = Dict[str, Tensor]
 
 
+class GraphFeatures(NamedTuple):
+    """Features already laid out on a neural graph: ``node_x [N, S, F]``, ``edge_x [E, K, F]``."""
+
+    node_x: Tensor
+    edge_x: Tensor
+
+
 class UpdateNet(nn.Module, abc.ABC):
     """Maps per-element features to a per-element (direction, magnitude) pair.
 
     ``forward(features, time, graph, net_state) -> (outputs, new_net_state)`` where
-    ``features[name]`` is ``[*param.shape, F]``, ``time`` is ``[T]`` (global time features),
+    ``features[name]`` is ``[*param.shape, F]`` (graph nets also take :class:`GraphFeatures`, the
+    same values already gathered onto ``graph``), ``time`` is ``[T]`` (global time features),
     ``graph`` the optimizee's neural graph (None for nets that do not use it), ``net_state`` a dict
     of per-tensor recurrent state (``{}`` for stateless nets) and ``outputs[name]`` is
     ``[*param.shape, 2]``. Implementations must not mix information across graphs of a batch.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,8 @@ from torch_geometric.utils import softmax as segment_softmax
 
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
-from l2o_graphs.nn.base import TensorDict, UpdateNet, mlp, sinusoidal
+from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
+from l2o_graphs.nn.base import GraphFeatures, TensorDict, UpdateNet, mlp, sinusoidal
 
 POS_DIM = 16
 
@@ -73,12 +74,17 @@ class _Wiring:
             es = e[seg.start:seg.stop]
             if seg.dense is not None:
                 rows, cols, s0, d0 = seg.dense
-                block = es.view(rows, cols, d)
-                a_in, a_out = a_fwd[s0:s0 + cols], a_bwd[d0:d0 + rows]
-                fwd[d0:d0 + rows] += (block * a_in).sum(1) + a_in.sum(0)
-                fwd_e[d0:d0 + rows] += block.sum(1)
-                bwd[s0:s0 + cols] += (block * a_out.unsqueeze(1)).sum(0) + a_out.sum(0)
-                bwd_e[s0:s0 + cols] += block.sum(0)
+                a_in = a_fwd[s0:s0 + cols]
+                bwd_part, bwd_e_part = [], []
+                for r0, r1, block in _row_chunks(es, rows, cols):
+                    a_out = a_bwd[d0 + r0:d0 + r1]
+                    fwd[d0 + r0:d0 + r1] += (block * a_in).sum(1)
+                    fwd_e[d0 + r0:d0 + r1] += block.sum(1)
+                    bwd_part.append((block * a_out.unsqueeze(1)).sum(0))
+                    bwd_e_part.append(block.sum(0))
+                fwd[d0:d0 + rows] += a_in.sum(0)
+                bwd[s0:s0 + cols] += torch.stack(bwd_part).sum(0) + a_bwd[d0:d0 + rows].sum(0)
+                bwd_e[s0:s0 + cols] += torch.stack(bwd_e_part).sum(0)
             else:
                 fwd.index_add_(0, seg.dst, a_fwd[seg.src] * (1 + es))
                 fwd_e.index_add_(0, seg.dst, es)
@@ -88,31 +94,62 @@ class _Wiring:
 
     def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn) -> Tensor:
         """``fn(e_segment, from_src[src], from_dst[dst])`` over all edges (broadcast views on dense
-        segments), concatenated back in edge order."""
+        segments, in row chunks), concatenated back in edge order."""
         out = []
         for seg in self.segments:
             es = e[seg.start:seg.stop]
             if seg.dense is not None:
                 rows, cols, s0, d0 = seg.dense
-                res = fn(es.view(rows, cols, -1), from_src[s0:s0 + cols].unsqueeze(0),
-                         from_dst[d0:d0 + rows].unsqueeze(1))
-                out.append(res.reshape(rows * cols, -1))
+                src_part = from_src[s0:s0 + cols].unsqueeze(0)
+                for r0, r1, block in _row_chunks(es, rows, cols):
+                    res = fn(block, src_part, from_dst[d0 + r0:d0 + r1].unsqueeze(1))
+                    out.append(res.reshape((r1 - r0) * cols, -1))
             else:
                 out.append(fn(es, from_src[seg.src], from_dst[seg.dst]))
         return torch.cat(out) if len(out) > 1 else out[0]
 
 
+CHUNK_ELEMENTS = 1 << 16
+"""Edges per chunk of a dense block: temporaries of a few hundred KiB stay in cache and are
+reused by the allocator instead of being page-faulted in fresh for every op."""
+
+
+def _edge_chunks(num_edges: int, kernel_size: int):
+    """``(start, stop)`` ranges of edges holding about ``CHUNK_ELEMENTS`` elements each."""
+    step = max(1, CHUNK_ELEMENTS // max(kernel_size, 1))
+    for start in range(0, num_edges, step):
+        yield start, min(num_edges, start + step)
+
+
+def _row_chunks(es: Tensor, rows: int, cols: int):
+    """``(r0, r1, block[r0:r1])`` over a dense segment viewed as ``[rows, cols, d]``."""
+    block = es.view(rows, cols, -1)
+    step = max(1, CHUNK_ELEMENTS // max(cols, 1))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        yield r0, r1, block[r0:r1]
+
+
 class EdgeUpdate(nn.Module):
-    """``e <- e + relu(W e + U h[src] + V h[dst])``."""
+    """``e <- e + relu(w * e + U h[src] + V h[dst] + b)``.
+
+    The edge's own state enters through a per-channel scale ``w`` (channels mix through the
+    node terms): a dense ``d x d`` matrix per edge costs several times a broadcast on CPUs, where
+    this update runs once per parameter element."""
 
     def __init__(self, node_dim: int, edge_dim: int):
         super().__init__()
-        self.own = nn.Linear(edge_dim, edge_dim)
-        self.ends = nn.Linear(node_dim, 2 * edge_dim, bias=False)
+        self.own = nn.Parameter(torch.ones(edge_dim))
+        self.ends = nn.Linear(node_dim, 2 * edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tensor:
         from_src, from_dst = self.ends(h).chunk(2, -1)
-        return w.edge_map(e, from_src, from_dst, lambda es, us, vd: es + torch.relu(self.own(es) + us + vd))
+
+        def update(es: Tensor, us: Tensor, vd: Tensor) -> Tensor:
+            t = es * self.own  # fresh tensor: the in-place ops below are autograd-safe
+            return es + t.add_(us).add_(vd).relu_()
+
+        return w.edge_map(e, from_src, from_dst, update)
 
 
 class NGGNNLayer(nn.Module):
@@ -188,9 +225,11 @@ class GraphUpdateNet(UpdateNet):
         self.layers = stack
         self.edge_dim = edge_dim
         f, t = NUM_FEATURES, NUM_TIME_FEATURES
-        # one projection of each element's features feeds both the encoder and the decoder
-        self.node_elements = nn.Linear(f, node_dim + decoder_hidden)
-        self.edge_elements = nn.Linear(f, edge_dim + decoder_hidden)
+        # projections of each element's features for the encoder and for the decoder
+        self.node_elements = nn.Linear(f, node_dim)
+        self.node_dec_x = nn.Linear(f, decoder_hidden)
+        self.edge_elements = nn.Linear(f, edge_dim)
+        self.edge_dec_x = nn.Linear(f, edge_dim)
         # encoder
         self.slot_kind = nn.Embedding(len(SLOT_KINDS), node_dim)
         self.role = nn.Embedding(len(NODE_ROLES), node_dim)
@@ -201,9 +240,9 @@ class GraphUpdateNet(UpdateNet):
         self.edge_kind = nn.Embedding(len(EDGE_KINDS), edge_dim)
         self.edge_time = nn.Linear(t, edge_dim, bias=False)
         # per-element decoder
-        self.edge_dec_state = nn.Linear(edge_dim, decoder_hidden, bias=False)
-        self.edge_dec_position = nn.Linear(2 * POS_DIM, decoder_hidden, bias=False)
-        self.edge_dec_out = nn.Linear(decoder_hidden, 2)
+        self.edge_dec_state = nn.Parameter(torch.ones(edge_dim))  # per-channel: hidden = edge_dim
+        self.edge_dec_position = nn.Linear(2 * POS_DIM, edge_dim, bias=False)
+        self.edge_dec_out = nn.Linear(edge_dim, 2)
         self.node_dec_state = nn.Linear(node_dim, decoder_hidden, bias=False)
         self.node_dec_kind = nn.Embedding(len(SLOT_KINDS), decoder_hidden)
         self.node_dec_out = nn.Linear(decoder_hidden, 2)
@@ -223,37 +262,48 @@ class GraphUpdateNet(UpdateNet):
         all hidden nodes of one layer get the same vector."""
         return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
 
-    def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
-                net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+    def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
+                graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
         if graph is None:
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
-        node_x, edge_x = graph.gather(features)  # [N, S, F], [E, K, F]
-        node_enc, node_dec = self.node_elements(node_x).split([self.node_elements.out_features
-                                                               - self.node_dec_out.in_features,
-                                                               self.node_dec_out.in_features], -1)
-        edge_enc, edge_dec = self.edge_elements(edge_x).split([self.edge_dim, self.edge_dec_out.in_features], -1)
+        # [N, S, F], [E, K, F]
+        node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
         kpos = self._kernel_positions(graph, edge_x.device)
 
         node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
-        slots = torch.relu(node_enc + self.slot_kind(graph.node_slot_kind)) * node_mask
+        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
              + self.position(self._node_positions(graph)) + self.node_time(time))
-        if graph.kernel_size == 1:  # linear layers only: no kernel positions to pool over
-            e = torch.relu(edge_enc[:, 0] + self.kernel_position(kpos)) * graph.edge_mask.to(edge_x.dtype)
-        else:
-            edge_mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
-            elements = torch.relu(edge_enc + self.kernel_position(kpos)) * edge_mask
-            e = elements.sum(1) / edge_mask.sum(1).clamp(min=1)
-        e = e + self.edge_kind(graph.edge_kind) + self.edge_time(time)
+
+        edge_const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
+        kpos_enc = self.kernel_position(kpos)
+        mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
+        pooled = []
+        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+            elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
+            if graph.kernel_size == 1 and not graph.has_parameterless_edges:
+                pooled.append(elements[:, 0] + edge_const)
+            else:
+                m = mask[a:b]
+                pooled.append((elements * m).sum(1) / m.sum(1).clamp(min=1) + edge_const)
+        e = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
+        other = graph.non_weight_edges  # kind embedding: corrected on the few non-weight edges
+        if other.numel():
+            kinds = self.edge_kind.weight
+            e = e.index_add(0, other, kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT])
 
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
 
-        edge_out = self.edge_dec_out(torch.relu(edge_dec + self.edge_dec_state(e).unsqueeze(1)
-                                                + self.edge_dec_position(kpos)))
-        node_out = self.node_dec_out(torch.relu(node_dec + self.node_dec_state(h).unsqueeze(1)
-                                                + self.node_dec_kind(graph.node_slot_kind)))
+        kpos_dec = self.edge_dec_position(kpos)
+        edge_out = []
+        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+            hidden = self.edge_dec_x(edge_x[a:b]).add_((e[a:b] * self.edge_dec_state).unsqueeze(1))
+            edge_out.append(self.edge_dec_out(hidden.add_(kpos_dec).relu_()))
+        edge_out = torch.cat(edge_out) if len(edge_out) > 1 else edge_out[0]
+        hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
+        node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())
         return graph.scatter(node_out, edge_out), dict(net_state)
 
 

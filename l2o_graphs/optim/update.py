@@ -13,7 +13,7 @@ from torch import Tensor
 
 from l2o_graphs import features as F
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn import UpdateNet
+from l2o_graphs.nn import GraphFeatures, UpdateNet
 
 TensorDict = Dict[str, Tensor]
 PerTensor = Union[float, Mapping[str, float]]
@@ -46,9 +46,23 @@ def _per_tensor(value: PerTensor, name: str) -> float:
     return float(value[name]) if isinstance(value, Mapping) else float(value)
 
 
+def _graph_buffers(graph: NeuralGraph, device: torch.device, workspace: Optional[dict]) -> Tuple[Tensor, Tensor]:
+    """Zeroed ``node_x``/``edge_x`` for the features; reused from ``workspace`` when given (only
+    parameter positions are ever written, so padding stays zero)."""
+    key = ("graph_features", id(graph), device)
+    if workspace is not None and key in workspace:
+        return workspace[key]
+    buffers = (torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device),
+               torch.zeros(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device))
+    if workspace is not None:
+        workspace[key] = buffers
+    return buffers
+
+
 def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping[str, Tensor],
                    grads: Mapping[str, Optional[Tensor]], state: OptState, *, lr: PerTensor = 1.0,
-                   weight_decay: PerTensor = 0.0, lam: float = 0.01) -> Tuple[TensorDict, OptState]:
+                   weight_decay: PerTensor = 0.0, lam: float = 0.01,
+                   workspace: Optional[dict] = None) -> Tuple[TensorDict, OptState]:
     """One learned step.
 
     Args:
@@ -63,16 +77,23 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         lr: multiplier on the learned step (per name or one for all).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
         lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)``.
+        workspace: a dict the caller keeps across calls to reuse feature buffers (only without
+            autograd: the stateful optimizer passes one, meta-training does not).
     Returns:
         New parameters (float32 computation, cast back to each parameter's dtype) for the names
         that were updated, and the new state.
     """
     step = state.step + 1
-    time = F.time_features(step, device=next(iter(params.values())).device)
-    features: TensorDict = {}
+    device = next(iter(params.values())).device
+    time = F.time_features(step, device=device)
     momenta, second = dict(state.momenta), dict(state.second_moment)
     active = []
     skipped = dict(state.skipped)
+    if net.uses_graph:
+        node_x, edge_x = _graph_buffers(graph, device, workspace)
+        features = GraphFeatures(node_x, edge_x)
+    else:
+        features = {}
     for name, p in params.items():
         g = grads.get(name)
         if g is not None and bool(torch.isfinite(g).all()):
@@ -83,7 +104,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
                 skipped[name] = skipped.get(name, 0) + 1
             g = torch.zeros_like(p)
         tensor_step = max(1, state.updates.get(name, 0) + (name in active))
-        features[name] = F.element_features(p, g, momenta[name], second[name], tensor_step)
+        if not net.uses_graph:
+            features[name] = F.element_features(p, g, momenta[name], second[name], tensor_step)
+            continue
+        view, block = graph.param_view(node_x, edge_x, name)
+        values = (p.reshape(block), g.reshape(block), momenta[name].reshape(*block, len(F.BETAS)),
+                  second[name].reshape(block), tensor_step)
+        if view is not None:
+            F.element_features(*values, out=view)
+        else:
+            graph.gather_into({name: F.element_features(*values)}, node_x, edge_x, names=(name,))
 
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
@@ -91,9 +121,10 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         p = params[name]
         direction, magnitude = outputs[name].unbind(-1)
         rate = _per_tensor(lr, name)
-        delta = -rate * direction * lam * torch.exp(magnitude * lam)
         decay = rate * lam * _per_tensor(weight_decay, name)
-        new_params[name] = (p.float() * (1 - decay) + delta).to(p.dtype)
+        base = p.float() * (1 - decay) if decay else p.float()
+        new_params[name] = torch.addcmul(base, direction, torch.exp(magnitude * lam),
+                                         value=-rate * lam).to(p.dtype)
     new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}
     updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)
