@@ -228,8 +228,7 @@ class GraphUpdateNet(UpdateNet):
         # projections of each element's features for the encoder and for the decoder
         self.node_elements = nn.Linear(f, node_dim)
         self.node_dec_x = nn.Linear(f, decoder_hidden)
-        self.edge_elements = nn.Linear(f, edge_dim)
-        self.edge_dec_x = nn.Linear(f, edge_dim)
+        self.edge_elements = nn.Linear(f, 2 * edge_dim)  # encoder half, decoder half: one read
         # encoder
         self.slot_kind = nn.Embedding(len(SLOT_KINDS), node_dim)
         self.role = nn.Embedding(len(NODE_ROLES), node_dim)
@@ -278,9 +277,11 @@ class GraphUpdateNet(UpdateNet):
         edge_const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
         kpos_enc = self.kernel_position(kpos)
         mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
-        pooled = []
+        pooled, decoder_inputs = [], []
         for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
-            elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
+            elements, decoder_input = self.edge_elements(edge_x[a:b]).chunk(2, -1)  # [c, K, d] each
+            decoder_inputs.append(decoder_input)
+            elements = (elements + kpos_enc).relu_()
             if graph.kernel_size == 1 and not graph.has_parameterless_edges:
                 pooled.append(elements[:, 0] + edge_const)
             else:
@@ -298,9 +299,9 @@ class GraphUpdateNet(UpdateNet):
 
         kpos_dec = self.edge_dec_position(kpos)
         edge_out = []
-        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
-            hidden = self.edge_dec_x(edge_x[a:b]).add_((e[a:b] * self.edge_dec_state).unsqueeze(1))
-            edge_out.append(self.edge_dec_out(hidden.add_(kpos_dec).relu_()))
+        for (a, b), decoder_input in zip(_edge_chunks(graph.num_edges, graph.kernel_size), decoder_inputs):
+            hidden = (decoder_input + (e[a:b] * self.edge_dec_state).unsqueeze(1)).add_(kpos_dec).relu_()
+            edge_out.append(self.edge_dec_out(hidden))
         edge_out = torch.cat(edge_out) if len(edge_out) > 1 else edge_out[0]
         hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
         node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())

@@ -65,7 +65,6 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self.net = self._make_net(weights, net, seed, net_config)
         self._named, self._graph = self._bind(module)
         self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
-        self._workspace: Dict[Any, Any] = {}  # feature buffers reused across steps (not state)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -187,7 +186,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         decay = {n: owned[id(p)]["weight_decay"] if id(p) in owned else 0.0 for n, p in params.items()}
         new_params, new_state = learned_update(
             self.net, self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads, state,
-            lr=lr, weight_decay=decay, lam=self.lam, workspace=self._workspace)
+            lr=lr, weight_decay=decay, lam=self.lam)
         for name, value in new_params.items():
             params[name].copy_(value)
         self._store_state(params, owned, new_state)

@@ -46,23 +46,9 @@ def _per_tensor(value: PerTensor, name: str) -> float:
     return float(value[name]) if isinstance(value, Mapping) else float(value)
 
 
-def _graph_buffers(graph: NeuralGraph, device: torch.device, workspace: Optional[dict]) -> Tuple[Tensor, Tensor]:
-    """Zeroed ``node_x``/``edge_x`` for the features; reused from ``workspace`` when given (only
-    parameter positions are ever written, so padding stays zero)."""
-    key = ("graph_features", id(graph), device)
-    if workspace is not None and key in workspace:
-        return workspace[key]
-    buffers = (torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device),
-               torch.zeros(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device))
-    if workspace is not None:
-        workspace[key] = buffers
-    return buffers
-
-
 def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping[str, Tensor],
                    grads: Mapping[str, Optional[Tensor]], state: OptState, *, lr: PerTensor = 1.0,
-                   weight_decay: PerTensor = 0.0, lam: float = 0.01,
-                   workspace: Optional[dict] = None) -> Tuple[TensorDict, OptState]:
+                   weight_decay: PerTensor = 0.0, lam: float = 0.01) -> Tuple[TensorDict, OptState]:
     """One learned step.
 
     Args:
@@ -77,8 +63,6 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         lr: multiplier on the learned step (per name or one for all).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
         lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)``.
-        workspace: a dict the caller keeps across calls to reuse feature buffers (only without
-            autograd: the stateful optimizer passes one, meta-training does not).
     Returns:
         New parameters (float32 computation, cast back to each parameter's dtype) for the names
         that were updated, and the new state.
@@ -90,7 +74,9 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     active = []
     skipped = dict(state.skipped)
     if net.uses_graph:
-        node_x, edge_x = _graph_buffers(graph, device, workspace)
+        # zeros: only parameter positions are written, padding and residual edges stay zero
+        node_x = torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device)
+        edge_x = torch.zeros(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device)
         features = GraphFeatures(node_x, edge_x)
     else:
         features = {}
