@@ -9,7 +9,6 @@ the order in which modules were registered, and says so.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, replace

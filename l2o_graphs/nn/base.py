@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn

@@ -6,14 +6,18 @@ positional, role, activation and time embeddings) and a decoder that runs per pa
 the hidden state of the element's edge (or node) together with the element's own features goes
 through a small MLP to a (direction, magnitude) pair. Everything is per node, per edge or a sum
 over a node's neighbours, so relabelling hidden neurons relabels the outputs the same way;
-normalisation is LayerNorm over each node's (edge's) own features, never across nodes or graphs.
+normalisation is LayerNorm over each node's own features, never across nodes or graphs.
 Memory is O(N + E): no dense N x N matrix.
+
+Cost: the per-edge work runs once per parameter element, so it is kept to broadcasts and
+reductions over contiguous blocks, in chunks whose temporaries stay small (see
+``benchmarks/step_cost.py`` for the measured price against Adam).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple, Union
+from typing import List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -261,19 +265,10 @@ class GraphUpdateNet(UpdateNet):
         all hidden nodes of one layer get the same vector."""
         return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
 
-    def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
-                graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-        if graph is None:
-            raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
-        # [N, S, F], [E, K, F]
-        node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
-        kpos = self._kernel_positions(graph, edge_x.device)
-
-        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
-        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
-        h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-             + self.position(self._node_positions(graph)) + self.node_time(time))
-
+    def _encode_edges(self, graph: NeuralGraph, edge_x: Tensor, kpos: Tensor, time: Tensor
+                      ) -> Tuple[Tensor, List[Tensor]]:
+        """Edge states ``[E, d]`` (each element embedded, pooled over the kernel positions that
+        hold parameters) and, per chunk, the decoder's projection of the element features."""
         edge_const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
         kpos_enc = self.kernel_position(kpos)
         mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
@@ -292,17 +287,36 @@ class GraphUpdateNet(UpdateNet):
         if other.numel():
             kinds = self.edge_kind.weight
             e = e.index_add(0, other, kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT])
+        return e, decoder_inputs
 
+    def _decode_edges(self, graph: NeuralGraph, e: Tensor, decoder_inputs: List[Tensor], kpos: Tensor) -> Tensor:
+        """``[E, K, 2]``: (direction, magnitude) for every kernel position of every edge."""
+        kpos_dec = self.edge_dec_position(kpos)
+        out = []
+        for (a, b), decoder_input in zip(_edge_chunks(graph.num_edges, graph.kernel_size), decoder_inputs):
+            hidden = (decoder_input + (e[a:b] * self.edge_dec_state).unsqueeze(1)).add_(kpos_dec).relu_()
+            out.append(self.edge_dec_out(hidden))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
+                graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+        if graph is None:
+            raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
+        # [N, S, F], [E, K, F]
+        node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
+        kpos = self._kernel_positions(graph, edge_x.device)
+
+        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
+        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
+        h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
+             + self.position(self._node_positions(graph)) + self.node_time(time))
+
+        e, decoder_inputs = self._encode_edges(graph, edge_x, kpos, time)
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
 
-        kpos_dec = self.edge_dec_position(kpos)
-        edge_out = []
-        for (a, b), decoder_input in zip(_edge_chunks(graph.num_edges, graph.kernel_size), decoder_inputs):
-            hidden = (decoder_input + (e[a:b] * self.edge_dec_state).unsqueeze(1)).add_(kpos_dec).relu_()
-            edge_out.append(self.edge_dec_out(hidden))
-        edge_out = torch.cat(edge_out) if len(edge_out) > 1 else edge_out[0]
+        edge_out = self._decode_edges(graph, e, decoder_inputs, kpos)
         hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
         node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())
         return graph.scatter(node_out, edge_out), dict(net_state)
