@@ -47,7 +47,7 @@ def test_element_features_match_reference_and_ignore_layer_scale():
     m_big, v_big = F.accumulate(g * 50, m_big, v_big)
     torch.testing.assert_close(F.element_features(p * 100, g * 100, m_big, v_big, 2), feats, rtol=1e-4, atol=1e-4)
     # writing into a strided view gives the same values
-    out = torch.zeros(35, 3, 1, F.NUM_FEATURES)[:, 1:2]
+    out = torch.zeros(35, 3, F.NUM_FEATURES)[:, 1:2]  # a strided [35, 1, F] view
     F.element_features(p.reshape(35, 1), g.reshape(35, 1), m.reshape(35, 1, 5), v.reshape(35, 1), 2, out=out)
     torch.testing.assert_close(out.reshape(5, 7, F.NUM_FEATURES), feats)
 
