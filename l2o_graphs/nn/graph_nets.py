@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -232,7 +232,8 @@ class GraphUpdateNet(UpdateNet):
         # projections of each element's features for the encoder and for the decoder
         self.node_elements = nn.Linear(f, node_dim)
         self.node_dec_x = nn.Linear(f, decoder_hidden)
-        self.edge_elements = nn.Linear(f, 2 * edge_dim)  # encoder half, decoder half: one read
+        self.edge_elements = nn.Linear(f, edge_dim)
+        self.edge_dec_x = nn.Linear(f, edge_dim)
         # encoder
         self.slot_kind = nn.Embedding(len(SLOT_KINDS), node_dim)
         self.role = nn.Embedding(len(NODE_ROLES), node_dim)
@@ -265,18 +266,15 @@ class GraphUpdateNet(UpdateNet):
         all hidden nodes of one layer get the same vector."""
         return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
 
-    def _encode_edges(self, graph: NeuralGraph, edge_x: Tensor, kpos: Tensor, time: Tensor
-                      ) -> Tuple[Tensor, List[Tensor]]:
-        """Edge states ``[E, d]`` (each element embedded, pooled over the kernel positions that
-        hold parameters) and, per chunk, the decoder's projection of the element features."""
+    def _encode_edges(self, graph: NeuralGraph, edge_x: Tensor, kpos: Tensor, time: Tensor) -> Tensor:
+        """Edge states ``[E, d]``: each element embedded, pooled over the kernel positions that
+        hold parameters, plus edge-kind and time embeddings."""
         edge_const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
         kpos_enc = self.kernel_position(kpos)
         mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
-        pooled, decoder_inputs = [], []
+        pooled = []
         for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
-            elements, decoder_input = self.edge_elements(edge_x[a:b]).chunk(2, -1)  # [c, K, d] each
-            decoder_inputs.append(decoder_input)
-            elements = (elements + kpos_enc).relu_()
+            elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
             if graph.kernel_size == 1 and not graph.has_parameterless_edges:
                 pooled.append(elements[:, 0] + edge_const)
             else:
@@ -287,14 +285,15 @@ class GraphUpdateNet(UpdateNet):
         if other.numel():
             kinds = self.edge_kind.weight
             e = e.index_add(0, other, kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT])
-        return e, decoder_inputs
+        return e
 
-    def _decode_edges(self, graph: NeuralGraph, e: Tensor, decoder_inputs: List[Tensor], kpos: Tensor) -> Tensor:
+    def _decode_edges(self, graph: NeuralGraph, edge_x: Tensor, e: Tensor, kpos: Tensor) -> Tensor:
         """``[E, K, 2]``: (direction, magnitude) for every kernel position of every edge."""
         kpos_dec = self.edge_dec_position(kpos)
         out = []
-        for (a, b), decoder_input in zip(_edge_chunks(graph.num_edges, graph.kernel_size), decoder_inputs):
-            hidden = (decoder_input + (e[a:b] * self.edge_dec_state).unsqueeze(1)).add_(kpos_dec).relu_()
+        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+            hidden = self.edge_dec_x(edge_x[a:b]).add_((e[a:b] * self.edge_dec_state).unsqueeze(1))
+            hidden = hidden.add_(kpos_dec).relu_()
             out.append(self.edge_dec_out(hidden))
         return torch.cat(out) if len(out) > 1 else out[0]
 
@@ -311,12 +310,12 @@ class GraphUpdateNet(UpdateNet):
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
              + self.position(self._node_positions(graph)) + self.node_time(time))
 
-        e, decoder_inputs = self._encode_edges(graph, edge_x, kpos, time)
+        e = self._encode_edges(graph, edge_x, kpos, time)
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
 
-        edge_out = self._decode_edges(graph, e, decoder_inputs, kpos)
+        edge_out = self._decode_edges(graph, edge_x, e, kpos)
         hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
         node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())
         return graph.scatter(node_out, edge_out), dict(net_state)
