@@ -327,3 +327,28 @@ def test_mlp_trains_on_real_digits():
         opt.step()
         step = max((a - b).abs().max().item() for a, b in zip(_params(model), before))
         assert 0 < step < 1.0 and torch.isfinite(loss)
+
+
+def test_bfloat16_autocast_of_the_update_network():
+    a, b = _model(), _model()
+    _train(a, NeuralGraphOptimizer(a, weights=None), 2)
+    _train(b, NeuralGraphOptimizer(b, weights=None, autocast=True), 2)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert p.dtype == q.dtype == torch.float32 and bool(torch.isfinite(q).all())
+        # the learned step (about 1e-2 per element) agrees to bfloat16 precision
+        assert (p - q).abs().max().item() < 2e-3
+
+
+@pytest.mark.slow
+def test_compiled_update_network_matches_eager():
+    model = mlp([6, 5, 3])
+    twin = copy.deepcopy(model)
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    for m, opt in ((model, NeuralGraphOptimizer(model, weights=None)),
+                   (twin, NeuralGraphOptimizer(twin, weights=None, compile=True))):
+        for _ in range(2):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)

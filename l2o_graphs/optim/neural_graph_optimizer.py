@@ -38,6 +38,10 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         lam: step scale of ``delta = -lr * d * lam * exp(m * lam)``.
         seed: initialisation seed when ``weights=None``.
         net_config: overrides of the net's hyper-parameters when ``weights=None``.
+        autocast: run the update network under bfloat16 autocast (features, moments and the
+            update itself stay float32). None: on for CUDA parameters, off on CPU.
+        compile: run the update network through ``torch.compile`` (the first step then pays the
+            compilation; worthwhile on GPUs and for long runs).
 
     ``state[p]`` holds ``momenta`` ``[*p.shape, 5]`` and ``second_moment`` (float32),
     ``updates`` and ``skipped`` counts (updates skipped because the gradient was not finite),
@@ -47,7 +51,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Union[nn.Module, Iterable[Tensor], Iterable[Dict[str, Any]]],
                  weights: Union[str, Path, None] = DEFAULT, *, module: Optional[nn.Module] = None,
                  net: str = "ng-gnn", lr: float = 1.0, weight_decay: float = 0.0, lam: float = 0.01,
-                 seed: int = 0, net_config: Optional[Dict[str, Any]] = None):
+                 seed: int = 0, net_config: Optional[Dict[str, Any]] = None,
+                 autocast: Optional[bool] = None, compile: bool = False):
         if isinstance(params, nn.Module):
             if module is not None and module is not params:
                 raise ValueError("pass the model either as params or as module, not two different ones")
@@ -65,6 +70,9 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self.net = self._make_net(weights, net, seed, net_config)
         self._named, self._graph = self._bind(module)
         self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
+        self.autocast = autocast
+        self.compile = compile
+        self._compiled: Optional[nn.Module] = None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -157,6 +165,14 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             if name in new.net_state:
                 st["net_state"] = new.net_state[name]
 
+    def _runner(self) -> nn.Module:
+        """``self.net``, through ``torch.compile`` when asked (recompiled if the net was replaced)."""
+        if not self.compile:
+            return self.net
+        if self._compiled is None or self._compiled._orig_mod is not self.net:
+            self._compiled = torch.compile(self.net, dynamic=True)
+        return self._compiled
+
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -184,9 +200,11 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         state = self._collect_state(params)
         lr = {n: owned[id(p)]["lr"] if id(p) in owned else 0.0 for n, p in params.items()}
         decay = {n: owned[id(p)]["weight_decay"] if id(p) in owned else 0.0 for n, p in params.items()}
-        new_params, new_state = learned_update(
-            self.net, self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads, state,
-            lr=lr, weight_decay=decay, lam=self.lam)
+        use_autocast = device.type == "cuda" if self.autocast is None else self.autocast
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            new_params, new_state = learned_update(
+                self._runner(), self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads,
+                state, lr=lr, weight_decay=decay, lam=self.lam)
         for name, value in new_params.items():
             params[name].copy_(value)
         self._store_state(params, owned, new_state)

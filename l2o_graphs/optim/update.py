@@ -105,7 +105,7 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     new_params: TensorDict = {}
     for name in active:
         p = params[name]
-        direction, magnitude = outputs[name].unbind(-1)
+        direction, magnitude = outputs[name].float().unbind(-1)  # float32 even under autocast
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.float() * (1 - decay) if decay else p.float()
