@@ -60,28 +60,36 @@ def _inv_rms(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
 
 
 def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tensor, step: int,
-                     out: Optional[Tensor] = None) -> Tensor:
+                     out: Optional[Tensor] = None, chunk_rows: int = 1 << 15) -> Tensor:
     """``[*param.shape, NUM_FEATURES]`` features of one tensor after ``step`` (>= 1) updates of
     its moments (see the module docstring).
 
     ``param``, ``grad`` and ``second`` share a shape ``S`` (any view of the tensor: statistics run
     over all elements), ``momenta`` is ``[*S, 5]``. With ``out`` (``[*S, NUM_FEATURES]``, for
     example a view into a graph's edge tensor) the features are written there and it is
-    returned."""
+    returned. The per-tensor statistics come first; the features are then written in chunks of
+    ``chunk_rows`` along the first dimension, so temporaries stay small."""
     dims = tuple(range(param.dim()))
     p, g = param.float(), grad.float()
     if out is None:
         out = torch.empty(*p.shape, NUM_FEATURES, dtype=torch.float32, device=p.device)
-    out[..., 0] = p * _inv_rms(p, dims)
-    out[..., 1] = g * _inv_rms(g, dims)
-    out[..., 2:7] = momenta * _inv_rms(momenta, dims)
-    # Adam-style ratios with bias-corrected moments (step >= 1)
-    inv_sqrt_v = torch.rsqrt(second * (1 / (1 - BETA2 ** step)) + EPS * EPS)
-    correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
-    out[..., 7] = g * inv_sqrt_v
-    out[..., 8:] = momenta * inv_sqrt_v.unsqueeze(-1)
-    out[..., 8:] *= correction
-    out[..., 7:].clamp_(-RATIO_CLIP, RATIO_CLIP)
+    scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
+    v_correction = 1 / (1 - BETA2 ** step)
+    m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
+    rows = p.shape[0] if p.dim() else 1
+    for a in range(0, rows, chunk_rows):
+        b = min(rows, a + chunk_rows)
+        o, pc, gc, mc, vc = ((t[a:b] for t in (out, p, g, momenta, second)) if p.dim()
+                             else (out, p, g, momenta, second))
+        o[..., 0] = pc * scale_p
+        o[..., 1] = gc * scale_g
+        o[..., 2:7] = mc * scale_m
+        # Adam-style ratios with bias-corrected moments (step >= 1)
+        inv_sqrt_v = torch.rsqrt(vc * v_correction + EPS * EPS)
+        o[..., 7] = gc * inv_sqrt_v
+        o[..., 8:] = mc * inv_sqrt_v.unsqueeze(-1)
+        o[..., 8:] *= m_correction
+        o[..., 7:].clamp_(-RATIO_CLIP, RATIO_CLIP)
     return out
 
 

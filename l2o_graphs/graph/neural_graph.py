@@ -175,6 +175,11 @@ class NeuralGraph:
         return (self.edge_kind != EDGE_WEIGHT).nonzero().squeeze(1)
 
     @cached_property
+    def edges_fully_covered(self) -> bool:
+        """Whether parameters fill every position of ``edge_x`` (no padding, no residual edges)."""
+        return bool(self.edge_mask.all())
+
+    @cached_property
     def has_parameterless_edges(self) -> bool:
         """Whether some edge holds no parameter at all (residual edges)."""
         return bool((self.edge_kind == EDGE_RESIDUAL).any())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,14 @@ from torch import Tensor, nn
 from l2o_graphs.graph import NeuralGraph
 
 TensorDict = Dict[str, Tensor]
+
+
+class FlatFeatures(NamedTuple):
+    """Features of all parameters in one ``[P, F]`` tensor, rows in parameter order;
+    ``shapes`` lists ``(name, param.shape)``."""
+
+    flat: Tensor
+    shapes: list
 
 
 class GraphFeatures(NamedTuple):
@@ -24,8 +32,8 @@ class UpdateNet(nn.Module, abc.ABC):
     """Maps per-element features to a per-element (direction, magnitude) pair.
 
     ``forward(features, time, graph, net_state) -> (outputs, new_net_state)`` where
-    ``features[name]`` is ``[*param.shape, F]`` (graph nets also take :class:`GraphFeatures`, the
-    same values already gathered onto ``graph``), ``time`` is ``[T]`` (global time features),
+    ``features[name]`` is ``[*param.shape, F]`` (or the same values already laid out: graph nets
+    take :class:`GraphFeatures`, the others :class:`FlatFeatures`), ``time`` is ``[T]`` (global time features),
     ``graph`` the optimizee's neural graph (None for nets that do not use it), ``net_state`` a dict
     of per-tensor recurrent state (``{}`` for stateless nets) and ``outputs[name]`` is
     ``[*param.shape, 2]``. Implementations must not mix information across graphs of a batch.
@@ -67,11 +75,24 @@ def sinusoidal(x: Tensor, dim: int, max_period: float = 1000.0) -> Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], -1)
 
 
-def flatten_features(features: Mapping[str, Tensor]) -> Tuple[Tensor, list]:
-    """Concatenate ``[*shape, F]`` tensors into ``[P, F]``; returns it and the shapes to split back."""
+def flatten_features(features: Union[Mapping[str, Tensor], FlatFeatures]) -> Tuple[Tensor, list]:
+    """``[P, F]`` features and the ``(name, shape)`` list to split outputs back with."""
+    if isinstance(features, FlatFeatures):
+        return features.flat, features.shapes
     shapes = [(n, f.shape[:-1]) for n, f in features.items()]
     flat = torch.cat([f.reshape(-1, f.shape[-1]) for f in features.values()])
     return flat, shapes
+
+
+CHUNK_ROWS = 1 << 16
+"""Rows per chunk of per-element work: temporaries of a few MiB are reused by the allocator
+instead of being page-faulted in fresh for every op of a million-element tensor."""
+
+
+def chunked(fn: Callable[[int, int], Tensor], num_rows: int) -> Tensor:
+    """``fn(start, stop)`` over row ranges of at most ``CHUNK_ROWS`` rows, concatenated."""
+    parts = [fn(start, min(num_rows, start + CHUNK_ROWS)) for start in range(0, num_rows, CHUNK_ROWS)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def split_outputs(flat: Tensor, shapes: list) -> TensorDict:

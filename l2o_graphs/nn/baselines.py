@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn.base import TensorDict, UpdateNet, flatten_features, mlp, split_outputs
+from l2o_graphs.nn.base import TensorDict, UpdateNet, chunked, flatten_features, mlp, split_outputs
 
 
 class PerParameterMLP(UpdateNet):
@@ -23,7 +23,8 @@ class PerParameterMLP(UpdateNet):
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
                 net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
         flat, shapes = flatten_features(features)
-        out = self.body(torch.relu(self.inp(flat) + self.time(time)))
+        time_bias = self.time(time)
+        out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(time_bias).relu_()), flat.shape[0])
         return split_outputs(out, shapes), dict(net_state)
 
 
@@ -44,18 +45,18 @@ class PerTensorLSTM(UpdateNet):
 
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
                 net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-        names = list(features)
-        stats = []
-        for f in features.values():
-            flat = f.reshape(-1, f.shape[-1])
-            stats.append(torch.cat([flat.mean(0), flat.square().mean(0).sqrt()]))
-        stats = torch.stack(stats)
+        flat, shapes = flatten_features(features)
+        names = [n for n, _ in shapes]
+        counts = [int(torch.Size(s).numel()) for _, s in shapes]
+        stats = torch.stack([torch.cat([part.mean(0), torch.linalg.vector_norm(part, dim=0) / part.shape[0] ** 0.5])
+                             for part in torch.split(flat, counts)])
         hc = torch.stack([net_state[n] for n in names])
         h, c = self.cell(torch.cat([stats, time.expand(len(names), -1)], -1),
                          (hc[:, :self.hidden], hc[:, self.hidden:]))
-        flat, shapes = flatten_features(features)
-        counts = torch.tensor([int(torch.Size(s).numel()) for _, s in shapes], device=flat.device)
-        cond = torch.repeat_interleave(self.cond(h), counts, dim=0)
-        out = self.body(torch.relu(self.inp(flat) + cond))
+        tensor_of_row = torch.repeat_interleave(torch.arange(len(names), device=flat.device),
+                                                torch.tensor(counts, device=flat.device))
+        cond = self.cond(h)
+        out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(cond[tensor_of_row[a:b]]).relu_()),
+                      flat.shape[0])
         new_state = {n: torch.cat([h[i], c[i]]) for i, n in enumerate(names)}
         return split_outputs(out, shapes), new_state

@@ -274,10 +274,10 @@ class GraphUpdateNet(UpdateNet):
         mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
         pooled = []
         for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
-            elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
-            if graph.kernel_size == 1 and not graph.has_parameterless_edges:
-                pooled.append(elements[:, 0] + edge_const)
+            if graph.kernel_size == 1 and not graph.has_parameterless_edges:  # [c, d], plain matmul
+                pooled.append(self.edge_elements(edge_x[a:b, 0]).add_(kpos_enc[0]).relu_() + edge_const)
             else:
+                elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
                 m = mask[a:b]
                 pooled.append((elements * m).sum(1) / m.sum(1).clamp(min=1) + edge_const)
         e = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
@@ -292,9 +292,12 @@ class GraphUpdateNet(UpdateNet):
         kpos_dec = self.edge_dec_position(kpos)
         out = []
         for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+            if graph.kernel_size == 1:  # [c, d], plain matmuls
+                hidden = self.edge_dec_x(edge_x[a:b, 0]).add_(e[a:b] * self.edge_dec_state).add_(kpos_dec[0])
+                out.append(self.edge_dec_out(hidden.relu_()).unsqueeze(1))
+                continue
             hidden = self.edge_dec_x(edge_x[a:b]).add_((e[a:b] * self.edge_dec_state).unsqueeze(1))
-            hidden = hidden.add_(kpos_dec).relu_()
-            out.append(self.edge_dec_out(hidden))
+            out.append(self.edge_dec_out(hidden.add_(kpos_dec).relu_()))
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,

@@ -41,7 +41,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         autocast: run the update network under bfloat16 autocast (features, moments and the
             update itself stay float32). None: on for CUDA parameters, off on CPU.
         compile: run the update network through ``torch.compile`` (the first step then pays the
-            compilation; worthwhile on GPUs and for long runs).
+            compilation). Meant for GPUs (not measured yet); on the project's 2-core CPU the
+            first step took over three minutes and later steps were slower than eager.
 
     ``state[p]`` holds ``momenta`` ``[*p.shape, 5]`` and ``second_moment`` (float32),
     ``updates`` and ``skipped`` counts (updates skipped because the gradient was not finite),

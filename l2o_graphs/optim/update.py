@@ -13,7 +13,7 @@ from torch import Tensor
 
 from l2o_graphs import features as F
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn import GraphFeatures, UpdateNet
+from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
 
 TensorDict = Dict[str, Tensor]
 PerTensor = Union[float, Mapping[str, float]]
@@ -74,12 +74,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     active = []
     skipped = dict(state.skipped)
     if net.uses_graph:
-        # zeros: only parameter positions are written, padding and residual edges stay zero
+        # only parameter positions are written: padding and residual edges must start at zero
         node_x = torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device)
-        edge_x = torch.zeros(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device)
+        new_edges = torch.empty if graph.edges_fully_covered else torch.zeros
+        edge_x = new_edges(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device)
         features = GraphFeatures(node_x, edge_x)
     else:
-        features = {}
+        total = sum(p.numel() for p in params.values())
+        flat = torch.empty(total, F.NUM_FEATURES, device=device)
+        offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
+        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     for name, p in params.items():
         g = grads.get(name)
         if g is not None and bool(torch.isfinite(g).all()):
@@ -91,7 +95,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             g = torch.zeros_like(p)
         tensor_step = max(1, state.updates.get(name, 0) + (name in active))
         if not net.uses_graph:
-            features[name] = F.element_features(p, g, momenta[name], second[name], tensor_step)
+            rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
+            F.element_features(p, g, momenta[name], second[name], tensor_step, out=rows)
             continue
         view, block = graph.param_view(node_x, edge_x, name)
         values = (p.reshape(block), g.reshape(block), momenta[name].reshape(*block, len(F.BETAS)),
