@@ -5,8 +5,9 @@ State per parameter tensor ``p`` (float32, whatever ``p``'s dtype):
 * ``momenta``: ``[*p.shape, 5]``, exponential moving averages of the gradient at ``BETAS``;
 * ``second_moment``: ``[*p.shape]``, moving average of the squared gradient at ``BETA2``.
 
-Features per element (``NUM_FEATURES`` of them, last dim), each normalised per tensor so that a
-layer's scale does not leak into the learned rule:
+Features per element (``NUM_FEATURES`` of them, last dim), all scale-free so that a layer's
+scale does not leak into the learned rule: 0-6 are divided by a per-tensor RMS, 7-12 are
+per-element ratios to the second moment (clipped to +-``RATIO_CLIP``):
 
 0. parameter / RMS(parameter)
 1. gradient / RMS(gradient)
@@ -69,6 +70,11 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     example a view into a graph's edge tensor) the features are written there and it is
     returned. The per-tensor statistics come first; the features are then written in chunks of
     ``chunk_rows`` along the first dimension, so temporaries stay small."""
+    if param.dim() == 0:  # a scalar parameter: a tensor of one element
+        out = out if out is not None else torch.empty(NUM_FEATURES, dtype=torch.float32, device=param.device)
+        element_features(param.reshape(1), grad.reshape(1), momenta.reshape(1, -1), second.reshape(1), step,
+                         out=out.view(1, NUM_FEATURES))
+        return out
     dims = tuple(range(param.dim()))
     p, g = param.float(), grad.float()
     if out is None:
@@ -76,11 +82,8 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
-    rows = p.shape[0] if p.dim() else 1
-    for a in range(0, rows, chunk_rows):
-        b = min(rows, a + chunk_rows)
-        o, pc, gc, mc, vc = ((t[a:b] for t in (out, p, g, momenta, second)) if p.dim()
-                             else (out, p, g, momenta, second))
+    for a in range(0, p.shape[0], chunk_rows):
+        o, pc, gc, mc, vc = (t[a:a + chunk_rows] for t in (out, p, g, momenta, second))
         o[..., 0] = pc * scale_p
         o[..., 1] = gc * scale_g
         o[..., 2:7] = mc * scale_m

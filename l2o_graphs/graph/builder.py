@@ -38,15 +38,18 @@ class GraphBuilder:
         self.edge_places: List[EdgePlacement] = []
         self.node_places: List[NodePlacement] = []
         self.placed: Set[str] = set()
+        self.max_depth = 0
 
-    @property
-    def max_depth(self) -> int:
-        return int(torch.cat(self._layers).max()) if self._layers else 0
+    def _claim(self, name: str) -> None:
+        if name in self.placed:  # the readers check first: this is a bug guard, not user input
+            raise RuntimeError(f"parameter {name!r} placed twice in the neural graph")
+        self.placed.add(name)
 
     def add_nodes(self, count: int, depth: int, role: int = ROLE_HIDDEN) -> Tensor:
         """Create ``count`` nodes at ``depth``; returns their ids ``[count]``."""
         ids = torch.arange(self.num_nodes, self.num_nodes + count)
         self.num_nodes += count
+        self.max_depth = max(self.max_depth, depth)
         self._layers.append(torch.full((count,), depth, dtype=torch.long))
         self._roles.append(torch.full((count,), role, dtype=torch.long))
         self._slot_count = torch.cat([self._slot_count, torch.zeros(count, dtype=torch.long)])
@@ -64,9 +67,9 @@ class GraphBuilder:
                    kernel: Tuple[int, int], kind: int = EDGE_WEIGHT) -> None:
         """Place a weight whose row ``r`` (row-major over its two leading dims, kernel trailing)
         connects ``src[r] -> dst[r]``."""
+        self._claim(name)
         start = self._add_edges(src, dst, kind)
         self.edge_places.append(EdgePlacement(name, tuple(shape), start, src.numel(), tuple(kernel)))
-        self.placed.add(name)
 
     def add_residual(self, src: Tensor, dst: Tensor) -> None:
         """Structural one-to-one edges of a residual addition (no parameter behind them)."""
@@ -74,20 +77,20 @@ class GraphBuilder:
 
     def add_node_param(self, name: str, shape: Sequence[int], nodes: Tensor, kind: int) -> None:
         """Place a parameter with one element per node of ``nodes`` in the nodes' next free slot."""
-        slot = int(self._slot_count[nodes].max())
+        self._claim(name)
+        slot = int(self._slot_count[nodes].max()) if nodes.numel() else 0
         self._slot_count[nodes] = slot + 1
         index = _as_index(nodes)
         self.node_places.append(NodePlacement(name, tuple(shape), index, slot))
         self._slot_kinds.append((index, slot, kind))
-        self.placed.add(name)
 
     def add_block(self, name: str, shape: torch.Size) -> None:
         """Place a tensor the wiring does not explain as a block of fixed nodes of its own:
         ``[a, b, *kernel]`` a bipartite ``b -> a`` block (kernel dims on the edges, more than two
-        flattened), ``[n]`` or a scalar on ``n`` (or 1) nodes."""
+        flattened), ``[n]`` on ``n`` nodes, a scalar on one node."""
         depth = self.max_depth + 1
         if len(shape) <= 1:
-            nodes = self.add_nodes(max(1, shape.numel()), depth, ROLE_FIXED)
+            nodes = self.add_nodes(shape.numel(), depth, ROLE_FIXED)
             self.add_node_param(name, shape, nodes, SLOT_OTHER)
             return
         rows, cols, rest = shape[0], shape[1], tuple(shape[2:])
@@ -104,6 +107,10 @@ class GraphBuilder:
     def finish(self, param_names: Sequence[str], param_shapes: Sequence[Tuple[int, ...]],
                output_nodes: Optional[Tensor], traced: bool) -> NeuralGraph:
         """Freeze into a :class:`NeuralGraph`; ``output_nodes`` get the output role."""
+        if self.placed != set(param_names):  # every parameter exactly once, nothing else
+            raise RuntimeError(f"neural graph placements do not match the parameters: unplaced "
+                               f"{sorted(set(param_names) - self.placed)[:5]}, unknown "
+                               f"{sorted(self.placed - set(param_names))[:5]}")
         layer = torch.cat(self._layers)
         role = torch.cat(self._roles)
         if output_nodes is not None:

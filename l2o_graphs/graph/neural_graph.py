@@ -88,7 +88,9 @@ class NeuralGraph:
         node_index: ``[N]`` long, index of the neuron among the non-permutable nodes of its group
             (input neurons, output neurons, fixed nodes); -1 for permutable hidden neurons.
         node_pos: ``[N]`` long, positional id: one per hidden layer, one per input, output and
-            fixed neuron. Two nodes share an id exactly when the symmetry may swap them.
+            fixed neuron. Nodes sharing an id are treated as interchangeable; the network's true
+            symmetry can be smaller (a GroupNorm of several groups only permutes channels within
+            a group, and the groups among themselves).
         node_activation: ``[N]`` long, activation applied to the node's value (``ACTIVATIONS``).
         node_slot_kind: ``[N, S]`` long, see ``SLOT_KINDS``.
         kernel_shape: ``(KH, KW)``.
@@ -192,6 +194,8 @@ class NeuralGraph:
         cursor = 0
         src_all, dst_all = self.edge_index
         for place in sorted(self.edge_places, key=lambda p: p.start):
+            if place.rows == 0:  # a weight with a zero-size dimension has no edges
+                continue
             if place.start > cursor:
                 segments.append(EdgeSegment(cursor, place.start, None))
             stop = place.start + place.rows
@@ -240,8 +244,8 @@ class NeuralGraph:
         """Where parameter ``name`` lives in ``node_x [N, S, *F]`` / ``edge_x [E, K, *F]``.
 
         Returns ``(view, block_shape)``: ``view`` is a view of the graph tensor shaped
-        ``[*block_shape, *F]`` (``(rows, kh, kw)`` for edges, ``(n,)`` for nodes), and the
-        parameter can always be reshaped to ``block_shape`` without a copy. ``view`` is None for
+        ``[*block_shape, *F]`` (``(rows, kh, kw)`` for edges, ``(n,)`` for nodes) to which the
+        parameter reshapes (a view for contiguous parameters). ``view`` is None for
         a node parameter on a non-contiguous node set (write it with :meth:`gather_into`). Take
         the view right before writing through it (autograd tracks views by creation time)."""
         place = self._place_by_name[name]

@@ -101,6 +101,12 @@ class _Reader:
         self.traced = traced
         self.builder = GraphBuilder()
         self.notes: List[str] = []
+        # A tensor shared by several modules (tied weights) is placed once, under the name that
+        # ``named_parameters()`` gives it (the first); its other uses are not wired.
+        self.canonical = {id(p): name for name, p in module.named_parameters()}
+
+    def _name(self, tensor: Tensor) -> str:
+        return self.canonical[id(tensor)]
 
     # ---------------------------------------------------------------- neurons
     def _fresh_inputs(self, count: int, why: str) -> Tensor:
@@ -146,10 +152,7 @@ class _Reader:
         return 1, area
 
     # ---------------------------------------------------------------- layers with parameters
-    def _params(self, prefix: str, module: nn.Module) -> Dict[str, Tensor]:
-        return {f"{prefix}.{n}" if prefix else n: p for n, p in module.named_parameters(recurse=False)}
-
-    def _dense(self, prefix: str, weight_name: str, weight: Tensor, value: Any, in_channels: int,
+    def _dense(self, prefix: str, weight: Tensor, value: Any, in_channels: int,
                out_channels: int, groups: int, kernel: Tuple[int, int], allow_flatten: bool,
                out_role: int = ROLE_HIDDEN) -> Tuple[Tensor, Tensor, int]:
         """Edges of a (grouped) dense connection; returns (input nodes, output nodes, depth)."""
@@ -161,43 +164,44 @@ class _Reader:
         o = torch.arange(out_channels).repeat_interleave(in_per_group)
         j = torch.arange(in_per_group).repeat(out_channels)
         src = nodes[(o // out_per_group) * in_per_group + j]
-        self.builder.add_weight(weight_name, weight.shape, src, out[o], kernel)
+        self.builder.add_weight(self._name(weight), weight.shape, src, out[o], kernel)
         return nodes, out, depth + 1
 
-    def _place_bias(self, name: str, params: Dict[str, Tensor], nodes: Tensor, kind: int) -> None:
-        if name in params:
-            self.builder.add_node_param(name, params[name].shape, nodes, kind)
+    def _place_on_nodes(self, tensor: Optional[Tensor], nodes: Tensor, kind: int) -> None:
+        """Place a 1-D parameter (skipped when the module has none, e.g. ``bias=False``)."""
+        if tensor is not None:
+            self.builder.add_node_param(self._name(tensor), tensor.shape, nodes, kind)
 
     def call_module(self, prefix: str, module: nn.Module, args: Tuple[Any, ...]) -> Any:
         """The layout of ``module(*args)``; places the module's own parameters."""
-        params = self._params(prefix, module)
-        if any(name in self.builder.placed for name in params):
-            self.notes.append(f"{prefix}: module called more than once; only its first call is wired")
+        params = list(module.parameters(recurse=False))
+        if any(self._name(t) in self.builder.placed for t in params):
+            self.notes.append(f"{prefix}: its parameters are already placed (the module is called more than "
+                              f"once, or shares weights with an earlier layer); only the first use is wired")
             return OPAQUE
         x = args[0] if args else OPAQUE
-        p = f"{prefix}." if prefix else ""
         if isinstance(module, nn.Linear):
-            _, out, depth = self._dense(prefix, p + "weight", module.weight, x, module.in_features,
+            _, out, depth = self._dense(prefix, module.weight, x, module.in_features,
                                         module.out_features, 1, (1, 1), allow_flatten=not self.traced)
-            self._place_bias(p + "bias", params, out, SLOT_BIAS)
+            self._place_on_nodes(module.bias, out, SLOT_BIAS)
             return _Layout(out, depth)
         if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             k = tuple(module.kernel_size)
             kernel = (1, k[0]) if len(k) == 1 else k
-            _, out, depth = self._dense(prefix, p + "weight", module.weight, x, module.in_channels,
+            _, out, depth = self._dense(prefix, module.weight, x, module.in_channels,
                                         module.out_channels, module.groups, kernel, allow_flatten=False)
-            self._place_bias(p + "bias", params, out, SLOT_BIAS)
+            self._place_on_nodes(module.bias, out, SLOT_BIAS)
             return _Layout(out, depth, spatial=UNKNOWN)
         if isinstance(module, nn.MultiheadAttention):
-            return self._attention(prefix, module, params, x)
+            return self._attention(prefix, module, x)
         if isinstance(module, _NORMS):
-            return self._norm(prefix, module, params, x)
+            return self._norm(prefix, module, x)
         if type(module) in _ACTIVATION_MODULES:
             name = _ACTIVATION_MODULES[type(module)]
             out = self._activate(x, name)
             if isinstance(module, nn.PReLU) and isinstance(out, _Layout) and out.nodes is not None \
                     and module.weight.numel() == out.nodes.numel():
-                self.builder.add_node_param(p + "weight", module.weight.shape, out.nodes, SLOT_OTHER)
+                self._place_on_nodes(module.weight, out.nodes, SLOT_OTHER)
             return out
         if isinstance(module, nn.Flatten):
             return self._flatten(x)
@@ -213,29 +217,28 @@ class _Reader:
                               f"its parameters get block graphs of their own")
         return OPAQUE
 
-    def _attention(self, prefix: str, module: nn.MultiheadAttention, params: Dict[str, Tensor], x: Any) -> Any:
+    def _attention(self, prefix: str, module: nn.MultiheadAttention, x: Any) -> Any:
         p = f"{prefix}." if prefix else ""
         if module.in_proj_weight is None or not isinstance(x, _Layout):
             self.notes.append(f"{prefix}: attention with separate q/k/v dimensions is not understood")
             return OPAQUE, OPAQUE
         dim = module.embed_dim
         # q, k and v neurons are not freely permutable (heads couple them): ROLE_FIXED.
-        _, qkv, depth = self._dense(prefix, p + "in_proj_weight", module.in_proj_weight, x, dim, 3 * dim,
+        _, qkv, depth = self._dense(prefix, module.in_proj_weight, x, dim, 3 * dim,
                                     1, (1, 1), allow_flatten=False, out_role=ROLE_FIXED)
-        self._place_bias(p + "in_proj_bias", params, qkv, SLOT_BIAS)
+        self._place_on_nodes(module.in_proj_bias, qkv, SLOT_BIAS)
         out_proj = module.out_proj
         v_nodes = _Layout(qkv[2 * dim:], depth)
-        _, out, depth = self._dense(p + "out_proj", p + "out_proj.weight", out_proj.weight, v_nodes,
+        _, out, depth = self._dense(p + "out_proj", out_proj.weight, v_nodes,
                                     dim, dim, 1, (1, 1), allow_flatten=False)
-        if out_proj.bias is not None:
-            self.builder.add_node_param(p + "out_proj.bias", out_proj.bias.shape, out, SLOT_BIAS)
+        self._place_on_nodes(out_proj.bias, out, SLOT_BIAS)
         return _Layout(out, depth), OPAQUE
 
-    def _norm(self, prefix: str, module: nn.Module, params: Dict[str, Tensor], x: Any) -> Any:
-        if not params:
+    def _norm(self, prefix: str, module: nn.Module, x: Any) -> Any:
+        scale, shift = getattr(module, "weight", None), getattr(module, "bias", None)
+        if scale is None and shift is None:
             return x
-        p = f"{prefix}." if prefix else ""
-        count = params.get(p + "weight", params.get(p + "bias")).numel()
+        count = (scale if scale is not None else shift).numel()
         if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) != 1:
             self.notes.append(f"{prefix}: LayerNorm over {tuple(module.normalized_shape)} is not per neuron")
             return x
@@ -245,8 +248,8 @@ class _Reader:
         if not isinstance(x, _Layout) or x.nodes.numel() != count:
             self.notes.append(f"{prefix}: {type(module).__name__} of {count} channels does not match its input")
             return x
-        self._place_bias(p + "weight", params, x.nodes, SLOT_NORM_WEIGHT)
-        self._place_bias(p + "bias", params, x.nodes, SLOT_NORM_BIAS)
+        self._place_on_nodes(scale, x.nodes, SLOT_NORM_WEIGHT)
+        self._place_on_nodes(shift, x.nodes, SLOT_NORM_BIAS)
         return x
 
     # ---------------------------------------------------------------- parameter-free ops
@@ -350,7 +353,7 @@ class _Reader:
             if node.op == "placeholder":
                 env[node] = _Layout(None, source=_Input(node.name))
             elif node.op == "get_attr":
-                env[node] = OPAQUE
+                env[node] = None  # a constant or parameter: ``x * scale`` keeps x's channels
             elif node.op == "call_module":
                 env[node] = self.call_module(node.target, gm.get_submodule(node.target), load(node.args))
             elif node.op in ("call_function", "call_method"):
@@ -376,7 +379,7 @@ class _Reader:
             if isinstance(module, nn.MultiheadAttention):
                 skip = (name + ".",)
             elif len(list(module.children())) > 0:
-                if self._params(name, module):
+                if any(True for _ in module.parameters(recurse=False)):
                     self.notes.append(f"{name or 'root'}: parameters held directly by a container "
                                       f"get block graphs of their own")
                 continue
@@ -432,11 +435,22 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:200]
 
 
-def _structure_key(module: nn.Module, example_input: Any) -> Hashable:
+def _trace(module: nn.Module) -> Tuple[Optional[fx.GraphModule], Optional[str]]:
+    """``torch.fx`` trace of ``module``, or (None, why it failed)."""
+    try:
+        return fx.symbolic_trace(module), None
+    except Exception as err:  # tracing fails in many ways (TraceError, RuntimeError, TypeError...)
+        return None, _first_line(err)
+
+
+def _structure_key(module: nn.Module, gm: Optional[fx.GraphModule], example_input: Any) -> Hashable:
+    """What the graph depends on: modules, parameter shapes, the traced forward code (two models
+    whose forward differs only by a plain attribute, such as a residual flag, trace differently)
+    and the example input's shapes."""
     modules = tuple((name, type(m), m.extra_repr()) for name, m in module.named_modules())
     params = tuple((name, tuple(p.shape)) for name, p in module.named_parameters())
     shapes = tuple(tuple(t.shape) for t in _flatten_values(example_input) if isinstance(t, Tensor))
-    return modules, params, shapes
+    return modules, params, gm.code if gm is not None else None, shapes
 
 
 _CACHE: "OrderedDict[Hashable, NeuralGraph]" = OrderedDict()
@@ -450,7 +464,11 @@ def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGr
     module = unwrap_module(module)
     if not any(True for _ in module.parameters()):
         raise ValueError(f"{type(module).__name__} has no parameters: there is nothing to build a neural graph of")
-    key = _structure_key(module, example_input)
+    # A single layer (nn.Linear(3, 2) itself) is read as a layer: its traced forward would only
+    # show a functional call.
+    is_layer = not any(True for _ in module.children())
+    gm, trace_error = (None, None) if is_layer else _trace(module)
+    key = _structure_key(module, gm, example_input)
     try:
         cached = _CACHE.get(key)
     except TypeError:  # an unhashable extra_repr part; build without caching
@@ -459,7 +477,7 @@ def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGr
         _CACHE.move_to_end(key)
         return cached
 
-    graph = _build(module, example_input)
+    graph = _build(module, gm, trace_error, example_input)
     if key is not None:
         _CACHE[key] = graph
         if len(_CACHE) > _CACHE_SIZE:
@@ -467,13 +485,11 @@ def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGr
     return graph
 
 
-def _build(module: nn.Module, example_input: Any) -> NeuralGraph:
-    try:
-        gm = fx.symbolic_trace(module)
-    except Exception as err:  # tracing fails in many ways (TraceError, RuntimeError, TypeError...)
-        gm = None
+def _build(module: nn.Module, gm: Optional[fx.GraphModule], trace_error: Optional[str],
+           example_input: Any) -> NeuralGraph:
+    if trace_error is not None:
         warnings.warn(
-            f"torch.fx could not trace {type(module).__name__} ({_first_line(err)}); reading its layers "
+            f"torch.fx could not trace {type(module).__name__} ({trace_error}); reading its layers "
             f"in module registration order instead: residual connections and branches are not seen.",
             NeuralGraphWarning, stacklevel=4)
     if gm is not None and example_input is not None:

@@ -90,8 +90,9 @@ instead of being page-faulted in fresh for every op of a million-element tensor.
 
 
 def chunked(fn: Callable[[int, int], Tensor], num_rows: int) -> Tensor:
-    """``fn(start, stop)`` over row ranges of at most ``CHUNK_ROWS`` rows, concatenated."""
-    parts = [fn(start, min(num_rows, start + CHUNK_ROWS)) for start in range(0, num_rows, CHUNK_ROWS)]
+    """``fn(start, stop)`` over row ranges of at most ``CHUNK_ROWS`` rows, concatenated (one
+    empty range when ``num_rows`` is 0)."""
+    parts = [fn(start, min(num_rows, start + CHUNK_ROWS)) for start in range(0, max(num_rows, 1), CHUNK_ROWS)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 

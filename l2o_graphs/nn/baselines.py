@@ -48,8 +48,8 @@ class PerTensorLSTM(UpdateNet):
         flat, shapes = flatten_features(features)
         names = [n for n, _ in shapes]
         counts = [int(torch.Size(s).numel()) for _, s in shapes]
-        stats = torch.stack([torch.cat([part.mean(0), torch.linalg.vector_norm(part, dim=0) / part.shape[0] ** 0.5])
-                             for part in torch.split(flat, counts)])
+        stats = torch.stack([torch.cat([part.sum(0) / max(n, 1), torch.linalg.vector_norm(part, dim=0) / max(n, 1) ** 0.5])
+                             for part, n in zip(torch.split(flat, counts), counts)])  # mean, RMS
         hc = torch.stack([net_state[n] for n in names])
         h, c = self.cell(torch.cat([stats, time.expand(len(names), -1)], -1),
                          (hc[:, :self.hidden], hc[:, self.hidden:]))

@@ -25,19 +25,10 @@ from torch_geometric.utils import softmax as segment_softmax
 
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
-from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
+from l2o_graphs.graph.neural_graph import EDGE_WEIGHT, EdgeSegment
 from l2o_graphs.nn.base import GraphFeatures, TensorDict, UpdateNet, mlp, sinusoidal
 
 POS_DIM = 16
-
-
-@dataclass(frozen=True)
-class _Segment:
-    start: int
-    stop: int
-    dense: Optional[Tuple[int, int, int, int]]  # rows, cols, src_start, dst_start
-    src: Optional[Tensor]  # [stop - start] node ids, for non-dense segments
-    dst: Optional[Tensor]
 
 
 @dataclass(frozen=True)
@@ -48,7 +39,7 @@ class _Wiring:
     node ranges) is viewed as ``[rows, cols, d]`` and uses broadcasting and reductions over its
     two axes; other segments use index gathers and ``index_add``."""
 
-    segments: Tuple[_Segment, ...]
+    segments: Tuple[EdgeSegment, ...]
     src: Tensor
     dst: Tensor
     num_nodes: int
@@ -63,10 +54,7 @@ class _Wiring:
         n = graph.num_nodes
         deg_in = torch.bincount(dst, minlength=n).float()[:, None]
         deg_out = torch.bincount(src, minlength=n).float()[:, None]
-        segments = tuple(
-            _Segment(s.start, s.stop, s.dense, None if s.dense else src[s.start:s.stop],
-                     None if s.dense else dst[s.start:s.stop]) for s in graph.edge_segments)
-        return cls(segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
+        return cls(graph.edge_segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
                    torch.log1p(deg_in), torch.log1p(deg_out))
 
     def sums(self, e: Tensor, a_fwd: Tensor, a_bwd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -90,10 +78,11 @@ class _Wiring:
                 bwd[s0:s0 + cols] += torch.stack(bwd_part).sum(0) + a_bwd[d0:d0 + rows].sum(0)
                 bwd_e[s0:s0 + cols] += torch.stack(bwd_e_part).sum(0)
             else:
-                fwd.index_add_(0, seg.dst, a_fwd[seg.src] * (1 + es))
-                fwd_e.index_add_(0, seg.dst, es)
-                bwd.index_add_(0, seg.src, a_bwd[seg.dst] * (1 + es))
-                bwd_e.index_add_(0, seg.src, es)
+                src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
+                fwd.index_add_(0, dst, a_fwd[src] * (1 + es))
+                fwd_e.index_add_(0, dst, es)
+                bwd.index_add_(0, src, a_bwd[dst] * (1 + es))
+                bwd_e.index_add_(0, src, es)
         return fwd, fwd_e, bwd, bwd_e
 
     def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn) -> Tensor:
@@ -109,7 +98,9 @@ class _Wiring:
                     res = fn(block, src_part, from_dst[d0 + r0:d0 + r1].unsqueeze(1))
                     out.append(res.reshape((r1 - r0) * cols, -1))
             else:
-                out.append(fn(es, from_src[seg.src], from_dst[seg.dst]))
+                out.append(fn(es, from_src[self.src[seg.start:seg.stop]], from_dst[self.dst[seg.start:seg.stop]]))
+        if not out:  # no edges: fn of empty slices keeps the output's shape and autograd links
+            return fn(e, from_src[:0], from_dst[:0])
         return torch.cat(out) if len(out) > 1 else out[0]
 
 
@@ -119,9 +110,10 @@ reused by the allocator instead of being page-faulted in fresh for every op."""
 
 
 def _edge_chunks(num_edges: int, kernel_size: int):
-    """``(start, stop)`` ranges of edges holding about ``CHUNK_ELEMENTS`` elements each."""
+    """``(start, stop)`` ranges of edges holding about ``CHUNK_ELEMENTS`` elements each (one
+    empty range for a graph without edges)."""
     step = max(1, CHUNK_ELEMENTS // max(kernel_size, 1))
-    for start in range(0, num_edges, step):
+    for start in range(0, max(num_edges, 1), step):
         yield start, min(num_edges, start + step)
 
 
@@ -227,7 +219,6 @@ class GraphUpdateNet(UpdateNet):
                  **config: object):
         super().__init__(node_dim=node_dim, edge_dim=edge_dim, decoder_hidden=decoder_hidden, **config)
         self.layers = stack
-        self.edge_dim = edge_dim
         f, t = NUM_FEATURES, NUM_TIME_FEATURES
         # projections of each element's features for the encoder and for the decoder
         self.node_elements = nn.Linear(f, node_dim)

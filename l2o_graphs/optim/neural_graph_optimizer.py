@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
 from l2o_graphs.nn import NETS, UpdateNet, build_net
-from l2o_graphs.optim.update import OptState, learned_update
+from l2o_graphs.optim.update import OptState, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
 
 DEFAULT = "default"
@@ -69,7 +69,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         self.lam = lam
         self.net = self._make_net(weights, net, seed, net_config)
-        self._named, self._graph = self._bind(module)
+        self._module = module
+        self._named, self._graph = self._bind(module, warn=True)
         self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
         self.autocast = autocast
         self.compile = compile
@@ -95,7 +96,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         loaded.requires_grad_(False)
         return loaded
 
-    def _bind(self, module: Optional[nn.Module]) -> Tuple[List[Tuple[str, Tensor]], Optional[NeuralGraph]]:
+    def _bind(self, module: Optional[nn.Module], warn: bool
+              ) -> Tuple[List[Tuple[str, Tensor]], Optional[NeuralGraph]]:
         """Names for every parameter of the graph, and the graph (None for graph-free nets)."""
         own = [p for group in self.param_groups for p in group["params"]]
         if module is not None:
@@ -109,12 +111,25 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             graph = NeuralGraph.from_module(inner) if self.net.uses_graph else None
             return named, graph
         named = [(f"param{i}", p) for i, p in enumerate(own)]
-        if self.net.uses_graph:
+        if self.net.uses_graph and warn:
             warnings.warn("NeuralGraphOptimizer got parameters without their module: every tensor becomes a "
                           "block graph of its own and the wiring of the network is not seen; pass module=model "
                           "(or the model itself) to use it.", NeuralGraphWarning, stacklevel=3)
         graph = block_graph([(n, p.shape) for n, p in named]) if self.net.uses_graph else None
         return named, graph
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer.add_param_group``. With a module, the new parameters must
+        belong to it; without one, each new tensor becomes a block graph of its own."""
+        super().add_param_group(param_group)
+        if not hasattr(self, "_named"):
+            return  # still in __init__: the parameters are bound once all groups are in
+        try:
+            self._named, self._graph = self._bind(self._module, warn=False)
+        except ValueError:
+            self.param_groups.pop()
+            raise
+        self._graph_on.clear()
 
     @property
     def graph(self) -> Optional[NeuralGraph]:
@@ -133,26 +148,18 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         return self._graph_on[device]
 
     def _collect_state(self, params: Dict[str, Tensor]) -> OptState:
-        momenta, second, net_state, updates, skipped, step = {}, {}, {}, {}, {}, 0
-        fresh_net_state = None
+        """The stored state of every parameter; tensors never updated start from ``init_state``."""
+        fresh = [name for name, p in params.items() if "momenta" not in self.state.get(p, {})]
+        state = init_state({name: params[name] for name in fresh}, self.net)
         for name, p in params.items():
             st = self.state.get(p, {})
             if "momenta" in st:
-                momenta[name], second[name] = st["momenta"], st["second_moment"]
-                updates[name], skipped[name] = int(st["updates"]), int(st["skipped"])
-                step = max(step, int(st["step"]))
-            else:
-                momenta[name] = torch.zeros(*p.shape, 5, device=p.device)
-                second[name] = torch.zeros(p.shape, device=p.device)
-                updates[name] = skipped[name] = 0
-            if "net_state" in st:
-                net_state[name] = st["net_state"]
-            else:
-                if fresh_net_state is None:
-                    fresh_net_state = self.net.init_net_state(params)
-                if name in fresh_net_state:
-                    net_state[name] = fresh_net_state[name]
-        return OptState(momenta, second, net_state, updates, skipped, step)
+                state.momenta[name], state.second_moment[name] = st["momenta"], st["second_moment"]
+                state.updates[name], state.skipped[name] = int(st["updates"]), int(st["skipped"])
+                state.step = max(state.step, int(st["step"]))
+                if "net_state" in st:
+                    state.net_state[name] = st["net_state"]
+        return state
 
     def _store_state(self, params: Dict[str, Tensor], owned: Dict[int, Dict[str, Any]], new: OptState) -> None:
         for name, p in params.items():
@@ -220,16 +227,21 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         return out
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`; checks everything before changing anything."""
         state_dict = dict(state_dict)
         meta = state_dict.pop("l2o", None)
         if meta is not None:
             if meta["net"] != net_name(self.net) or meta["config"] != self.net.config:
                 raise ValueError(f"state dict is for net {meta['net']!r} {meta['config']}, this optimizer "
                                  f"runs {net_name(self.net)!r} {self.net.config}")
+            own = self.net.state_dict()
+            if {k: tuple(v.shape) for k, v in meta["weights"].items()} != {k: tuple(v.shape) for k, v in own.items()}:
+                raise ValueError("state dict's net weights do not match the names and shapes of this optimizer's net")
+        saved_state = state_dict["state"]
+        super().load_state_dict(state_dict)  # checks the param groups before changing anything
+        if meta is not None:
             self.net.load_state_dict(meta["weights"])
             self.lam = meta["lam"]
-        saved_state = state_dict["state"]
-        super().load_state_dict(state_dict)
         # torch.optim casts floating state to each parameter's dtype (bfloat16 params would lose
         # the float32 moments): put the saved values back, only moved to the parameter's device.
         saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
