@@ -24,6 +24,8 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
+from l2o_graphs.chunks import chunk_elements, row_ranges
+
 BETAS = (0.5, 0.9, 0.99, 0.999, 0.9999)
 BETA2 = 0.999
 TIMESCALES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
@@ -61,15 +63,15 @@ def _inv_rms(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
 
 
 def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tensor, step: int,
-                     out: Optional[Tensor] = None, chunk_rows: int = 1 << 15) -> Tensor:
+                     out: Optional[Tensor] = None) -> Tensor:
     """``[*param.shape, NUM_FEATURES]`` features of one tensor after ``step`` (>= 1) updates of
     its moments (see the module docstring).
 
     ``param``, ``grad`` and ``second`` share a shape ``S`` (any view of the tensor: statistics run
     over all elements), ``momenta`` is ``[*S, 5]``. With ``out`` (``[*S, NUM_FEATURES]``, for
     example a view into a graph's edge tensor) the features are written there and it is
-    returned. The per-tensor statistics come first; the features are then written in chunks of
-    ``chunk_rows`` along the first dimension, so temporaries stay small."""
+    returned. The per-tensor statistics come first; the features are then written in chunks
+    along the first dimension sized for the device (:mod:`l2o_graphs.chunks`)."""
     if param.dim() == 0:  # a scalar parameter: a tensor of one element
         out = out if out is not None else torch.empty(NUM_FEATURES, dtype=torch.float32, device=param.device)
         element_features(param.reshape(1), grad.reshape(1), momenta.reshape(1, -1), second.reshape(1), step,
@@ -82,8 +84,8 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
-    for a in range(0, p.shape[0], chunk_rows):
-        o, pc, gc, mc, vc = (t[a:a + chunk_rows] for t in (out, p, g, momenta, second))
+    for a, b in row_ranges(p.shape[0], chunk_elements(p.device) // 2):
+        o, pc, gc, mc, vc = (t[a:b] for t in (out, p, g, momenta, second))
         o[..., 0] = pc * scale_p
         o[..., 1] = gc * scale_g
         o[..., 2:7] = mc * scale_m

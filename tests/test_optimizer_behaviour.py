@@ -301,15 +301,45 @@ def test_ddp_wrapped_model_is_read_through():
             dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_parameters_stay_on_cuda():
-    model = ResidualCNN(channels=4, blocks=1).cuda()
-    opt = NeuralGraphOptimizer(model, weights=None)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("net", NETS)
+def test_cuda_step_matches_cpu_step(net):
+    torch.manual_seed(0)
+    cpu_model = ResidualCNN(channels=4, blocks=1)
+    cuda_model = copy.deepcopy(cpu_model).cuda()
     x, y = _batch(0)
-    nn.functional.cross_entropy(model(x.cuda()), y.cuda()).backward()
-    opt.step()
-    assert all(p.is_cuda for p in model.parameters())
-    assert all(opt.state[p]["momenta"].is_cuda for p in model.parameters())
+    for model, opt, dev in ((cpu_model, NeuralGraphOptimizer(cpu_model, weights=None, net=net), "cpu"),
+                            (cuda_model, NeuralGraphOptimizer(cuda_model, weights=None, net=net, autocast=False),
+                             "cuda")):
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x.to(dev)), y.to(dev)).backward()
+            opt.step()
+    assert all(p.is_cuda for p in cuda_model.parameters())
+    assert all(s["momenta"].is_cuda for s in opt.state.values())
+    for p, q in zip(cpu_model.parameters(), cuda_model.parameters()):
+        torch.testing.assert_close(q.cpu(), p, atol=1e-4, rtol=1e-4)
+
+
+@needs_cuda
+def test_cuda_default_autocast_and_compile_agree_with_eager():
+    torch.manual_seed(0)
+    eager = mlp([64, 128, 10]).cuda()
+    runs = {"eager": (eager, dict(autocast=False)), "bf16": (copy.deepcopy(eager), {}),
+            "compiled": (copy.deepcopy(eager), dict(autocast=False, compile=True))}
+    x, y = torch.randn(32, 64, device="cuda"), torch.randint(0, 10, (32,), device="cuda")
+    for model, kwargs in runs.values():
+        opt = NeuralGraphOptimizer(model, weights=None, **kwargs)
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for p, q, r in zip(*(m.parameters() for m, _ in runs.values())):
+        torch.testing.assert_close(r, p, atol=1e-5, rtol=1e-5)  # compiled
+        assert (q - p).abs().max().item() < 2e-3  # bfloat16 network, float32 update
 
 
 def test_mlp_trains_on_real_digits():

@@ -8,6 +8,7 @@ from typing import Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.graph import NeuralGraph
 
 TensorDict = Dict[str, Tensor]
@@ -84,15 +85,10 @@ def flatten_features(features: Union[Mapping[str, Tensor], FlatFeatures]) -> Tup
     return flat, shapes
 
 
-CHUNK_ROWS = 1 << 16
-"""Rows per chunk of per-element work: temporaries of a few MiB are reused by the allocator
-instead of being page-faulted in fresh for every op of a million-element tensor."""
-
-
-def chunked(fn: Callable[[int, int], Tensor], num_rows: int) -> Tensor:
-    """``fn(start, stop)`` over row ranges of at most ``CHUNK_ROWS`` rows, concatenated (one
-    empty range when ``num_rows`` is 0)."""
-    parts = [fn(start, min(num_rows, start + CHUNK_ROWS)) for start in range(0, max(num_rows, 1), CHUNK_ROWS)]
+def chunked(fn: Callable[[int, int], Tensor], num_rows: int, device: torch.device) -> Tensor:
+    """``fn(start, stop)`` over ranges of ``chunk_elements(device)`` rows (see
+    :mod:`l2o_graphs.chunks`), concatenated."""
+    parts = [fn(a, b) for a, b in row_ranges(num_rows, chunk_elements(device))]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 

@@ -24,7 +24,8 @@ class PerParameterMLP(UpdateNet):
                 net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
         flat, shapes = flatten_features(features)
         time_bias = self.time(time)
-        out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(time_bias).relu_()), flat.shape[0])
+        out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(time_bias).relu_()), flat.shape[0],
+                      flat.device)
         return split_outputs(out, shapes), dict(net_state)
 
 
@@ -57,6 +58,6 @@ class PerTensorLSTM(UpdateNet):
                                                 torch.tensor(counts, device=flat.device))
         cond = self.cond(h)
         out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(cond[tensor_of_row[a:b]]).relu_()),
-                      flat.shape[0])
+                      flat.shape[0], flat.device)
         new_state = {n: torch.cat([h[i], c[i]]) for i, n in enumerate(names)}
         return split_outputs(out, shapes), new_state

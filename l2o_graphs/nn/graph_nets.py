@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import softmax as segment_softmax
 
+from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
 from l2o_graphs.graph.neural_graph import EDGE_WEIGHT, EdgeSegment
@@ -47,6 +48,7 @@ class _Wiring:
     inv_deg_out: Tensor
     scale_in: Tensor  # [N, 1] log(1 + in-degree), PNA's amplification scaler
     scale_out: Tensor
+    chunk: int  # elements per chunk of edge work (l2o_graphs.chunks)
 
     @classmethod
     def of(cls, graph: NeuralGraph) -> "_Wiring":
@@ -55,7 +57,7 @@ class _Wiring:
         deg_in = torch.bincount(dst, minlength=n).float()[:, None]
         deg_out = torch.bincount(src, minlength=n).float()[:, None]
         return cls(graph.edge_segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
-                   torch.log1p(deg_in), torch.log1p(deg_out))
+                   torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
 
     def sums(self, e: Tensor, a_fwd: Tensor, a_bwd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """For every node: ``sum over incoming edges of a_fwd[src] * (1 + e)``, the sum of
@@ -68,7 +70,7 @@ class _Wiring:
                 rows, cols, s0, d0 = seg.dense
                 a_in = a_fwd[s0:s0 + cols]
                 bwd_part, bwd_e_part = [], []
-                for r0, r1, block in _row_chunks(es, rows, cols):
+                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):
                     a_out = a_bwd[d0 + r0:d0 + r1]
                     fwd[d0 + r0:d0 + r1] += (block * a_in).sum(1)
                     fwd_e[d0 + r0:d0 + r1] += block.sum(1)
@@ -94,7 +96,7 @@ class _Wiring:
             if seg.dense is not None:
                 rows, cols, s0, d0 = seg.dense
                 src_part = from_src[s0:s0 + cols].unsqueeze(0)
-                for r0, r1, block in _row_chunks(es, rows, cols):
+                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):
                     res = fn(block, src_part, from_dst[d0 + r0:d0 + r1].unsqueeze(1))
                     out.append(res.reshape((r1 - r0) * cols, -1))
             else:
@@ -104,25 +106,16 @@ class _Wiring:
         return torch.cat(out) if len(out) > 1 else out[0]
 
 
-CHUNK_ELEMENTS = 1 << 16
-"""Edges per chunk of a dense block: temporaries of a few hundred KiB stay in cache and are
-reused by the allocator instead of being page-faulted in fresh for every op."""
+def _edge_chunks(graph: NeuralGraph, device: torch.device):
+    """``(start, stop)`` ranges of edges, about ``chunk_elements(device)`` elements each."""
+    return row_ranges(graph.num_edges, chunk_elements(device) // max(graph.kernel_size, 1))
 
 
-def _edge_chunks(num_edges: int, kernel_size: int):
-    """``(start, stop)`` ranges of edges holding about ``CHUNK_ELEMENTS`` elements each (one
-    empty range for a graph without edges)."""
-    step = max(1, CHUNK_ELEMENTS // max(kernel_size, 1))
-    for start in range(0, max(num_edges, 1), step):
-        yield start, min(num_edges, start + step)
-
-
-def _row_chunks(es: Tensor, rows: int, cols: int):
-    """``(r0, r1, block[r0:r1])`` over a dense segment viewed as ``[rows, cols, d]``."""
+def _row_chunks(es: Tensor, rows: int, cols: int, chunk: int):
+    """``(r0, r1, block[r0:r1])`` over a dense segment viewed as ``[rows, cols, d]``, about
+    ``chunk`` edges per block."""
     block = es.view(rows, cols, -1)
-    step = max(1, CHUNK_ELEMENTS // max(cols, 1))
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
+    for r0, r1 in row_ranges(rows, chunk // max(cols, 1)):
         yield r0, r1, block[r0:r1]
 
 
@@ -264,7 +257,7 @@ class GraphUpdateNet(UpdateNet):
         kpos_enc = self.kernel_position(kpos)
         mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
         pooled = []
-        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+        for a, b in _edge_chunks(graph, edge_x.device):
             if graph.kernel_size == 1 and not graph.has_parameterless_edges:  # [c, d], plain matmul
                 pooled.append(self.edge_elements(edge_x[a:b, 0]).add_(kpos_enc[0]).relu_() + edge_const)
             else:
@@ -282,7 +275,7 @@ class GraphUpdateNet(UpdateNet):
         """``[E, K, 2]``: (direction, magnitude) for every kernel position of every edge."""
         kpos_dec = self.edge_dec_position(kpos)
         out = []
-        for a, b in _edge_chunks(graph.num_edges, graph.kernel_size):
+        for a, b in _edge_chunks(graph, edge_x.device):
             if graph.kernel_size == 1:  # [c, d], plain matmuls
                 hidden = self.edge_dec_x(edge_x[a:b, 0]).add_(e[a:b] * self.edge_dec_state).add_(kpos_dec[0])
                 out.append(self.edge_dec_out(hidden.relu_()).unsqueeze(1))
