@@ -331,15 +331,18 @@ def test_cuda_default_autocast_and_compile_agree_with_eager():
     runs = {"eager": (eager, dict(autocast=False)), "bf16": (copy.deepcopy(eager), {}),
             "compiled": (copy.deepcopy(eager), dict(autocast=False, compile=True))}
     x, y = torch.randn(32, 64, device="cuda"), torch.randint(0, 10, (32,), device="cuda")
+    start = [p.detach().clone() for p in eager.parameters()]
     for model, kwargs in runs.values():
         opt = NeuralGraphOptimizer(model, weights=None, **kwargs)
         for _ in range(3):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
-    for p, q, r in zip(*(m.parameters() for m, _ in runs.values())):
+    for p0, p, q, r in zip(start, *(m.parameters() for m, _ in runs.values())):
         torch.testing.assert_close(r, p, atol=1e-5, rtol=1e-5)  # compiled
-        assert (q - p).abs().max().item() < 2e-3  # bfloat16 network, float32 update
+        # bfloat16 network (float32 update): the three steps agree to bfloat16 precision
+        moved, error = (p - p0).abs(), (q - p).abs()
+        assert error.mean() < 0.05 * moved.mean() and error.max() < 0.25 * moved.max()
 
 
 def test_mlp_trains_on_real_digits():

@@ -187,6 +187,21 @@ class NeuralGraph:
         return bool((self.edge_kind == EDGE_RESIDUAL).any())
 
     @cached_property
+    def degrees(self) -> Tuple[Tensor, Tensor]:
+        """``([N], [N])`` float: in-degree and out-degree of every node."""
+        src, dst = self.edge_index
+        return (torch.bincount(dst, minlength=self.num_nodes).float(),
+                torch.bincount(src, minlength=self.num_nodes).float())
+
+    def precompute(self) -> "NeuralGraph":
+        """Evaluate every cached derived quantity now (they need host syncs; a compiled update
+        network then reads them without graph breaks). Returns ``self``."""
+        for name in ("node_mask", "edge_mask", "non_weight_edges", "edges_fully_covered",
+                     "has_parameterless_edges", "edge_segments", "degrees", "_place_by_name"):
+            getattr(self, name)
+        return self
+
+    @cached_property
     def edge_segments(self) -> Tuple[EdgeSegment, ...]:
         """The edges cut into contiguous runs, in order, each marked dense or not (see
         :class:`EdgeSegment`); computed once per graph."""

@@ -54,8 +54,7 @@ class _Wiring:
     def of(cls, graph: NeuralGraph) -> "_Wiring":
         src, dst = graph.edge_index
         n = graph.num_nodes
-        deg_in = torch.bincount(dst, minlength=n).float()[:, None]
-        deg_out = torch.bincount(src, minlength=n).float()[:, None]
+        deg_in, deg_out = (d[:, None] for d in graph.degrees)
         return cls(graph.edge_segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
                    torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
 

@@ -144,7 +144,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state <-> OptState
     def _graph_for(self, device: torch.device) -> Optional[NeuralGraph]:
         if device not in self._graph_on:
-            self._graph_on[device] = None if self._graph is None else self._graph.to(device)
+            self._graph_on[device] = None if self._graph is None else self._graph.to(device).precompute()
         return self._graph_on[device]
 
     def _collect_state(self, params: Dict[str, Tensor]) -> OptState:
@@ -178,7 +178,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         if not self.compile:
             return self.net
         if self._compiled is None or self._compiled._orig_mod is not self.net:
-            self._compiled = torch.compile(self.net, dynamic=True)
+            self._compiled = torch.compile(self.net)
         return self._compiled
 
     # ------------------------------------------------------------------ the step
