@@ -14,18 +14,21 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, torch_geometric; print('torch', torch.__version__, 'pyg', torch_geometric.__version__)" \
     | tee -a "$out/gpu.txt"
-step_cost() { python3 benchmarks/step_cost.py --device cuda --repeats 10 "$@" 2>&1 | tee -a "$out/gpu_step_cost.log"; }
+step_cost() {  # step_cost SECONDS ARGS...: one step_cost.py run under a time limit
+    local limit="$1"; shift
+    timeout "$limit" python3 benchmarks/step_cost.py --device cuda --repeats 10 "$@" 2>&1 | tee -a "$out/gpu_step_cost.log"
+}
 for part in $parts; do
     case "$part" in
     tests)  # every net's CUDA step against its CPU step; bf16 autocast and torch.compile against eager
         python3 -c "import pytest" 2>/dev/null || pip install -q --no-index --find-links .gpu_wheels pytest
         timeout 120 python3 -m pytest -q -p no:cacheprovider -p no:logging -k cuda tests/test_optimizer_behaviour.py \
             2>&1 | tee "$out/gpu_tests.log" ;;
-    eager) timeout 120 step_cost --sizes 0.1M 1M 10M 37M ;;
-    bf16) timeout 50 step_cost --sizes 1M 10M 37M --nets ng-gnn ff --autocast ;;
+    eager) step_cost 120 --sizes 0.1M 1M 10M 37M ;;
+    bf16) step_cost 50 --sizes 1M 10M 37M --nets ng-gnn ff --autocast ;;
     compiled)
-        timeout 200 step_cost --sizes 1M 37M --nets ng-gnn --compile
-        timeout 120 step_cost --sizes 37M --nets ng-gnn --compile --autocast ;;
+        step_cost 200 --sizes 1M 37M --nets ng-gnn --compile
+        step_cost 120 --sizes 37M --nets ng-gnn --compile --autocast ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done
