@@ -1,0 +1,55 @@
+"""Where one optimizer step spends its time: torch.profiler over a few steps of one net on one
+MLP size, top operators by device (or CPU) self time.
+
+Run: ``python benchmarks/profile_step.py --device cuda --size 37M [--autocast]``. Prints the
+table; with ``--out DIR`` also writes it there as text.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_cost import SIZES, _with_grads  # noqa: E402
+
+from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
+from l2o_graphs.tasks import mlp  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", default="1M", choices=list(SIZES))
+    parser.add_argument("--net", default="ng-gnn")
+    parser.add_argument("--autocast", action="store_true")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = _with_grads(mlp(SIZES[args.size]).to(device))
+    opt = NeuralGraphOptimizer(model, weights=None, net=args.net, lr=1e-3, autocast=args.autocast)
+    for _ in range(2):
+        opt.step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+    title = f"{args.net} {args.size} {device} autocast={args.autocast}, {args.steps} steps"
+    print(title, table, sep="\n")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = f"profile_{args.net}_{args.size}_{device.type}{'_bf16' if args.autocast else ''}.txt"
+        (args.out / name).write_text(title + "\n" + table)
+
+
+if __name__ == "__main__":
+    main()
