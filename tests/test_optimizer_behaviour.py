@@ -325,10 +325,10 @@ def test_cuda_step_matches_cpu_step(net):
 
 
 @needs_cuda
-def test_cuda_default_autocast_and_compile_agree_with_eager():
+def test_cuda_bf16_autocast_and_compile_agree_with_eager():
     torch.manual_seed(0)
     eager = mlp([64, 128, 10]).cuda()
-    runs = {"eager": (eager, dict(autocast=False)), "bf16": (copy.deepcopy(eager), {}),
+    runs = {"eager": (eager, dict(autocast=False)), "bf16": (copy.deepcopy(eager), dict(autocast=True)),
             "compiled": (copy.deepcopy(eager), dict(autocast=False, compile=True))}
     x, y = torch.randn(32, 64, device="cuda"), torch.randint(0, 10, (32,), device="cuda")
     start = [p.detach().clone() for p in eager.parameters()]
