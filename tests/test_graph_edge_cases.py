@@ -8,18 +8,7 @@ from torch import nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning
 from l2o_graphs.graph.neural_graph import ROLE_INPUT
-
-
-class Tied(nn.Module):
-    """Two layers sharing one weight tensor (like tied embeddings)."""
-
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
-        self.b.weight = self.a.weight
-
-    def forward(self, x):
-        return self.b(torch.relu(self.a(x)))
+from unusual_models import Tied, WithScalar
 
 
 class MaybeResidual(nn.Module):
@@ -45,16 +34,6 @@ class Scaled(nn.Module):
 
     def forward(self, x):
         return self.fc2(self.fc1(x) * self.scale)
-
-
-class WithScalar(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(3, 2)
-        self.temperature = nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, x):
-        return self.fc(x) / self.temperature
 
 
 def _assert_round_trip(graph, model):

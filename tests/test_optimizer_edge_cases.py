@@ -8,39 +8,9 @@ from torch import nn
 from l2o_graphs import NeuralGraphOptimizer, NeuralGraphWarning
 from l2o_graphs.features import element_features
 from l2o_graphs.tasks import mlp
+from unusual_models import Tied, WithEmpty, WithScalar
 
 NETS = ["ng-gnn", "ng-t", "ff", "lstm"]
-
-
-class Tied(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
-        self.b.weight = self.a.weight
-
-    def forward(self, x):
-        return self.b(torch.relu(self.a(x)))
-
-
-class WithScalar(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-        self.temperature = nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, x):
-        return self.fc(x) / self.temperature
-
-
-class WithEmpty(nn.Module):
-    """A zero-size layer next to a real one (a width-0 branch)."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc, self.empty = nn.Linear(4, 3), nn.Linear(4, 0)
-
-    def forward(self, x):
-        return torch.cat([self.fc(x), self.empty(x)], -1)
 
 
 def _step(model, opt, seed=0):
