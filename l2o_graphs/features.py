@@ -1,6 +1,7 @@
 """Per-parameter optimizer-state features: pure functions over dicts of tensors.
 
-State per parameter tensor ``p`` (float32, whatever ``p``'s dtype):
+State per parameter tensor ``p`` (float32 for half-precision and float32 parameters, float64
+for float64 ones: see :func:`compute_dtype`):
 
 * ``momenta``: ``[*p.shape, 5]``, exponential moving averages of the gradient at ``BETAS``;
 * ``second_moment``: ``[*p.shape]``, moving average of the squared gradient at ``BETA2``.
@@ -37,16 +38,21 @@ RATIO_CLIP = 10.0
 TensorDict = Dict[str, Tensor]
 
 
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """float32, or float64 for float64 tensors (finite-difference checks of meta-gradients)."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
 def init_moments(params: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-    """Zero ``momenta [*shape, 5]`` and ``second_moment [*shape]`` in float32."""
-    momenta = {n: torch.zeros(*p.shape, len(BETAS), dtype=torch.float32, device=p.device) for n, p in params.items()}
-    second = {n: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for n, p in params.items()}
+    """Zero ``momenta [*shape, 5]`` and ``second_moment [*shape]`` (``compute_dtype``)."""
+    momenta = {n: torch.zeros(*p.shape, len(BETAS), dtype=compute_dtype(p), device=p.device) for n, p in params.items()}
+    second = {n: torch.zeros(p.shape, dtype=compute_dtype(p), device=p.device) for n, p in params.items()}
     return momenta, second
 
 
 def accumulate(grad: Tensor, momenta: Tensor, second: Tensor) -> Tuple[Tensor, Tensor]:
     """One step of the moving averages (pure): returns new ``momenta`` and ``second``."""
-    g = grad.float()
+    g = grad.to(momenta.dtype)
     weights = 1 - torch.tensor(BETAS, dtype=momenta.dtype, device=momenta.device)
     new_momenta = torch.lerp(momenta, g.unsqueeze(-1).expand_as(momenta), weights)
     new_second = torch.lerp(second, g * g, 1 - BETA2)
@@ -73,14 +79,14 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     returned. The per-tensor statistics come first; the features are then written in chunks
     along the first dimension sized for the device (:mod:`l2o_graphs.chunks`)."""
     if param.dim() == 0:  # a scalar parameter: a tensor of one element
-        out = out if out is not None else torch.empty(NUM_FEATURES, dtype=torch.float32, device=param.device)
+        out = out if out is not None else torch.empty(NUM_FEATURES, dtype=compute_dtype(param), device=param.device)
         element_features(param.reshape(1), grad.reshape(1), momenta.reshape(1, -1), second.reshape(1), step,
                          out=out.view(1, NUM_FEATURES))
         return out
     dims = tuple(range(param.dim()))
-    p, g = param.float(), grad.float()
+    p, g = param.to(compute_dtype(param)), grad.to(compute_dtype(param))
     if out is None:
-        out = torch.empty(*p.shape, NUM_FEATURES, dtype=torch.float32, device=p.device)
+        out = torch.empty(*p.shape, NUM_FEATURES, dtype=p.dtype, device=p.device)
     scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)

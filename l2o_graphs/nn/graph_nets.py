@@ -289,12 +289,12 @@ class GraphUpdateNet(UpdateNet):
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
         # [N, S, F], [E, K, F]
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
-        kpos = self._kernel_positions(graph, edge_x.device)
+        kpos = self._kernel_positions(graph, edge_x.device).to(edge_x.dtype)
 
         node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
         slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-             + self.position(self._node_positions(graph)) + self.node_time(time))
+             + self.position(self._node_positions(graph).to(node_x.dtype)) + self.node_time(time))
 
         e = self._encode_edges(graph, edge_x, kpos, time)
         wiring = _Wiring.of(graph)

@@ -5,6 +5,7 @@ thin stateful shell around it. No tensor passed in is modified.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple, Union
 
@@ -69,19 +70,20 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     """
     step = state.step + 1
     device = next(iter(params.values())).device
-    time = F.time_features(step, device=device)
+    dtype = functools.reduce(torch.promote_types, (F.compute_dtype(p) for p in params.values()))
+    time = F.time_features(step, device=device).to(dtype)
     momenta, second = dict(state.momenta), dict(state.second_moment)
     active = []
     skipped = dict(state.skipped)
     if net.uses_graph:
         # only parameter positions are written: padding and residual edges must start at zero
-        node_x = torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device)
+        node_x = torch.zeros(graph.num_nodes, graph.num_slots, F.NUM_FEATURES, device=device, dtype=dtype)
         new_edges = torch.empty if graph.edges_fully_covered else torch.zeros
-        edge_x = new_edges(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device)
+        edge_x = new_edges(graph.num_edges, graph.kernel_size, F.NUM_FEATURES, device=device, dtype=dtype)
         features = GraphFeatures(node_x, edge_x)
     else:
         total = sum(p.numel() for p in params.values())
-        flat = torch.empty(total, F.NUM_FEATURES, device=device)
+        flat = torch.empty(total, F.NUM_FEATURES, device=device, dtype=dtype)
         offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     for name, p in params.items():
@@ -110,10 +112,11 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     new_params: TensorDict = {}
     for name in active:
         p = params[name]
-        direction, magnitude = outputs[name].float().unbind(-1)  # float32 even under autocast
+        dtype = F.compute_dtype(p)
+        direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
-        base = p.float() * (1 - decay) if decay else p.float()
+        base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
         new_params[name] = torch.addcmul(base, direction, torch.exp(magnitude * lam),
                                          value=-rate * lam).to(p.dtype)
     new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}

@@ -109,3 +109,58 @@ def build_architecture(name: str) -> nn.Module:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]()
+
+
+class Residual(nn.Module):
+    """``x + inner(x)``: a skip connection around a shape-preserving block."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.inner(x)
+
+
+def conv_net(channels: Sequence[int], kernel: int = 3, head: str = "pool", activation: str = "relu",
+             batchnorm: bool = False, residual: bool = False, in_channels: int = 1, image_size: int = 28,
+             num_classes: int = 10) -> nn.Sequential:
+    """A CNN of ``len(channels)`` conv layers (padding ``kernel // 2``; the first two stride 2),
+    optional BatchNorm after each conv, optional skip connections around the layers that keep
+    their shape, then global average pooling (``head="pool"``) or the map flattened into the
+    linear classifier (``head="flatten"``)."""
+    if head not in ("pool", "flatten"):
+        raise ValueError(f"head must be 'pool' or 'flatten', got {head!r}")
+    layers: list = []
+    size, prev = image_size, in_channels
+    for i, c in enumerate(channels):
+        stride = 2 if i < 2 else 1
+        block = [nn.Conv2d(prev, c, kernel, stride=stride, padding=kernel // 2, bias=not batchnorm)]
+        if batchnorm:
+            block.append(nn.BatchNorm2d(c))
+        block.append(_activation(activation))
+        keeps_shape = stride == 1 and c == prev
+        layers.append(Residual(nn.Sequential(*block)) if residual and keeps_shape else nn.Sequential(*block))
+        size, prev = (size + 2 * (kernel // 2) - kernel) // stride + 1, c
+    if head == "pool":
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(prev, num_classes)]
+    else:
+        layers += [nn.Flatten(), nn.Linear(prev * size * size, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def build_optimizee(arch: Dict[str, object], in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """An optimizee from a plain-data description (as task specs and YAML suites hold them):
+    ``{"kind": "mlp", "hidden": [64, 64], "activation": "relu"}``,
+    ``{"kind": "cnn", "channels": [16, 32], "kernel": 3, "head": "pool", "activation": "relu",
+    "batchnorm": False, "residual": False}`` or ``{"kind": "paper-cnn", "width": 1}``."""
+    arch = dict(arch)
+    kind = arch.pop("kind")
+    if kind == "mlp":
+        sizes = [in_channels * image_size * image_size, *arch.pop("hidden"), num_classes]
+        return mlp(sizes, **arch)
+    if kind == "cnn":
+        return conv_net(in_channels=in_channels, image_size=image_size, num_classes=num_classes, **arch)
+    if kind == "paper-cnn":
+        return paper_cnn(in_channels=in_channels, num_classes=num_classes, **arch)
+    raise ValueError(f"unknown optimizee kind {kind!r}; choose mlp, cnn or paper-cnn")

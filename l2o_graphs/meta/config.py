@@ -1,0 +1,79 @@
+"""Meta-training configuration: a dataclass, read from YAML or set from the command line."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import yaml
+
+
+@dataclass
+class MetaConfig:
+    """Everything a meta-training run depends on (saved in the run directory).
+
+    Attributes:
+        net / net_config: the update network (``l2o_graphs.nn.NETS``) and its hyper-parameters.
+        suite: a built-in suite name, a YAML path, or an inline suite mapping.
+        outer_steps: meta-parameter updates. meta_batch: trajectories per outer step.
+        unroll: K, inner steps per truncation (1 is the paper's one-step lookahead).
+        trajectory_length: ``(low, high)`` inner steps per trajectory, drawn log-uniformly.
+        second_order: differentiate through the optimizee's gradients too.
+        lr / warmup / min_lr_ratio: outer Adam, linear warm-up over ``warmup`` steps, then cosine
+            decay to ``lr * min_lr_ratio``. clip: meta-gradient norm clip.
+        lam: the step scale of the learned update.
+        seed: every random choice of the run follows from it.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        checkpoint_every: outer steps between checkpoints.
+    """
+
+    net: str = "ng-gnn"
+    net_config: Dict[str, Any] = field(default_factory=dict)
+    suite: Union[str, Dict[str, Any]] = "fmnist-cnn"
+    outer_steps: int = 300
+    meta_batch: int = 4
+    unroll: int = 20
+    trajectory_length: Tuple[int, int] = (100, 2000)
+    second_order: bool = False
+    lr: float = 1e-3
+    warmup: int = 20
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    lam: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 25
+
+    def __post_init__(self) -> None:
+        self.trajectory_length = tuple(self.trajectory_length)
+        checks = [("outer_steps", self.outer_steps >= 1), ("meta_batch", self.meta_batch >= 1),
+                  ("unroll", self.unroll >= 1), ("lr", self.lr > 0), ("clip", self.clip > 0),
+                  ("lam", self.lam > 0), ("warmup", self.warmup >= 0), ("checkpoint_every", self.checkpoint_every >= 1),
+                  ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
+                  ("trajectory_length", len(self.trajectory_length) == 2
+                   and 1 <= self.trajectory_length[0] <= self.trajectory_length[1]),
+                  ("device", self.device in ("auto", "cpu", "cuda"))]
+        bad = [name for name, ok in checks if not ok]
+        if bad:
+            raise ValueError(f"meta-training config: bad value for {bad[0]!r}: {getattr(self, bad[0])!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out["trajectory_length"] = list(self.trajectory_length)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MetaConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"meta-training config: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None) -> "MetaConfig":
+        with Path(path).open() as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: a meta-training config is a mapping of fields")
+        return cls.from_dict({**data, **dict(overrides or {})})

@@ -1,0 +1,207 @@
+"""The meta-training loop: outer Adam over truncated unrolls of a meta-batch of trajectories,
+with atomic checkpoints, exact resume, metrics and (under ``torchrun``) data parallelism.
+
+Distributed runs split the meta-batch across ranks: every rank draws the same task sequence
+from the same seed, unrolls only its own trajectories, and meta-gradients are summed with
+``all_reduce``; rank 0 writes checkpoints, metrics and weights.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.meta.config import MetaConfig
+from l2o_graphs.meta.unroll import Trajectory, unroll
+from l2o_graphs.nn import UpdateNet, build_net
+from l2o_graphs.optim.weights import save_weights
+from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
+from l2o_graphs.tasks.task import Task, TaskSpec
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+WEIGHTS = "weights.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _suite(cfg: MetaConfig) -> Suite:
+    return parse_suite(cfg.suite) if isinstance(cfg.suite, dict) else load_suite(cfg.suite)
+
+
+def _lr_factor(cfg: MetaConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.outer_steps - cfg.warmup)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> Trajectory:
+    spec = suite.sample(sampler)
+    low, high = cfg.trajectory_length
+    u = float(torch.rand((), generator=sampler))
+    length = int(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))))
+    return Trajectory(spec, length)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class MetaTrainer:
+    """State of a meta-training run; :meth:`run` trains to ``cfg.outer_steps``.
+
+    Args:
+        cfg: the run's configuration.
+        run_dir: where ``config.json``, ``checkpoint.pt``, ``metrics.jsonl`` and ``weights.pt`` go.
+        resume: continue from ``run_dir/checkpoint.pt`` when it exists.
+    """
+
+    def __init__(self, cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.suite = _suite(cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.net: UpdateNet = build_net(cfg.net, **cfg.net_config).to(self.device)
+        self.outer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.outer, _lr_factor(cfg))
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.trajectories: List[Trajectory] = [_new_trajectory(self.suite, cfg, self.sampler)
+                                               for _ in range(cfg.meta_batch)]
+        self.step = 0
+        self._tasks: Dict[str, Task] = {}
+        if resume and (self.run_dir / CHECKPOINT).is_file():
+            self._load(self.run_dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ pieces
+    def _task(self, spec: TaskSpec) -> Task:
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key not in self._tasks:
+            if len(self._tasks) > 64:
+                self._tasks.clear()
+            self._tasks[key] = Task(spec, self.device)
+        return self._tasks[key]
+
+    def _graph(self, task: Task) -> Optional[NeuralGraph]:
+        return NeuralGraph.from_module(task.module).to(self.device) if self.net.uses_graph else None
+
+    def _mine(self, i: int) -> bool:
+        return i % self.world == self.rank
+
+    def outer_step(self) -> Dict[str, float]:
+        """One meta-parameter update; returns its metrics."""
+        cfg = self.cfg
+        self.outer.zero_grad(set_to_none=False)
+        total = torch.zeros((), device=self.device)
+        for i, traj in enumerate(self.trajectories):
+            if traj.done:
+                traj = self.trajectories[i] = _new_trajectory(self.suite, cfg, self.sampler)
+            if not self._mine(i):
+                traj.step += cfg.unroll  # another rank unrolls it: keep the schedule in step
+                continue
+            task = self._task(traj.spec)
+            loss = unroll(self.net, task, self._graph(task), traj, cfg.unroll,
+                          second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
+            loss.backward()
+            total += loss.detach()
+        if self.world > 1:
+            dist.all_reduce(total)
+            for p in self.net.parameters():
+                dist.all_reduce(p.grad)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip))
+        lr = self.outer.param_groups[0]["lr"]
+        self.outer.step()
+        self.schedule.step()
+        self.step += 1
+        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr}
+
+    def run(self, progress: bool = True, stop_after: Optional[int] = None) -> UpdateNet:
+        """Train until ``cfg.outer_steps`` (or ``stop_after`` more steps, for tests and
+        interrupted runs); checkpoints every ``cfg.checkpoint_every`` steps and at the end."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        end = cfg.outer_steps if stop_after is None else min(cfg.outer_steps, self.step + stop_after)
+        bar = tqdm(total=cfg.outer_steps, initial=self.step, disable=not progress or self.rank != 0,
+                   desc=f"meta-train {cfg.net}", unit="step")
+        while self.step < end:
+            start = time.perf_counter()
+            metrics = self.outer_step()
+            metrics["seconds"] = round(time.perf_counter() - start, 4)
+            bar.update(1)
+            bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}")
+            if self.rank == 0:
+                with (self.run_dir / METRICS).open("a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.outer_steps:
+                self.save()
+        bar.close()
+        if self.step == cfg.outer_steps and self.rank == 0:
+            save_weights(self.net, self.run_dir / WEIGHTS, config=cfg.to_dict(), outer_steps=self.step)
+        return self.net
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Write ``checkpoint.pt`` atomically (rank 0; trajectories gathered from every rank)."""
+        mine = {i: t.to_dict() for i, t in enumerate(self.trajectories) if self._mine(i)}
+        if self.world > 1:
+            gathered: List[Any] = [None] * self.world if self.rank == 0 else None
+            dist.gather_object({i: _to_cpu(t) for i, t in mine.items()}, gathered, dst=0)
+            if self.rank != 0:
+                return
+            mine = {i: t for part in gathered for i, t in part.items()}
+        blob = {"step": self.step, "config": self.cfg.to_dict(), "net": self.net.state_dict(),
+                "outer": self.outer.state_dict(), "schedule": self.schedule.state_dict(),
+                "sampler": self.sampler.get_state(),
+                "trajectories": [_to_cpu(mine[i]) if i in mine else self.trajectories[i].to_dict()
+                                 for i in range(len(self.trajectories))]}
+        _atomic_save(blob, self.run_dir / CHECKPOINT)
+
+    def _load(self, path: Path) -> None:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob["config"] != self.cfg.to_dict():
+            changed = sorted(k for k in blob["config"] if blob["config"][k] != self.cfg.to_dict().get(k))
+            raise ValueError(f"{path} was written by a run with another config (differs in {', '.join(changed)}); "
+                             f"use another run directory or the same config")
+        self.net.load_state_dict(blob["net"])
+        self.outer.load_state_dict(blob["outer"])
+        self.schedule.load_state_dict(blob["schedule"])
+        self.sampler.set_state(blob["sampler"])
+        self.trajectories = [Trajectory.from_dict(t, self.device) for t in blob["trajectories"]]
+        self.step = blob["step"]
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    return obj
+
+
+def meta_train(cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False, progress: bool = True) -> UpdateNet:
+    """Meta-train ``cfg.net`` on ``cfg.suite``; returns the trained network (see :class:`MetaTrainer`)."""
+    return MetaTrainer(cfg, run_dir, resume=resume).run(progress=progress)

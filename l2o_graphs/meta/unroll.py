@@ -1,0 +1,109 @@
+"""Truncated unrolls of inner training: the functional core of meta-training.
+
+A :class:`Trajectory` is one optimizee being trained by the learned optimizer over many outer
+steps; :func:`unroll` advances it by one truncation of ``K`` inner steps with the update network
+kept in the autograd graph, and returns the truncation's meta-loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.nn import UpdateNet
+from l2o_graphs.optim.update import OptState, init_state, learned_update
+from l2o_graphs.tasks.task import Task, TaskSpec
+
+TensorDict = Dict[str, Tensor]
+
+
+@dataclass
+class Trajectory:
+    """One inner training run. ``params``/``buffers``/``state`` are None until first unrolled
+    (in distributed runs, a rank holds only the trajectories it unrolls)."""
+
+    spec: TaskSpec
+    length: int  # inner steps before the trajectory is replaced
+    step: int = 0
+    base_loss: Optional[float] = None  # loss at the start: the per-task normaliser
+    params: Optional[TensorDict] = None
+    buffers: Optional[TensorDict] = None
+    state: Optional[OptState] = None
+    batches: torch.Generator = field(default_factory=torch.Generator)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.length
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Tensors, numbers, strings, lists and dicts only (loads with ``weights_only=True``)."""
+        out: Dict[str, Any] = {"spec": self.spec.to_dict(), "length": self.length, "step": self.step,
+                               "base_loss": self.base_loss, "batches": self.batches.get_state()}
+        if self.params is not None:
+            s = self.state
+            out.update(params=self.params, buffers=self.buffers,
+                       state={"momenta": s.momenta, "second_moment": s.second_moment, "net_state": s.net_state,
+                              "updates": s.updates, "skipped": s.skipped, "step": s.step})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], device: torch.device) -> "Trajectory":
+        batches = torch.Generator()
+        batches.set_state(d["batches"])
+        traj = cls(TaskSpec.from_dict(d["spec"]), d["length"], d["step"], d["base_loss"], batches=batches)
+        if "params" in d:
+            move = lambda t: {k: v.to(device) for k, v in t.items()}  # noqa: E731
+            s = d["state"]
+            traj.params, traj.buffers = move(d["params"]), move(d["buffers"])
+            traj.state = OptState(move(s["momenta"]), move(s["second_moment"]), move(s["net_state"]),
+                                  dict(s["updates"]), dict(s["skipped"]), s["step"])
+        return traj
+
+
+def start(traj: Trajectory, task: Task, net: UpdateNet) -> None:
+    """Materialise the trajectory's initial parameters and optimizer state (in place)."""
+    traj.params, traj.buffers = task.init_params()
+    traj.state = init_state(traj.params, net)
+    traj.batches.manual_seed(traj.spec.seed + 1)
+
+
+def _detached(state: OptState) -> OptState:
+    d = lambda t: {k: v.detach() for k, v in t.items()}  # noqa: E731
+    return OptState(d(state.momenta), d(state.second_moment), d(state.net_state), dict(state.updates),
+                    dict(state.skipped), state.step)
+
+
+def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Trajectory, steps: int, *,
+           second_order: bool = False, lam: float = 0.01) -> Tensor:
+    """Advance ``traj`` by ``steps`` learned updates (in place); return the meta-loss.
+
+    The meta-loss is the mean, over the updates, of the optimizee's loss on a fresh batch right
+    after each update, divided by the trajectory's loss at its start (so no task dominates). It
+    is differentiable with respect to ``net``'s parameters through every update of the
+    truncation. First order (default): the optimizee's gradients enter the updates as constants,
+    as in Andrychowicz et al.; ``second_order=True`` differentiates through them too.
+    Afterwards parameters and state are detached: the next truncation starts from them.
+    """
+    if traj.params is None:
+        start(traj, task, net)
+    params = {n: p.detach().requires_grad_() for n, p in traj.params.items()}
+    state = traj.state
+    loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
+    if traj.base_loss is None:
+        traj.base_loss = max(float(loss.detach()), 1e-8)
+    terms = []
+    for k in range(steps):
+        grads = torch.autograd.grad(loss, list(params.values()), retain_graph=k > 0, create_graph=second_order,
+                                    allow_unused=True)
+        new, state = learned_update(net, graph, params, dict(zip(params, grads)), state, lam=lam)
+        params = {n: new.get(n, p) for n, p in params.items()}
+        # the loss on the next batch is both this update's meta-loss and the next update's input
+        loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
+        terms.append(loss)
+    traj.params = {n: p.detach() for n, p in params.items()}
+    traj.state = _detached(state)
+    traj.step += steps
+    return torch.stack(terms).mean() / traj.base_loss

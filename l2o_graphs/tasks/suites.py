@@ -1,0 +1,175 @@
+"""Task suites: families of tasks to sample from, named or read from YAML.
+
+A suite is plain data::
+
+    name: mixed-small
+    datasets: [mnist, fashion_mnist, digits]
+    batch_sizes: [32, 64, 128]
+    architectures:
+      - {kind: mlp, hidden_layers: [1, 4], width: [16, 256], activations: [relu, gelu, tanh, silu]}
+      - {kind: cnn, conv_layers: [2, 5], channels: [8, 64], kernels: [3, 5], heads: [pool, flatten],
+         activations: [relu, gelu, tanh, silu], residual: [false, true], batchnorm: [false, true]}
+      - {kind: paper-cnn, widths: [1]}
+
+``[low, high]`` pairs are inclusive integer ranges (widths and channels drawn log-uniformly, one
+per layer); other lists are choices. :func:`parse_suite` checks every field and names the bad
+one; :meth:`Suite.sample` draws a :class:`TaskSpec` with a ``torch.Generator``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+
+import torch
+import yaml
+
+from l2o_graphs.data import DATASET_NAMES
+from l2o_graphs.tasks.architectures import ACTIVATION_MODULES
+from l2o_graphs.tasks.task import TaskSpec
+
+
+class SuiteError(ValueError):
+    """A suite description with a missing, unknown or malformed field."""
+
+
+_ARCH_FIELDS = {
+    "mlp": {"hidden_layers": "range", "width": "range", "activations": ("choice", tuple(ACTIVATION_MODULES))},
+    "cnn": {"conv_layers": "range", "channels": "range", "kernels": ("choice", (1, 3, 5, 7)),
+            "heads": ("choice", ("pool", "flatten")), "activations": ("choice", tuple(ACTIVATION_MODULES)),
+            "residual": ("choice", (False, True)), "batchnorm": ("choice", (False, True))},
+    "paper-cnn": {"widths": ("choice", (1, 2, 3, 4))},
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite (see the module docstring)."""
+
+    name: str
+    datasets: Tuple[str, ...]
+    batch_sizes: Tuple[int, ...]
+    architectures: Tuple[Dict[str, Any], ...]
+
+    def sample(self, generator: torch.Generator) -> TaskSpec:
+        """One task: architecture family, its hyper-parameters, dataset, batch size, seed."""
+        def pick(options: Sequence[Any]) -> Any:
+            return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+        def integer(bounds: Sequence[int], log: bool = False) -> int:
+            low, high = bounds
+            if not log:
+                return int(torch.randint(low, high + 1, (1,), generator=generator))
+            u = float(torch.rand((), generator=generator))
+            return min(high, int(math.exp(math.log(low) + u * (math.log(high + 1) - math.log(low)))))
+
+        family = pick(self.architectures)
+        kind = family["kind"]
+        if kind == "mlp":
+            hidden = [integer(family["width"], log=True) for _ in range(integer(family["hidden_layers"]))]
+            arch: Dict[str, Any] = {"kind": "mlp", "hidden": hidden, "activation": pick(family["activations"])}
+        elif kind == "cnn":
+            channels = [integer(family["channels"], log=True) for _ in range(integer(family["conv_layers"]))]
+            arch = {"kind": "cnn", "channels": channels, "kernel": pick(family["kernels"]),
+                    "head": pick(family["heads"]), "activation": pick(family["activations"]),
+                    "residual": pick(family["residual"]), "batchnorm": pick(family["batchnorm"])}
+        else:
+            arch = {"kind": "paper-cnn", "width": pick(family["widths"])}
+        seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
+        return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed)
+
+
+def _fail(suite: str, where: str, what: str) -> SuiteError:
+    return SuiteError(f"suite {suite!r}: field {where!r}: {what}")
+
+
+def _choices(suite: str, where: str, value: Any, allowed: Sequence[Any]) -> Tuple[Any, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(suite, where, f"expected a non-empty list, got {value!r}")
+    bad = [v for v in value if v not in allowed or type(v) is not type(allowed[0])]
+    if bad:
+        raise _fail(suite, where, f"{bad[0]!r} is not one of {list(allowed)}")
+    return tuple(value)
+
+
+def _range(suite: str, where: str, value: Any) -> Tuple[int, int]:
+    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+            and 1 <= value[0] <= value[1]):
+        raise _fail(suite, where, f"expected [low, high], two integers with 1 <= low <= high, got {value!r}")
+    return value[0], value[1]
+
+
+def parse_suite(data: Mapping[str, Any]) -> Suite:
+    """Validate a suite description (a dict as read from YAML); raises :class:`SuiteError`."""
+    if not isinstance(data, Mapping):
+        raise SuiteError(f"a suite is a mapping of fields, got {type(data).__name__}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise SuiteError("suite: field 'name': expected a non-empty string")
+    unknown = set(data) - {"name", "datasets", "batch_sizes", "architectures"}
+    if unknown:
+        raise _fail(name, sorted(unknown)[0], "unknown field (expected name, datasets, batch_sizes, architectures)")
+    for required in ("datasets", "batch_sizes", "architectures"):
+        if required not in data:
+            raise _fail(name, required, "missing")
+    datasets = _choices(name, "datasets", data["datasets"], DATASET_NAMES)
+    sizes = data["batch_sizes"]
+    if not (isinstance(sizes, list) and sizes and all(type(s) is int and s > 0 for s in sizes)):
+        raise _fail(name, "batch_sizes", f"expected a non-empty list of positive integers, got {sizes!r}")
+    archs = data["architectures"]
+    if not isinstance(archs, list) or not archs:
+        raise _fail(name, "architectures", f"expected a non-empty list, got {archs!r}")
+    parsed: List[Dict[str, Any]] = []
+    for i, arch in enumerate(archs):
+        where = f"architectures[{i}]"
+        if not isinstance(arch, Mapping) or arch.get("kind") not in _ARCH_FIELDS:
+            raise _fail(name, f"{where}.kind", f"expected one of {list(_ARCH_FIELDS)}, got "
+                                               f"{arch.get('kind') if isinstance(arch, Mapping) else arch!r}")
+        fields = _ARCH_FIELDS[arch["kind"]]
+        extra = set(arch) - set(fields) - {"kind"}
+        if extra:
+            raise _fail(name, f"{where}.{sorted(extra)[0]}", f"unknown field for kind {arch['kind']!r} "
+                                                            f"(expected {', '.join(fields)})")
+        out: Dict[str, Any] = {"kind": arch["kind"]}
+        for key, rule in fields.items():
+            if key not in arch:
+                raise _fail(name, f"{where}.{key}", "missing")
+            out[key] = (_range(name, f"{where}.{key}", arch[key]) if rule == "range"
+                        else _choices(name, f"{where}.{key}", arch[key], rule[1]))
+        parsed.append(out)
+    return Suite(name, datasets, tuple(sizes), tuple(parsed))
+
+
+_ACTS = ["relu", "gelu", "tanh", "silu"]
+BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
+    # the paper's meta-training task (ANCHORS.md)
+    "fmnist-cnn": {"name": "fmnist-cnn", "datasets": ["fashion_mnist"], "batch_sizes": [128],
+                   "architectures": [{"kind": "paper-cnn", "widths": [1]}]},
+    "mixed-small": {
+        "name": "mixed-small", "datasets": ["mnist", "fashion_mnist", "digits"], "batch_sizes": [32, 64, 128],
+        "architectures": [
+            {"kind": "mlp", "hidden_layers": [1, 4], "width": [16, 256], "activations": _ACTS},
+            {"kind": "cnn", "conv_layers": [2, 5], "channels": [8, 64], "kernels": [3, 5],
+             "heads": ["pool", "flatten"], "activations": _ACTS, "residual": [False, True],
+             "batchnorm": [False, True]}]},
+    # a fixed tiny suite for tests and smoke runs: small MLPs on the 8x8 digits
+    "digits-mlp": {"name": "digits-mlp", "datasets": ["digits"], "batch_sizes": [64],
+                   "architectures": [{"kind": "mlp", "hidden_layers": [1, 1], "width": [16, 16],
+                                      "activations": ["relu"]}]},
+}
+
+
+def load_suite(name_or_path: Union[str, Path]) -> Suite:
+    """A built-in suite by name (``BUILTIN_SUITES``) or a YAML file describing one."""
+    if str(name_or_path) in BUILTIN_SUITES:
+        return parse_suite(BUILTIN_SUITES[str(name_or_path)])
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise SuiteError(f"no built-in suite {str(name_or_path)!r} (built-in: {', '.join(BUILTIN_SUITES)}) "
+                         f"and no such YAML file")
+    with path.open() as f:
+        data = yaml.safe_load(f)
+    if isinstance(data, Mapping) and "suite" in data:  # a meta-training config that embeds its suite
+        data = data["suite"]
+    return parse_suite(data)

@@ -1,0 +1,104 @@
+"""A ``Task``: an optimizee architecture, a dataset and a batch size, used functionally.
+
+The optimizee's parameters live outside the module, in a dict, and its loss is computed with
+``torch.func.functional_call``: meta-training differentiates through updates of that dict.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from l2o_graphs.data import load_images
+from l2o_graphs.tasks.architectures import build_optimizee
+
+TensorDict = Dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is, as plain data (saved in checkpoints, sampled from suites).
+
+    ``architecture`` is a :func:`~l2o_graphs.tasks.architectures.build_optimizee` description;
+    ``dataset`` one of ``l2o_graphs.data.DATASET_NAMES``; ``seed`` fixes the initialisation."""
+
+    architecture: Dict[str, Any] = field(hash=False)
+    dataset: str
+    batch_size: int
+    seed: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"architecture": dict(self.architecture), "dataset": self.dataset,
+                "batch_size": self.batch_size, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
+        return cls(dict(d["architecture"]), str(d["dataset"]), int(d["batch_size"]), int(d["seed"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str, split: str, device: str) -> Tuple[Tensor, Tensor]:
+    images, labels = load_images(name, split)
+    return images.to(device), labels.to(device)
+
+
+class Task:
+    """One optimizee on one dataset.
+
+    Args:
+        spec: the task.
+        device: where data, parameters and buffers live.
+        dtype: of images and parameters (float64 for finite-difference checks).
+    """
+
+    def __init__(self, spec: TaskSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.spec = spec
+        self.device = torch.device(device)
+        self.train_x, self.train_y = _dataset(spec.dataset, "train", str(self.device))
+        self.test_x, self.test_y = _dataset(spec.dataset, "test", str(self.device))
+        self.train_x, self.test_x = self.train_x.to(dtype), self.test_x.to(dtype)
+        channels, size = self.train_x.shape[1], self.train_x.shape[-1]
+        num_classes = int(self.train_y.max()) + 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.seed)
+            self.module: nn.Module = build_optimizee(spec.architecture, channels, size, num_classes).to(self.device, dtype)
+        self.module.train()
+
+    def init_params(self) -> Tuple[TensorDict, TensorDict]:
+        """Fresh ``(params, buffers)`` from the spec's seed (the same every call)."""
+        params = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        buffers = {n: b.detach().clone() for n, b in self.module.named_buffers()}
+        return params, buffers
+
+    def loss(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """Mean cross-entropy of the optimizee with ``params`` on ``(x, y)``; BatchNorm running
+        statistics in ``buffers`` are updated in place, as in ``module.train()``."""
+        logits = functional_call(self.module, {**params, **buffers}, (x,))
+        return nn.functional.cross_entropy(logits, y)
+
+    def batch(self, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
+        """A training batch drawn uniformly (with replacement across batches) with ``generator``
+        (a CPU generator, so the sequence is the same on every device)."""
+        idx = torch.randint(len(self.train_y), (self.spec.batch_size,), generator=generator).to(self.device)
+        return self.train_x[idx], self.train_y[idx]
+
+    @torch.no_grad()
+    def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], split: str = "test",
+                 chunk: int = 2048) -> Tuple[float, float]:
+        """``(mean loss, accuracy)`` over a whole split (BatchNorm in eval mode)."""
+        x_all, y_all = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        self.module.eval()
+        try:
+            total, correct = 0.0, 0
+            for a in range(0, len(y_all), chunk):
+                x, y = x_all[a:a + chunk], y_all[a:a + chunk]
+                logits = functional_call(self.module, {**params, **buffers}, (x,))
+                total += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+        finally:
+            self.module.train()
+        return total / len(y_all), correct / len(y_all)
