@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -59,6 +60,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return status if exact else 1
 
 
+_OVERRIDES = ("net", "suite", "outer_steps", "meta_batch", "unroll", "lr", "seed", "device", "checkpoint_every")
+
+
+def _cmd_meta_train(args: argparse.Namespace) -> int:
+    import os
+
+    import torch.distributed as dist
+
+    from l2o_graphs.meta import MetaConfig, MetaTrainer
+    from l2o_graphs.meta.plot import plot_run
+
+    overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
+    if args.second_order:
+        overrides["second_order"] = True
+    cfg = MetaConfig.from_yaml(args.config, overrides) if args.config else MetaConfig.from_dict(overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:  # launched by torchrun
+        use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        trainer = MetaTrainer(cfg, args.run_dir, resume=args.resume)
+        if trainer.rank == 0:
+            print(f"meta-training {cfg.net} on suite {cfg.suite if isinstance(cfg.suite, str) else cfg.suite['name']} "
+                  f"on {trainer.device} x {trainer.world}; run directory {args.run_dir}"
+                  + (f", resuming at step {trainer.step}" if trainer.step else ""))
+        trainer.run(progress=not args.no_progress)
+        if trainer.rank == 0:
+            print(f"wrote {Path(args.run_dir) / 'weights.pt'} and {plot_run(args.run_dir)}")
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from l2o_graphs.meta.plot import plot_run
+
+    print(f"wrote {plot_run(args.run_dir)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", choices=DATASET_NAMES)
     data.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"])
     data.set_defaults(func=_cmd_data)
+
+    meta = sub.add_parser(
+        "meta-train", help="meta-train an update network with truncated backprop on a task suite",
+        description="Meta-train an update network on a task suite (truncated backprop through unrolled "
+                    "inner training). Options override the --config file; the run directory receives "
+                    "config.json, checkpoint.pt (atomic), metrics.jsonl, weights.pt and meta_curves.png. "
+                    "Under torchrun the meta-batch is split across processes.")
+    meta.add_argument("--config", type=Path, help="YAML meta-training config (see configs/)")
+    meta.add_argument("--run-dir", type=Path, required=True)
+    meta.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    meta.add_argument("--net", choices=("ng-gnn", "ng-t", "ff", "lstm"))
+    meta.add_argument("--suite", help="built-in suite (fmnist-cnn, mixed-small, digits-mlp, fewshot) or a YAML file")
+    meta.add_argument("--outer-steps", type=int)
+    meta.add_argument("--meta-batch", type=int)
+    meta.add_argument("--unroll", type=int, help="inner steps per truncation (K)")
+    meta.add_argument("--lr", type=float, help="outer Adam learning rate")
+    meta.add_argument("--second-order", action="store_true", help="differentiate through optimizee gradients")
+    meta.add_argument("--seed", type=int)
+    meta.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    meta.add_argument("--checkpoint-every", type=int)
+    meta.add_argument("--threads", type=int, help="torch CPU threads")
+    meta.add_argument("--no-progress", action="store_true", help="no progress bar")
+    meta.set_defaults(func=_cmd_meta_train)
+
+    plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
+                          description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")
+    plot.add_argument("run_dir", type=Path)
+    plot.set_defaults(func=_cmd_plot)
     return parser
 
 

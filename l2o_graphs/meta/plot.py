@@ -1,0 +1,40 @@
+"""Curves of a meta-training run from its ``metrics.jsonl``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+
+def plot_run(run_dir: Union[str, Path]) -> Path:
+    """Write ``meta_curves.png`` (meta-loss with a running mean, meta-gradient norm, learning
+    rate against the outer step) into ``run_dir``; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a meta-training run directory?")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    loss = [r["meta_loss"] for r in rows]
+    window = max(1, len(loss) // 20)
+    smooth = [sum(loss[max(0, i - window + 1):i + 1]) / len(loss[max(0, i - window + 1):i + 1]) for i in range(len(loss))]
+    axes[0].plot(steps, loss, alpha=0.3, label="per step")
+    axes[0].plot(steps, smooth, label=f"mean of {window}")
+    axes[0].set(title="meta-loss (loss / loss at trajectory start)", xlabel="outer step")
+    axes[0].legend()
+    axes[1].plot(steps, [r["grad_norm"] for r in rows])
+    axes[1].set(title="meta-gradient norm (before clipping)", xlabel="outer step", yscale="log")
+    axes[2].plot(steps, [r["lr"] for r in rows])
+    axes[2].set(title="outer learning rate", xlabel="outer step")
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    out = run_dir / "meta_curves.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
