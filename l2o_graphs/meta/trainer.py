@@ -111,7 +111,8 @@ class MetaTrainer:
     def outer_step(self) -> Dict[str, float]:
         """One meta-parameter update; returns its metrics."""
         cfg = self.cfg
-        self.outer.zero_grad(set_to_none=False)
+        for p in self.net.parameters():  # zeros, not None: every rank all-reduces every gradient
+            p.grad = torch.zeros_like(p)
         total = torch.zeros((), device=self.device)
         for i, traj in enumerate(self.trajectories):
             if traj.done:
@@ -122,7 +123,8 @@ class MetaTrainer:
             task = self._task(traj.spec)
             loss = unroll(self.net, task, self._graph(task), traj, cfg.unroll,
                           second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
-            loss.backward()
+            if torch.isfinite(loss):
+                loss.backward()
             total += loss.detach()
         if self.world > 1:
             dist.all_reduce(total)
@@ -130,7 +132,8 @@ class MetaTrainer:
                 dist.all_reduce(p.grad)
         grad_norm = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip))
         lr = self.outer.param_groups[0]["lr"]
-        self.outer.step()
+        if math.isfinite(grad_norm):  # a non-finite meta-gradient skips the update (logged)
+            self.outer.step()
         self.schedule.step()
         self.step += 1
         return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr}

@@ -77,15 +77,17 @@ def _detached(state: OptState) -> OptState:
 
 
 def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Trajectory, steps: int, *,
-           second_order: bool = False, lam: float = 0.01) -> Tensor:
+           second_order: bool = False, lam: float = 0.01, diverged: float = 10.0) -> Tensor:
     """Advance ``traj`` by ``steps`` learned updates (in place); return the meta-loss.
 
-    The meta-loss is the mean, over the updates, of the optimizee's loss on a fresh batch right
-    after each update, divided by the trajectory's loss at its start (so no task dominates). It
-    is differentiable with respect to ``net``'s parameters through every update of the
+    The meta-loss is the mean, over the updates, of ``log(loss / loss at the trajectory's
+    start)``, the optimizee's loss taken on a fresh batch right after each update: the ratio keeps
+    any task from dominating by its scale, the log keeps a diverging trajectory from dominating
+    the meta-gradient (its gradient is divided by its loss). It is differentiable with respect to ``net``'s parameters through every update of the
     truncation. First order (default): the optimizee's gradients enter the updates as constants,
     as in Andrychowicz et al.; ``second_order=True`` differentiates through them too.
-    Afterwards parameters and state are detached: the next truncation starts from them.
+    Afterwards parameters and state are detached: the next truncation starts from them; a
+    trajectory whose loss went above ``diverged`` times its start (or is not finite) is ended.
     """
     if traj.params is None:
         start(traj, task, net)
@@ -106,4 +108,7 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
     traj.params = {n: p.detach() for n, p in params.items()}
     traj.state = _detached(state)
     traj.step += steps
-    return torch.stack(terms).mean() / traj.base_loss
+    last = float(loss.detach())
+    if not last < diverged * traj.base_loss:  # also catches NaN
+        traj.step = max(traj.step, traj.length)
+    return torch.log(torch.stack(terms) / traj.base_loss).mean()
