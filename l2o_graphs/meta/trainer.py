@@ -114,6 +114,7 @@ class MetaTrainer:
         for p in self.net.parameters():  # zeros, not None: every rank all-reduces every gradient
             p.grad = torch.zeros_like(p)
         total = torch.zeros((), device=self.device)
+        ended = torch.zeros(len(self.trajectories), device=self.device)  # diverged, so ended early
         for i, traj in enumerate(self.trajectories):
             if traj.done:
                 traj = self.trajectories[i] = _new_trajectory(self.suite, cfg, self.sampler)
@@ -126,8 +127,13 @@ class MetaTrainer:
             if torch.isfinite(loss):
                 loss.backward()
             total += loss.detach()
+            ended[i] = float(traj.done)
         if self.world > 1:
             dist.all_reduce(total)
+            dist.all_reduce(ended)  # every rank replaces the same trajectories at the same time
+            for traj, flag in zip(self.trajectories, ended.tolist()):
+                if flag:
+                    traj.step = max(traj.step, traj.length)
             for p in self.net.parameters():
                 dist.all_reduce(p.grad)
         grad_norm = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip))

@@ -1,0 +1,34 @@
+"""torchrun with two CPU processes gives the meta-parameters of a single-process run."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from l2o_graphs.meta import MetaConfig, MetaTrainer
+
+ARGS = dict(net="ng-gnn", suite="digits-mlp", outer_steps=3, meta_batch=4, unroll=3, trajectory_length=(4, 8),
+            warmup=1, lr=3e-3, checkpoint_every=2, device="cpu")
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**ARGS, "trajectory_length": list(ARGS["trajectory_length"])}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "l2o_graphs.cli", "meta-train", "--config", str(config), "--run-dir", str(tmp_path / "two"),
+         "--no-progress", "--threads", "1"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cpu x 2" in done.stdout
+    two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)["state_dict"]
+    resumable = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert all("params" in t for t in resumable["trajectories"])  # rank 1's trajectories gathered too
+
+    one = MetaTrainer(MetaConfig(**ARGS), tmp_path / "one").run(progress=False).state_dict()
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-7, msg=name)
