@@ -131,3 +131,21 @@ def test_meta_config_rejects_unknown_and_bad_fields(tmp_path):
         MetaConfig.from_dict({"lerning_rate": 1.0})
     with pytest.raises(ValueError, match="'unroll'"):
         MetaConfig(unroll=0)
+
+
+def test_fewshot_suite_draws_learn2learn_tasks():
+    suite = load_suite("fewshot")
+    spec = suite.sample(torch.Generator().manual_seed(1))
+    assert spec.fewshot["ways"] == 5 and spec.fewshot["shots"] in (5, 10)
+    task = Task(spec)
+    ways, shots, queries = spec.fewshot["ways"], spec.fewshot["shots"], spec.fewshot["queries"]
+    assert task.train_x.shape[0] == ways * shots and task.test_x.shape[0] == ways * queries
+    assert torch.equal(torch.bincount(task.train_y), torch.full((ways,), shots))
+    assert torch.equal(torch.bincount(task.test_y), torch.full((ways,), queries))
+    again = Task(TaskSpec.from_dict(spec.to_dict()))  # as rebuilt from a checkpoint
+    assert torch.equal(again.train_x, task.train_x) and torch.equal(again.test_y, task.test_y)
+    # no image is both a training and a held-out one
+    train = {bytes(x.numpy().tobytes()) for x in task.train_x}
+    assert not any(bytes(x.numpy().tobytes()) in train for x in task.test_x)
+    params, buffers = task.init_params()
+    assert task.loss(params, buffers, *task.batch(torch.Generator())).isfinite()

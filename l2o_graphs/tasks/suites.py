@@ -11,6 +11,9 @@ A suite is plain data::
          activations: [relu, gelu, tanh, silu], residual: [false, true], batchnorm: [false, true]}
       - {kind: paper-cnn, widths: [1]}
 
+An optional ``fewshot: {ways: [5], shots: [1, 5], queries: [15]}`` makes every task an
+N-way K-shot task drawn with learn2learn (:mod:`l2o_graphs.tasks.fewshot`).
+
 ``[low, high]`` pairs are inclusive integer ranges (widths and channels drawn log-uniformly, one
 per layer); other lists are choices. :func:`parse_suite` checks every field and names the bad
 one; :meth:`Suite.sample` draws a :class:`TaskSpec` with a ``torch.Generator``.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
@@ -51,6 +54,7 @@ class Suite:
     datasets: Tuple[str, ...]
     batch_sizes: Tuple[int, ...]
     architectures: Tuple[Dict[str, Any], ...]
+    fewshot: Optional[Dict[str, Tuple[int, ...]]] = None
 
     def sample(self, generator: torch.Generator) -> TaskSpec:
         """One task: architecture family, its hyper-parameters, dataset, batch size, seed."""
@@ -77,7 +81,8 @@ class Suite:
         else:
             arch = {"kind": "paper-cnn", "width": pick(family["widths"])}
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
-        return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed)
+        fewshot = None if self.fewshot is None else {k: pick(v) for k, v in self.fewshot.items()}
+        return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed, fewshot)
 
 
 def _fail(suite: str, where: str, what: str) -> SuiteError:
@@ -107,9 +112,10 @@ def parse_suite(data: Mapping[str, Any]) -> Suite:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise SuiteError("suite: field 'name': expected a non-empty string")
-    unknown = set(data) - {"name", "datasets", "batch_sizes", "architectures"}
+    unknown = set(data) - {"name", "datasets", "batch_sizes", "architectures", "fewshot"}
     if unknown:
-        raise _fail(name, sorted(unknown)[0], "unknown field (expected name, datasets, batch_sizes, architectures)")
+        raise _fail(name, sorted(unknown)[0], "unknown field (expected name, datasets, batch_sizes, "
+                                              "architectures, fewshot)")
     for required in ("datasets", "batch_sizes", "architectures"):
         if required not in data:
             raise _fail(name, required, "missing")
@@ -138,7 +144,15 @@ def parse_suite(data: Mapping[str, Any]) -> Suite:
             out[key] = (_range(name, f"{where}.{key}", arch[key]) if rule == "range"
                         else _choices(name, f"{where}.{key}", arch[key], rule[1]))
         parsed.append(out)
-    return Suite(name, datasets, tuple(sizes), tuple(parsed))
+    fewshot = None
+    if "fewshot" in data:
+        f = data["fewshot"]
+        if not isinstance(f, Mapping) or set(f) != {"ways", "shots", "queries"}:
+            raise _fail(name, "fewshot", f"expected a mapping with ways, shots and queries, got {f!r}")
+        fewshot = {key: _choices(name, f"fewshot.{key}", f[key], tuple(range(1, 1001))) for key in f}
+        if max(fewshot["ways"]) > 10:
+            raise _fail(name, "fewshot.ways", "the datasets have 10 classes")
+    return Suite(name, datasets, tuple(sizes), tuple(parsed), fewshot)
 
 
 _ACTS = ["relu", "gelu", "tanh", "silu"]
@@ -153,6 +167,14 @@ BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
             {"kind": "cnn", "conv_layers": [2, 5], "channels": [8, 64], "kernels": [3, 5],
              "heads": ["pool", "flatten"], "activations": _ACTS, "residual": [False, True],
              "batchnorm": [False, True]}]},
+    # N-way K-shot tasks drawn with learn2learn
+    "fewshot": {
+        "name": "fewshot", "datasets": ["mnist", "fashion_mnist"], "batch_sizes": [25],
+        "fewshot": {"ways": [5], "shots": [5, 10], "queries": [15]},
+        "architectures": [
+            {"kind": "mlp", "hidden_layers": [1, 2], "width": [16, 64], "activations": _ACTS},
+            {"kind": "cnn", "conv_layers": [2, 3], "channels": [8, 32], "kernels": [3], "heads": ["pool"],
+             "activations": _ACTS, "residual": [False], "batchnorm": [False]}]},
     # a fixed tiny suite for tests and smoke runs: small MLPs on the 8x8 digits
     "digits-mlp": {"name": "digits-mlp", "datasets": ["digits"], "batch_sizes": [64],
                    "architectures": [{"kind": "mlp", "hidden_layers": [1, 1], "width": [16, 16],

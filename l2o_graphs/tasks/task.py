@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from l2o_graphs.data import load_images
 from l2o_graphs.tasks.architectures import build_optimizee
+from l2o_graphs.tasks.fewshot import fewshot_split
 
 TensorDict = Dict[str, Tensor]
 
@@ -24,20 +25,28 @@ class TaskSpec:
     """What a task is, as plain data (saved in checkpoints, sampled from suites).
 
     ``architecture`` is a :func:`~l2o_graphs.tasks.architectures.build_optimizee` description;
-    ``dataset`` one of ``l2o_graphs.data.DATASET_NAMES``; ``seed`` fixes the initialisation."""
+    ``dataset`` one of ``l2o_graphs.data.DATASET_NAMES``; ``seed`` fixes the initialisation (and
+    the few-shot draw). ``fewshot`` (``{"ways": N, "shots": K, "queries": Q}``) makes it an
+    N-way K-shot task: trained on K images per class, evaluated on Q others (see
+    :func:`~l2o_graphs.tasks.fewshot.fewshot_split`)."""
 
     architecture: Dict[str, Any] = field(hash=False)
     dataset: str
     batch_size: int
     seed: int
+    fewshot: Optional[Dict[str, int]] = field(default=None, hash=False)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"architecture": dict(self.architecture), "dataset": self.dataset,
-                "batch_size": self.batch_size, "seed": self.seed}
+        out = {"architecture": dict(self.architecture), "dataset": self.dataset,
+               "batch_size": self.batch_size, "seed": self.seed}
+        if self.fewshot is not None:
+            out["fewshot"] = dict(self.fewshot)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
-        return cls(dict(d["architecture"]), str(d["dataset"]), int(d["batch_size"]), int(d["seed"]))
+        fewshot = {k: int(v) for k, v in d["fewshot"].items()} if d.get("fewshot") else None
+        return cls(dict(d["architecture"]), str(d["dataset"]), int(d["batch_size"]), int(d["seed"]), fewshot)
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,9 +69,14 @@ class Task:
         self.device = torch.device(device)
         self.train_x, self.train_y = _dataset(spec.dataset, "train", str(self.device))
         self.test_x, self.test_y = _dataset(spec.dataset, "test", str(self.device))
+        num_classes = int(self.train_y.max()) + 1
+        if spec.fewshot is not None:
+            f = spec.fewshot
+            self.train_x, self.train_y, self.test_x, self.test_y = fewshot_split(
+                self.train_x, self.train_y, f["ways"], f["shots"], f["queries"], spec.seed)
+            num_classes = f["ways"]
         self.train_x, self.test_x = self.train_x.to(dtype), self.test_x.to(dtype)
         channels, size = self.train_x.shape[1], self.train_x.shape[-1]
-        num_classes = int(self.train_y.max()) + 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.seed)
             self.module: nn.Module = build_optimizee(spec.architecture, channels, size, num_classes).to(self.device, dtype)
