@@ -10,7 +10,7 @@ from typing import List, Optional
 import torch
 
 from l2o_graphs.data import DATASET_NAMES, load_images
-from l2o_graphs.graph import GraphBatch, NeuralGraph
+from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
 
 
@@ -40,24 +40,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print("== data: Fashion-MNIST, offline ==")
-    _cmd_data(argparse.Namespace(name="fashion_mnist", splits=["train", "test"]))
-    images, _ = load_images("fashion_mnist", "test")
-    print("\n== the paper's CNN as a neural graph ==")
-    model = build_architecture("paper-cnn")
-    with torch.no_grad():
-        logits = model(images[:128])
-    print(f"forward on a batch of 128 test images: logits {tuple(logits.shape)}")
-    status = _cmd_graph(argparse.Namespace(model="paper-cnn", example_input=True))
-    print("\n== one disjoint batch of four architectures ==")
-    models = [build_architecture(name) for name in ("paper-cnn", "paper-cnn-x2", "cnn-flatten", "residual-cnn")]
-    batch = GraphBatch([NeuralGraph.from_module(m) for m in models])
-    params = [dict(m.named_parameters()) for m in models]
-    node_x, edge_x = batch.gather(params)
-    exact = all(torch.equal(b[n], p[n]) for b, p in zip(batch.scatter(node_x, edge_x), params) for n in p)
-    print(f"{batch}: node_x {tuple(node_x.shape)}, edge_x {tuple(edge_x.shape)}, "
-          f"un-batch {'exact' if exact else 'NOT EXACT'}")
-    return status if exact else 1
+    from l2o_graphs.demo import compare_with_adam
+
+    print("== the held-out networks as neural graphs ==")
+    for name in ("mlp", "paper-cnn-x2"):
+        print(f"{name}: {NeuralGraph.from_module(build_architecture(name))}")
+    print(f"\n== shipped NG-GNN against Adam, {args.steps} steps, batch 128, MNIST (offline) ==")
+    compare_with_adam(args.out, steps=args.steps)
+    return 0
 
 
 _OVERRIDES = ("net", "suite", "outer_steps", "meta_batch", "unroll", "lr", "seed", "device", "checkpoint_every")
@@ -109,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="the main job: data, neural graphs and batching on real models",
-                          description="Load Fashion-MNIST offline, build the paper's CNN and its neural graph, "
-                                      "and batch several architectures into one graph.")
+    demo = sub.add_parser("demo", help="the main job: the shipped learned optimizer against Adam",
+                          description="Train two held-out networks (an MLP and the paper's CNN at double width, "
+                                      "MNIST) with the shipped NG-GNN optimizer and with Adam side by side; "
+                                      "print a table and write OUT/demo_curves.png.")
+    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the loss-curve PNG")
     demo.set_defaults(func=_cmd_demo)
 
     graph = sub.add_parser("graph", help="build and print the neural graph of an architecture",

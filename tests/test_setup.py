@@ -29,7 +29,7 @@ def _console_script() -> str:
     return str(script)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["graph"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["graph"], ["data"], ["meta-train"], ["plot"]])
 def test_help_for_every_subcommand(command):
     out = subprocess.run([_console_script(), *command, "--help"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("usage: l2o-graphs")

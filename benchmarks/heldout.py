@@ -1,0 +1,112 @@
+"""Learned optimizers against tuned Adam and SGD on held-out tasks that no meta-training used.
+
+Run: ``python benchmarks/heldout.py --learned ng-gnn=l2o_graphs/pretrained/ng-gnn.pt [--steps 1000
+--seeds 5]``. Adam and SGD (momentum 0.9) are tuned per task over their learning-rate grids (best
+final train loss, averaged over seeds). Writes ``benchmarks/results/heldout_<machine>.json`` and
+one loss-curve PNG per task (``heldout_<task>_<machine>.png``).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine, write_result  # noqa: E402
+
+from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
+from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa: E402
+
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def _summary(runs: List[Dict]) -> Dict:
+    def stats(key: str) -> Dict[str, float]:
+        values = [r[key] for r in runs]
+        return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {"train_loss": stats("train_loss"), "test_acc": stats("test_acc")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--learned", nargs="*", default=[], metavar="NAME=WEIGHTS",
+                        help="learned optimizers to evaluate, e.g. ng-gnn=l2o_graphs/pretrained/ng-gnn.pt")
+    parser.add_argument("--tasks", nargs="+", default=list(HELDOUT), choices=list(HELDOUT))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--no-baselines", action="store_true", help="skip the Adam and SGD sweeps")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    candidates: Dict[str, Dict[str, Callable]] = {}
+    if not args.no_baselines:
+        candidates["adam"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.Adam(m.parameters(), lr=lr))(lr)
+                              for lr in LR_GRID}
+        candidates["sgd-momentum"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr,
+                                                                                      momentum=0.9))(lr)
+                                      for lr in SGD_GRID}
+    for item in args.learned:
+        name, _, path = item.partition("=")
+        net = torch.load(path, weights_only=True)["net"]
+        candidates[name] = {"learned": (lambda path, net: lambda m: NeuralGraphOptimizer(m, weights=path, net=net))(path, net)}
+
+    info = machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    results: Dict[str, Dict] = {}
+    start = time.perf_counter()
+    for task_name in args.tasks:
+        spec = HELDOUT[task_name]
+        results[task_name] = {}
+        for opt_name, settings in candidates.items():
+            best = None
+            for setting, make in settings.items():
+                runs = [train_with(spec, make, args.steps, seed) for seed in range(args.seeds)]
+                summary = _summary(runs)
+                print(f"{task_name:<26} {opt_name:<13} {setting:<8} train loss {summary['train_loss']['mean']:.4f} "
+                      f"± {summary['train_loss']['std']:.4f}  test acc {summary['test_acc']['mean']:.4f} "
+                      f"[{time.perf_counter() - start:.0f} s]", flush=True)
+                if best is None or summary["train_loss"]["mean"] < best[1]["train_loss"]["mean"]:
+                    best = (setting, summary, runs)
+            setting, summary, runs = best
+            curve = [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
+            results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
+        _plot(task_name, results[task_name], RESULTS / f"heldout_{task_name}_{slug}.png")
+    payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
+               "machine": info, "steps": args.steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
+               "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
+                          "criterion": "lowest mean final train loss over seeds"},
+               "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}
+                           for t, res in results.items()}}
+    print(f"wrote {write_result(f'heldout_{slug}.json', payload)}")
+
+
+def _plot(task_name: str, results: Dict[str, Dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in results.items():
+        curve = r["mean_curve"]
+        window = max(1, len(curve) // 50)
+        smooth = [statistics.mean(curve[max(0, i - window + 1):i + 1]) for i in range(len(curve))]
+        ax.plot(smooth, label=f"{name} ({r['setting']})")
+    ax.set(title=f"{task_name}: minibatch loss (mean over seeds)", xlabel="step", ylabel="loss", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Plain training of a task's network with any ``torch.optim.Optimizer`` (evaluation runs)."""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+
+from l2o_graphs.tasks.task import Task, TaskSpec
+
+HELDOUT_TASKS: Dict[str, TaskSpec] = {
+    "paper-cnn-x2-mnist": TaskSpec({"kind": "paper-cnn", "width": 2}, "mnist", 128, 0),
+    "mlp-784-128-128-10-mnist": TaskSpec({"kind": "mlp", "hidden": [128, 128], "activation": "relu"}, "mnist", 128, 0),
+    "cnn5-fmnist": TaskSpec({"kind": "cnn", "channels": [16, 32, 32, 64, 64], "kernel": 3, "head": "pool",
+                             "activation": "relu", "batchnorm": False, "residual": False}, "fashion_mnist", 128, 0),
+}
+"""Evaluation tasks no meta-training suite draws (``seed`` is replaced per run)."""
+
+EVAL_TRAIN = 10000
+"""The final train loss is measured on the first 10k training images (all of smaller sets)."""
+
+
+def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
+               seed: int) -> Dict[str, object]:
+    """Train ``spec``'s network, initialised with ``seed``, for ``steps`` minibatch steps.
+
+    Returns ``curve`` (minibatch loss per step), ``train_loss`` (mean loss over up to
+    ``EVAL_TRAIN`` training images at the end) and ``test_acc``."""
+    task = Task(TaskSpec(spec.architecture, spec.dataset, spec.batch_size, seed, spec.fewshot))
+    model = task.module
+    params, _ = task.init_params()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name])
+    optimizer = make_optimizer(model)
+    batches = torch.Generator().manual_seed(10_000 + seed)
+    curve: List[float] = []
+    for _ in range(steps):
+        x, y = task.batch(batches)
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        curve.append(loss.item())
+    current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    task.train_x, task.train_y = task.train_x[:EVAL_TRAIN], task.train_y[:EVAL_TRAIN]
+    train_loss, _ = task.evaluate(current, buffers, split="train")
+    _, test_acc = task.evaluate(current, buffers, split="test")
+    return {"curve": curve, "train_loss": train_loss, "test_acc": test_acc}
