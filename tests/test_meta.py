@@ -149,3 +149,17 @@ def test_fewshot_suite_draws_learn2learn_tasks():
     assert not any(bytes(x.numpy().tobytes()) in train for x in task.test_x)
     params, buffers = task.init_params()
     assert task.loss(params, buffers, *task.batch(torch.Generator())).isfinite()
+
+
+def test_meta_training_never_draws_a_heldout_task():
+    from l2o_graphs.meta.trainer import _new_trajectory
+    from l2o_graphs.tasks.train import HELDOUT_TASKS, is_heldout
+
+    mlp = HELDOUT_TASKS["mlp-784-128-128-10-mnist"]
+    suite = parse_suite({"name": "only-heldout-or-digits", "datasets": ["mnist", "digits"], "batch_sizes": [128],
+                         "architectures": [{"kind": "mlp", "hidden_layers": [2, 2], "width": [128, 128],
+                                            "activations": ["relu"]}]})
+    sampler = torch.Generator().manual_seed(0)
+    drawn = [_new_trajectory(suite, MetaConfig(), sampler).spec for _ in range(20)]
+    assert is_heldout(TaskSpec(mlp.architecture, "mnist", 64, 7))
+    assert all(spec.dataset == "digits" for spec in drawn)  # the MNIST draws were the held-out MLP

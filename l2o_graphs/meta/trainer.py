@@ -25,6 +25,7 @@ from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.weights import save_weights
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
 from l2o_graphs.tasks.task import Task, TaskSpec
+from l2o_graphs.tasks.train import is_heldout
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -52,6 +53,8 @@ def _lr_factor(cfg: MetaConfig):
 
 def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> Trajectory:
     spec = suite.sample(sampler)
+    while is_heldout(spec):  # evaluation tasks stay unseen
+        spec = suite.sample(sampler)
     low, high = cfg.trajectory_length
     u = float(torch.rand((), generator=sampler))
     length = int(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))))

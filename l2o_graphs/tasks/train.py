@@ -16,6 +16,11 @@ HELDOUT_TASKS: Dict[str, TaskSpec] = {
 }
 """Evaluation tasks no meta-training suite draws (``seed`` is replaced per run)."""
 
+
+def is_heldout(spec: TaskSpec) -> bool:
+    """Whether ``spec`` is one of :data:`HELDOUT_TASKS` (same network and dataset)."""
+    return any(spec.architecture == h.architecture and spec.dataset == h.dataset for h in HELDOUT_TASKS.values())
+
 EVAL_TRAIN = 10000
 """The final train loss is measured on the first 10k training images (all of smaller sets)."""
 
