@@ -62,8 +62,9 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
     from l2o_graphs.meta.plot import plot_run
 
     overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
-    if args.second_order:
-        overrides["second_order"] = True
+    for flag in ("second_order", "autocast"):
+        if getattr(args, flag):
+            overrides[flag] = True
     cfg = MetaConfig.from_yaml(args.config, overrides) if args.config else MetaConfig.from_dict(overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--seed", type=int)
     meta.add_argument("--device", choices=("auto", "cpu", "cuda"))
     meta.add_argument("--checkpoint-every", type=int)
+    meta.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the unrolls (mixed precision)")
     meta.add_argument("--threads", type=int, help="torch CPU threads")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(func=_cmd_meta_train)

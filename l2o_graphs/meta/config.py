@@ -24,6 +24,7 @@ class MetaConfig:
         lam: the step scale of the learned update.
         seed: every random choice of the run follows from it.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        autocast: run the unrolls under bfloat16 autocast (opt-in mixed precision).
         checkpoint_every: outer steps between checkpoints.
     """
 
@@ -42,6 +43,7 @@ class MetaConfig:
     lam: float = 0.01
     seed: int = 0
     device: str = "auto"
+    autocast: bool = False
     checkpoint_every: int = 25
 
     def __post_init__(self) -> None:

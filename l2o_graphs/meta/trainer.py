@@ -125,8 +125,9 @@ class MetaTrainer:
                 traj.step += cfg.unroll  # another rank unrolls it: keep the schedule in step
                 continue
             task = self._task(traj.spec)
-            loss = unroll(self.net, task, self._graph(task), traj, cfg.unroll,
-                          second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
+                loss = unroll(self.net, task, self._graph(task), traj, cfg.unroll,
+                              second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
             if torch.isfinite(loss):
                 loss.backward()
             total += loss.detach()
@@ -194,8 +195,10 @@ class MetaTrainer:
 
     def _load(self, path: Path) -> None:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob["config"] != self.cfg.to_dict():
-            changed = sorted(k for k in blob["config"] if blob["config"][k] != self.cfg.to_dict().get(k))
+        # fields added after the checkpoint was written count as their defaults
+        saved = {**MetaConfig().to_dict(), **blob["config"]}
+        if saved != self.cfg.to_dict():
+            changed = sorted(k for k in saved if saved[k] != self.cfg.to_dict().get(k))
             raise ValueError(f"{path} was written by a run with another config (differs in {', '.join(changed)}); "
                              f"use another run directory or the same config")
         self.net.load_state_dict(blob["net"])
