@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, write_result  # noqa: E402
 
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
+from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
 from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa: E402
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -42,6 +43,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-baselines", action="store_true", help="skip the Adam and SGD sweeps")
+    parser.add_argument("--metasgd-steps", type=int, default=0,
+                        help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
+                             "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     if args.threads:
@@ -65,7 +69,11 @@ def main() -> None:
     for task_name in args.tasks:
         spec = HELDOUT[task_name]
         results[task_name] = {}
-        for opt_name, settings in candidates.items():
+        task_candidates = dict(candidates)
+        if args.metasgd_steps:
+            lrs = meta_train_metasgd(spec, ["mnist", "fashion_mnist"], outer_steps=args.metasgd_steps)
+            task_candidates["metasgd"] = {"learned": lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs)}
+        for opt_name, settings in task_candidates.items():
             best = None
             for setting, make in settings.items():
                 runs = [train_with(spec, make, args.steps, seed) for seed in range(args.seeds)]
@@ -80,7 +88,7 @@ def main() -> None:
             results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
         _plot(task_name, results[task_name], RESULTS / f"heldout_{task_name}_{slug}.png")
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
-               "machine": info, "steps": args.steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
+               "machine": info, "steps": args.steps, "metasgd_outer_steps": args.metasgd_steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
                "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}

@@ -1,0 +1,99 @@
+"""learn2learn's MetaSGD (meta-learned per-parameter learning rates) as a learned-optimizer
+baseline.
+
+MetaSGD's learning rates have the shapes of one architecture's parameters, so it is meta-trained
+per architecture (it cannot transfer to another network as the graph optimizers do); it uses the
+same truncated unrolls and meta-loss as :mod:`l2o_graphs.meta.unroll`, with learn2learn's
+``MetaSGD.clone`` and ``meta_sgd_update`` doing the inner updates.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs.tasks.fewshot import _learn2learn
+from l2o_graphs.tasks.task import Task, TaskSpec
+
+
+def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int = 200, unroll: int = 20,
+                       trajectory_length: Sequence[int] = (100, 2000), init_lr: float = 0.01,
+                       outer_lr: float = 0.01, seed: int = 0) -> List[Tensor]:
+    """Per-parameter learning rates for ``spec``'s architecture, meta-trained on ``datasets``
+    (first order: the optimizee's gradients are constants inside a truncation)."""
+    l2l = _learn2learn()
+    from learn2learn.algorithms.meta_sgd import meta_sgd_update
+
+    sampler = torch.Generator().manual_seed(seed)
+    metasgd = None
+    outer = None
+    traj: Dict[str, Any] = {"step": 0, "length": 0}
+    for _ in range(outer_steps):
+        if traj["step"] >= traj["length"]:
+            dataset = datasets[int(torch.randint(len(datasets), (1,), generator=sampler))]
+            task_seed = int(torch.randint(2 ** 31 - 1, (1,), generator=sampler))
+            task = Task(TaskSpec(spec.architecture, dataset, spec.batch_size, task_seed))
+            if metasgd is None:
+                metasgd = l2l.algorithms.MetaSGD(task.module, lr=init_lr, first_order=True)
+                outer = torch.optim.Adam(metasgd.lrs.parameters(), lr=outer_lr)
+            with torch.no_grad():
+                for p, q in zip(metasgd.module.parameters(), task.init_params()[0].values()):
+                    p.copy_(q)
+            low, high = trajectory_length
+            u = float(torch.rand((), generator=sampler))
+            traj = {"task": task, "step": 0, "base": None, "length": int(math.exp(math.log(low) + u * math.log(high / low))),
+                    "batches": torch.Generator().manual_seed(task_seed + 1)}
+        task = traj["task"]
+        learner = metasgd.clone()
+        loss = _loss(learner, task, traj["batches"])
+        traj["base"] = traj["base"] or max(loss.item(), 1e-8)
+        terms = []
+        for k in range(unroll):
+            grads = torch.autograd.grad(loss, list(learner.module.parameters()), retain_graph=k > 0)
+            learner.module = meta_sgd_update(learner.module, learner.lrs, grads)
+            loss = _loss(learner, task, traj["batches"])
+            terms.append(torch.log(loss / traj["base"]))
+        outer.zero_grad()
+        meta = torch.stack(terms).mean()
+        if torch.isfinite(meta):
+            meta.backward()
+            outer.step()
+        with torch.no_grad():
+            for p, q in zip(metasgd.module.parameters(), learner.module.parameters()):
+                p.copy_(q)
+        traj["step"] += unroll
+        if not loss.item() < 10 * traj["base"]:
+            traj["step"] = traj["length"]
+    return [lr.detach().clone() for lr in metasgd.lrs]
+
+
+def _loss(learner: nn.Module, task: Task, batches: torch.Generator) -> Tensor:
+    x, y = task.batch(batches)
+    return nn.functional.cross_entropy(learner(x), y)
+
+
+class MetaSGDOptimizer(torch.optim.Optimizer):
+    """``p <- p - lr * lrs[i] * grad`` with meta-learned per-parameter rates ``lrs`` (one tensor
+    per parameter, in ``params`` order)."""
+
+    def __init__(self, params: Iterable[Tensor], lrs: Sequence[Tensor], lr: float = 1.0):
+        super().__init__(params, dict(lr=lr))
+        flat = [p for group in self.param_groups for p in group["params"]]
+        if len(flat) != len(lrs) or any(p.shape != r.shape for p, r in zip(flat, lrs)):
+            raise ValueError("MetaSGD learning rates do not match the parameters' shapes (they are "
+                             "meta-trained for one architecture)")
+        self._rates = {id(p): r.to(p.device) for p, r in zip(flat, lrs)}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(group["lr"] * self._rates[id(p)] * p.grad)
+        return loss
