@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Sequence
 import torch
 from torch import Tensor, nn
 
+from l2o_graphs.meta.unroll import RATIO_FLOOR
 from l2o_graphs.tasks.fewshot import _learn2learn
 from l2o_graphs.tasks.task import Task, TaskSpec
 
@@ -54,7 +55,7 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
             grads = torch.autograd.grad(loss, list(learner.module.parameters()), retain_graph=k > 0)
             learner.module = meta_sgd_update(learner.module, learner.lrs, grads)
             loss = _loss(learner, task, traj["batches"])
-            terms.append(torch.log(loss / traj["base"]))
+            terms.append(torch.log((loss / traj["base"]).clamp_min(RATIO_FLOOR)))
         outer.zero_grad()
         meta = torch.stack(terms).mean()
         if torch.isfinite(meta):

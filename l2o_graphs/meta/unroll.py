@@ -18,6 +18,8 @@ from l2o_graphs.optim.update import OptState, init_state, learned_update
 from l2o_graphs.tasks.task import Task, TaskSpec
 
 TensorDict = Dict[str, Tensor]
+RATIO_FLOOR = 1e-6
+"""Smallest loss ratio the meta-loss counts (its log is -13.8)."""
 
 
 @dataclass
@@ -111,4 +113,5 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
     last = float(loss.detach())
     if not last < diverged * traj.base_loss:  # also catches NaN
         traj.step = max(traj.step, traj.length)
-    return torch.log(torch.stack(terms) / traj.base_loss).mean()
+    # a loss of exactly zero (an easy task fitted perfectly) would give log 0: floor the ratio
+    return torch.log((torch.stack(terms) / traj.base_loss).clamp_min(RATIO_FLOOR)).mean()
