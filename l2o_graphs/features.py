@@ -104,6 +104,14 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     return out
 
 
+def adam_direction(momenta: Tensor, second: Tensor, step: int) -> Tensor:
+    """Adam's normalised step ``m_hat / (sqrt(v_hat) + EPS)`` from the beta-0.9 momentum and
+    the second moment after ``step`` (>= 1) updates (bias-corrected, not clipped)."""
+    m_hat = momenta[..., BETAS.index(0.9)] / (1 - 0.9 ** step)
+    v_hat = second / (1 - BETA2 ** step)
+    return m_hat / (v_hat.sqrt() + EPS)
+
+
 def time_features(step: int, device: torch.device = None) -> Tensor:
     """``[NUM_TIME_FEATURES]``: ``tanh(step / tau)`` for each timescale."""
     return torch.tanh(step / torch.tensor(TIMESCALES, device=device))

@@ -385,3 +385,18 @@ def test_compiled_update_network_matches_eager():
             opt.step()
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_untrained_adam_residual_rule_is_adam(net):
+    """Under ``adam-residual`` the fresh network's output layer is zero: its steps are Adam's."""
+    a, b = _model(), _model()
+    _train(a, torch.optim.Adam(a.parameters(), lr=1e-3, eps=1e-8), 3)
+    _train(b, NeuralGraphOptimizer(b, weights=None, net=net, net_config={"update": "adam-residual"}), 3)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5)
+
+
+def test_unknown_update_rule_is_rejected():
+    with pytest.raises(ValueError, match="unknown update rule"):
+        NeuralGraphOptimizer(_model(), weights=None, net_config={"update": "sgd"})

@@ -13,6 +13,12 @@ from l2o_graphs.graph import NeuralGraph
 
 TensorDict = Dict[str, Tensor]
 
+UPDATE_RULES = ("paper", "adam-residual")
+"""``paper``: ``delta = -lr * d * lam * exp(m * lam)`` (Kofinas et al.), learned from scratch.
+``adam-residual``: ``delta = -lr * (ADAM_STEP * a + lam * d) * exp(m * lam)`` with ``a`` Adam's
+bias-corrected normalised momentum (beta 0.9): a correction on a hand-designed direction, which
+starts as Adam with learning rate ``ADAM_STEP`` (see l2o_graphs.optim.update)."""
+
 
 class FlatFeatures(NamedTuple):
     """Features of all parameters in one ``[P, F]`` tensor, rows in parameter order;
@@ -44,7 +50,22 @@ class UpdateNet(nn.Module, abc.ABC):
 
     def __init__(self, **config: object):
         super().__init__()
+        rule = config.setdefault("update", "paper")
+        if rule not in UPDATE_RULES:
+            raise ValueError(f"unknown update rule {rule!r}; choose one of {', '.join(UPDATE_RULES)}")
         self.config = dict(config)
+
+    @property
+    def update_rule(self) -> str:
+        """How ``(d, m)`` become a step (see :data:`UPDATE_RULES`)."""
+        return str(self.config["update"])
+
+    def _init_output(self, layer: nn.Linear) -> None:
+        """The layer producing ``(d, m)``: zero under ``adam-residual``, so that the untrained
+        network takes exactly Adam's step and meta-training learns a correction."""
+        if self.update_rule == "adam-residual":
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:
         """Per-tensor recurrent state at step 0, one tensor per parameter name (float32)."""

@@ -14,11 +14,12 @@ from l2o_graphs.nn.base import TensorDict, UpdateNet, chunked, flatten_features,
 class PerParameterMLP(UpdateNet):
     """"FF": the same small MLP on every parameter element (a DeepSets learned optimizer)."""
 
-    def __init__(self, hidden: int = 32, layers: int = 2):
-        super().__init__(hidden=hidden, layers=layers)
+    def __init__(self, hidden: int = 32, layers: int = 2, update: str = "paper"):
+        super().__init__(hidden=hidden, layers=layers, update=update)
         self.inp = nn.Linear(NUM_FEATURES, hidden)
         self.time = nn.Linear(NUM_TIME_FEATURES, hidden, bias=False)
         self.body = mlp(hidden, hidden, 2, layers)
+        self._init_output(self.body[-1])
 
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
                 net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
@@ -33,13 +34,14 @@ class PerTensorLSTM(UpdateNet):
     """One LSTM step per parameter tensor on the tensor's feature statistics; its hidden state
     conditions a per-element MLP (the LSTM baseline of Kofinas et al.)."""
 
-    def __init__(self, hidden: int = 32, layers: int = 2):
-        super().__init__(hidden=hidden, layers=layers)
+    def __init__(self, hidden: int = 32, layers: int = 2, update: str = "paper"):
+        super().__init__(hidden=hidden, layers=layers, update=update)
         self.hidden = hidden
         self.cell = nn.LSTMCell(2 * NUM_FEATURES + NUM_TIME_FEATURES, hidden)
         self.inp = nn.Linear(NUM_FEATURES, hidden)
         self.cond = nn.Linear(hidden, hidden, bias=False)
         self.body = mlp(hidden, hidden, 2, layers)
+        self._init_output(self.body[-1])
 
     def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:
         return {n: torch.zeros(2 * self.hidden, device=p.device) for n, p in params.items()}

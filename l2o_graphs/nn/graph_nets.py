@@ -233,6 +233,8 @@ class GraphUpdateNet(UpdateNet):
         self.node_dec_state = nn.Linear(node_dim, decoder_hidden, bias=False)
         self.node_dec_kind = nn.Embedding(len(SLOT_KINDS), decoder_hidden)
         self.node_dec_out = nn.Linear(decoder_hidden, 2)
+        self._init_output(self.edge_dec_out)
+        self._init_output(self.node_dec_out)
 
     @staticmethod
     def _kernel_positions(graph: NeuralGraph, device: torch.device) -> Tensor:
@@ -310,15 +312,17 @@ class GraphUpdateNet(UpdateNet):
 class NGGNN(GraphUpdateNet):
     """NG-GNN learned optimizer network."""
 
-    def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 3, decoder_hidden: int = 8):
+    def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 3, decoder_hidden: int = 8,
+                 update: str = "paper"):
         super().__init__(nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers)),
-                         node_dim, edge_dim, decoder_hidden, layers=layers)
+                         node_dim, edge_dim, decoder_hidden, layers=layers, update=update)
 
 
 class NGT(GraphUpdateNet):
     """NG-T learned optimizer network (relational transformer on the neural graph)."""
 
     def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 2, decoder_hidden: int = 8,
-                 heads: int = 2, attn_dim: int = 8):
+                 heads: int = 2, attn_dim: int = 8, update: str = "paper"):
         super().__init__(nn.ModuleList(NGTLayer(node_dim, edge_dim, heads, attn_dim) for _ in range(layers)),
-                         node_dim, edge_dim, decoder_hidden, layers=layers, heads=heads, attn_dim=attn_dim)
+                         node_dim, edge_dim, decoder_hidden, layers=layers, heads=heads, attn_dim=attn_dim,
+                         update=update)

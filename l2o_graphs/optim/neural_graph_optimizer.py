@@ -35,7 +35,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         net: ``"ng-gnn"``, ``"ng-t"``, ``"ff"`` or ``"lstm"``.
         lr: multiplier on the learned step (per param group; schedulers change it).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
-        lam: step scale of ``delta = -lr * d * lam * exp(m * lam)``.
+        lam: step scale of ``delta = -lr * d * lam * exp(m * lam)`` (``net_config={"update":
+            "adam-residual"}`` learns a correction on Adam's step instead, see ``UPDATE_RULES``).
         seed: initialisation seed when ``weights=None``.
         net_config: overrides of the net's hyper-parameters when ``weights=None``.
         autocast: run the update network under bfloat16 autocast (features, moments and the

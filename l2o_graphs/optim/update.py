@@ -17,6 +17,8 @@ from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
 
 TensorDict = Dict[str, Tensor]
+ADAM_STEP = 1e-3
+"""Step size of the hand-designed direction under the ``adam-residual`` rule."""
 PerTensor = Union[float, Mapping[str, float]]
 
 
@@ -63,7 +65,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         state: from :func:`init_state` or a previous call.
         lr: multiplier on the learned step (per name or one for all).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
-        lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)``.
+        lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)`` (the net's ``update_rule``
+            ``adam-residual`` adds ``ADAM_STEP * a`` to ``lam * d``, see l2o_graphs.nn.base.UPDATE_RULES).
     Returns:
         New parameters (float32 computation, cast back to each parameter's dtype) for the names
         that were updated, and the new state.
@@ -110,10 +113,14 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
 
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
+    residual = net.update_rule == "adam-residual"
     for name in active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
+        if residual:
+            adam = F.adam_direction(momenta[name], second[name], max(1, state.updates.get(name, 0) + 1))
+            direction = direction + (ADAM_STEP / lam) * adam
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
