@@ -1,8 +1,9 @@
 """Learned optimizers against tuned Adam and SGD on held-out tasks that no meta-training used.
 
 Run: ``python benchmarks/heldout.py --learned ng-gnn=l2o_graphs/pretrained/ng-gnn.pt [--steps 1000
---seeds 5]``. Adam and SGD (momentum 0.9) are tuned per task over their learning-rate grids (best
-final train loss, averaged over seeds). Writes ``benchmarks/results/heldout_<machine>.json`` and
+--seeds 5] [--tasks ...] [--metasgd-steps N]``. Adam and SGD (momentum 0.9) are tuned per task over their learning-rate grids (best
+final train loss, averaged over seeds). Writes ``benchmarks/results/heldout_<machine>.json`` (``heldout_<tasks>_<machine>.json`` for
+a subset of the tasks) and
 one loss-curve PNG per task (``heldout_<task>_<machine>.png``).
 """
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main() -> None:
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}
                            for t, res in results.items()}}
-    print(f"wrote {write_result(f'heldout_{slug}.json', payload)}")
+    name = f"heldout_{slug}.json" if len(args.tasks) == len(HELDOUT) else f"heldout_{'+'.join(args.tasks)}_{slug}.json"
+    print(f"wrote {write_result(name, payload)}")
 
 
 def _plot(task_name: str, results: Dict[str, Dict], path: Path) -> None:
