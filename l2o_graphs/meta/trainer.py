@@ -106,7 +106,12 @@ class MetaTrainer:
         return self._tasks[key]
 
     def _graph(self, task: Task) -> Optional[NeuralGraph]:
-        return NeuralGraph.from_module(task.module).to(self.device) if self.net.uses_graph else None
+        """The task's graph on the run's device, moved and precomputed once per task."""
+        if not self.net.uses_graph:
+            return None
+        if not hasattr(task, "graph_on_device"):
+            task.graph_on_device = NeuralGraph.from_module(task.module).to(self.device).precompute()
+        return task.graph_on_device
 
     def _mine(self, i: int) -> bool:
         return i % self.world == self.rank
