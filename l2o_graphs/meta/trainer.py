@@ -12,7 +12,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -92,26 +92,22 @@ class MetaTrainer:
         self.trajectories: List[Trajectory] = [_new_trajectory(self.suite, cfg, self.sampler)
                                                for _ in range(cfg.meta_batch)]
         self.step = 0
-        self._tasks: Dict[str, Task] = {}
+        self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
         if resume and (self.run_dir / CHECKPOINT).is_file():
             self._load(self.run_dir / CHECKPOINT)
 
     # ------------------------------------------------------------------ pieces
-    def _task(self, spec: TaskSpec) -> Task:
+    def _task(self, spec: TaskSpec) -> Tuple[Task, Optional[NeuralGraph]]:
+        """The task of ``spec`` and its graph on the run's device (built, moved and
+        precomputed once per task)."""
         key = json.dumps(spec.to_dict(), sort_keys=True)
         if key not in self._tasks:
             if len(self._tasks) > 64:
                 self._tasks.clear()
-            self._tasks[key] = Task(spec, self.device)
+            task = Task(spec, self.device)
+            graph = NeuralGraph.from_module(task.module).to(self.device).precompute() if self.net.uses_graph else None
+            self._tasks[key] = task, graph
         return self._tasks[key]
-
-    def _graph(self, task: Task) -> Optional[NeuralGraph]:
-        """The task's graph on the run's device, moved and precomputed once per task."""
-        if not self.net.uses_graph:
-            return None
-        if not hasattr(task, "graph_on_device"):
-            task.graph_on_device = NeuralGraph.from_module(task.module).to(self.device).precompute()
-        return task.graph_on_device
 
     def _mine(self, i: int) -> bool:
         return i % self.world == self.rank
@@ -129,9 +125,9 @@ class MetaTrainer:
             if not self._mine(i):
                 traj.step += cfg.unroll  # another rank unrolls it: keep the schedule in step
                 continue
-            task = self._task(traj.spec)
+            task, graph = self._task(traj.spec)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
-                loss = unroll(self.net, task, self._graph(task), traj, cfg.unroll,
+                loss = unroll(self.net, task, graph, traj, cfg.unroll,
                               second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
             if torch.isfinite(loss):
                 loss.backward()
