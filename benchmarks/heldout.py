@@ -23,6 +23,7 @@ from common import RESULTS, machine, write_result  # noqa: E402
 
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
 from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
+from l2o_graphs.plots import plot_loss_curves  # noqa: E402
 from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa: E402
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -87,7 +88,9 @@ def main() -> None:
             setting, summary, runs = best
             curve = [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
             results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
-        _plot(task_name, results[task_name], RESULTS / f"heldout_{task_name}_{slug}.png")
+        plot_loss_curves({f"{task_name}: mean over {args.seeds} seeds": {
+            f"{name} ({r['setting']})": r["mean_curve"] for name, r in results[task_name].items()}},
+            RESULTS / f"heldout_{task_name}_{slug}.png")
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
                "machine": info, "steps": args.steps, "metasgd_outer_steps": args.metasgd_steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
                "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
@@ -96,26 +99,6 @@ def main() -> None:
                            for t, res in results.items()}}
     name = f"heldout_{slug}.json" if len(args.tasks) == len(HELDOUT) else f"heldout_{'+'.join(args.tasks)}_{slug}.json"
     print(f"wrote {write_result(name, payload)}")
-
-
-def _plot(task_name: str, results: Dict[str, Dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in results.items():
-        curve = r["mean_curve"]
-        window = max(1, len(curve) // 50)
-        smooth = [statistics.mean(curve[max(0, i - window + 1):i + 1]) for i in range(len(curve))]
-        ax.plot(smooth, label=f"{name} ({r['setting']})")
-    ax.set(title=f"{task_name}: minibatch loss (mean over seeds)", xlabel="step", ylabel="loss", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torch
 
 from l2o_graphs.optim import NeuralGraphOptimizer
 from l2o_graphs.optim.weights import PRETRAINED_DIR
+from l2o_graphs.plots import plot_loss_curves
 from l2o_graphs.tasks.train import HELDOUT_TASKS, train_with
 
 DEMO_TASKS = ("mlp-784-128-128-10-mnist", "paper-cnn-x2-mnist")
@@ -39,27 +40,7 @@ def compare_with_adam(out_dir: Union[str, Path], steps: int = 300, seed: int = 0
             curves[task][name] = run["curve"]
             print(f"{task:<26} {name:<18} {run['train_loss']:>10.4f} {run['test_acc']:>9.4f} {seconds:>6.1f}s",
                   flush=True)
-    _plot(curves, Path(out_dir) / "demo_curves.png")
-    return results
-
-
-def _plot(curves: Dict[str, Dict[str, list]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
-    for ax, (task, by_opt) in zip(axes[0], curves.items()):
-        for name, curve in by_opt.items():
-            window = max(1, len(curve) // 30)
-            smooth = [sum(curve[max(0, i - window + 1):i + 1]) / len(curve[max(0, i - window + 1):i + 1])
-                      for i in range(len(curve))]
-            ax.plot(smooth, label=name)
-        ax.set(title=f"{task} (held out)", xlabel="step", ylabel="minibatch loss", yscale="log")
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = plot_loss_curves({f"{task} (held out)": by_opt for task, by_opt in curves.items()},
+                            Path(out_dir) / "demo_curves.png")
     print(f"wrote {path}")
+    return results

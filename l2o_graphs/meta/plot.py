@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Union
 
+from l2o_graphs.plots import running_mean
+
 
 def plot_run(run_dir: Union[str, Path]) -> Path:
     """Write ``meta_curves.png`` (meta-loss with a running mean, meta-gradient norm, learning
@@ -23,7 +25,7 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     loss = [r["meta_loss"] for r in rows]
     window = max(1, len(loss) // 20)
-    smooth = [sum(loss[max(0, i - window + 1):i + 1]) / len(loss[max(0, i - window + 1):i + 1]) for i in range(len(loss))]
+    smooth = running_mean(loss, window)
     axes[0].plot(steps, loss, alpha=0.3, label="per step")
     axes[0].plot(steps, smooth, label=f"mean of {window}")
     axes[0].set(title="meta-loss (loss / loss at trajectory start)", xlabel="outer step")

@@ -7,7 +7,7 @@ kept in the autograd graph, and returns the truncation's meta-loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor
