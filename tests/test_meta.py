@@ -85,12 +85,14 @@ def test_short_meta_training_makes_a_better_optimizer(tmp_path):
 def test_killed_and_resumed_run_ends_with_the_same_meta_parameters(tmp_path):
     cfg = _config(tmp_path)
     straight = MetaTrainer(cfg, tmp_path / "a").run(progress=False)
-    MetaTrainer(cfg, tmp_path / "b").run(progress=False, stop_after=3)  # "killed" after its checkpoint
+    MetaTrainer(cfg, tmp_path / "b").run(progress=False, stop_after=4)  # "killed" one step after a checkpoint
     resumed = MetaTrainer(cfg, tmp_path / "b", resume=True)
     assert resumed.step == 3
     resumed.run(progress=False)
     for (name, a), b in zip(straight.state_dict().items(), resumed.net.state_dict().values()):
         assert torch.equal(a, b), name
+    logged = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [1, 2, 3, 4, 5, 6]  # step 4, logged before the kill, once
 
 
 def test_resume_with_another_config_is_refused(tmp_path):

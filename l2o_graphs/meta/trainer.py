@@ -208,6 +208,11 @@ class MetaTrainer:
         self.sampler.set_state(blob["sampler"])
         self.trajectories = [Trajectory.from_dict(t, self.device) for t in blob["trajectories"]]
         self.step = blob["step"]
+        metrics = self.run_dir / METRICS
+        if self.rank == 0 and metrics.is_file():  # drop what was logged after the checkpoint
+            lines = metrics.read_text().splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept))
 
 
 def _to_cpu(obj: Any) -> Any:
