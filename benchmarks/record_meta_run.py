@@ -3,8 +3,8 @@ its weights as the package default.
 
 Run: ``python benchmarks/record_meta_run.py runs/ng-gnn-default --command "l2o-graphs meta-train
 --config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--ship]``.
-Writes ``meta_train_<net>.json`` (command, config, machine, wall time from the run directory's
-file times, first and last meta-losses) and ``meta_curves_<net>.png``; ``--ship`` copies
+Writes ``meta_train_<run>.json`` (command, config, machine, wall time from the run directory's
+file times, first and last meta-losses) and ``meta_curves_<run>.png``; ``--ship`` copies
 ``weights.pt`` to ``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB).
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def main() -> None:
         "weights_bytes": weights.stat().st_size,
         "note": "meta-loss = mean log(loss after an update / loss at the trajectory's start); lower is better",
     }
-    print(f"wrote {write_result(f'meta_train_{net}.json', payload)}")
-    shutil.copyfile(plot_run(run), RESULTS / f"meta_curves_{net}.png")
+    print(f"wrote {write_result(f'meta_train_{run.name}.json', payload)}")
+    shutil.copyfile(plot_run(run), RESULTS / f"meta_curves_{run.name}.png")
     if args.ship:
         if weights.stat().st_size > MAX_SHIPPED_BYTES:
             raise SystemExit(f"{weights} is {weights.stat().st_size} bytes, over the 2 MB the package ships")
