@@ -49,6 +49,7 @@ def main() -> None:
                         help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
                              "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--tag", default="", help="suffix of the result file names (runs split in parts)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,14 +91,15 @@ def main() -> None:
             results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
         plot_loss_curves({f"{task_name}: mean over {args.seeds} seeds": {
             f"{name} ({r['setting']})": r["mean_curve"] for name, r in results[task_name].items()}},
-            RESULTS / f"heldout_{task_name}_{slug}.png")
+            RESULTS / f"heldout_{task_name}_{slug}{'_' + args.tag if args.tag else ''}.png")
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
                "machine": info, "steps": args.steps, "metasgd_outer_steps": args.metasgd_steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
                "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}
                            for t, res in results.items()}}
-    name = f"heldout_{slug}.json" if len(args.tasks) == len(HELDOUT) else f"heldout_{'+'.join(args.tasks)}_{slug}.json"
+    tasks = "" if len(args.tasks) == len(HELDOUT) else "_" + "+".join(args.tasks)
+    name = f"heldout{tasks}_{slug}{'_' + args.tag if args.tag else ''}.json"
     print(f"wrote {write_result(name, payload)}")
 
 
