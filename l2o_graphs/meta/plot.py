@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Union
 
@@ -23,12 +24,13 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    loss = [r["meta_loss"] for r in rows]
-    window = max(1, len(loss) // 20)
-    smooth = running_mean(loss, window)
-    axes[0].plot(steps, loss, alpha=0.3, label="per step")
-    axes[0].plot(steps, smooth, label=f"mean of {window}")
-    axes[0].set(title="meta-loss (loss / loss at trajectory start)", xlabel="outer step")
+    finite = [(s, r["meta_loss"]) for s, r in zip(steps, rows) if math.isfinite(r["meta_loss"])]
+    window = max(1, len(finite) // 20)
+    axes[0].plot(*zip(*finite), alpha=0.3, label="per step")
+    axes[0].plot([s for s, _ in finite], running_mean([v for _, v in finite], window), label=f"mean of {window}")
+    skipped = len(rows) - len(finite)
+    axes[0].set(title="meta-loss: mean log(loss / loss at start)" + (f"\n{skipped} non-finite left out" if skipped else ""),
+                xlabel="outer step")
     axes[0].legend()
     axes[1].plot(steps, [r["grad_norm"] for r in rows])
     axes[1].set(title="meta-gradient norm (before clipping)", xlabel="outer step", yscale="log")
