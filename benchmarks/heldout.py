@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(HELDOUT), choices=list(HELDOUT))
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--no-baselines", action="store_true", help="skip the Adam and SGD sweeps")
+    parser.add_argument("--baselines", nargs="*", default=["adam", "sgd-momentum"], choices=["adam", "sgd-momentum"],
+                        help="tuned baselines to sweep (none: --baselines with no value)")
     parser.add_argument("--metasgd-steps", type=int, default=0,
                         help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
                              "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
@@ -54,9 +55,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     candidates: Dict[str, Dict[str, Callable]] = {}
-    if not args.no_baselines:
+    if "adam" in args.baselines:
         candidates["adam"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.Adam(m.parameters(), lr=lr))(lr)
                               for lr in LR_GRID}
+    if "sgd-momentum" in args.baselines:
         candidates["sgd-momentum"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr,
                                                                                       momentum=0.9))(lr)
                                       for lr in SGD_GRID}
