@@ -9,6 +9,7 @@ one loss-curve PNG per task (``heldout_<task>_<machine>.png``).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import statistics
 import sys
@@ -31,10 +32,15 @@ SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 def _summary(runs: List[Dict]) -> Dict:
-    def stats(key: str) -> Dict[str, float]:
-        values = [r[key] for r in runs]
-        return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-    return {"train_loss": stats("train_loss"), "test_acc": stats("test_acc")}
+    """Mean and standard deviation over seeds; runs whose loss is not finite (diverged) are
+    counted and left out."""
+    out: Dict[str, object] = {}
+    for key in ("train_loss", "test_acc"):
+        values = [r[key] for r in runs if math.isfinite(r["train_loss"])]
+        out[key] = {"mean": statistics.mean(values) if values else None,
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    out["diverged"] = sum(not math.isfinite(r["train_loss"]) for r in runs)
+    return out
 
 
 def main() -> None:
@@ -83,13 +89,16 @@ def main() -> None:
             for setting, make in settings.items():
                 runs = [train_with(spec, make, args.steps, seed) for seed in range(args.seeds)]
                 summary = _summary(runs)
-                print(f"{task_name:<26} {opt_name:<13} {setting:<8} train loss {summary['train_loss']['mean']:.4f} "
-                      f"± {summary['train_loss']['std']:.4f}  test acc {summary['test_acc']['mean']:.4f} "
+                loss, acc = summary["train_loss"], summary["test_acc"]
+                shown = (f"train loss {loss['mean']:.4f} ± {loss['std']:.4f}  test acc {acc['mean']:.4f}"
+                         if loss["mean"] is not None else "diverged")
+                print(f"{task_name:<26} {opt_name:<13} {setting:<8} {shown} ({summary['diverged']} diverged) "
                       f"[{time.perf_counter() - start:.0f} s]", flush=True)
-                if best is None or summary["train_loss"]["mean"] < best[1]["train_loss"]["mean"]:
-                    best = (setting, summary, runs)
-            setting, summary, runs = best
-            curve = [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
+                score = math.inf if loss["mean"] is None or summary["diverged"] else loss["mean"]
+                if best is None or score < best[0]:
+                    best = (score, setting, summary, runs)
+            _, setting, summary, runs = best
+            curve = [statistics.mean(c) for c in zip(*(r["curve"] for r in runs if math.isfinite(r["train_loss"])))]
             results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
         plot_loss_curves({f"{task_name}: mean over {args.seeds} seeds": {
             f"{name} ({r['setting']})": r["mean_curve"] for name, r in results[task_name].items()}},
