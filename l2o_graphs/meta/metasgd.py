@@ -8,13 +8,12 @@ same truncated unrolls and meta-loss as :mod:`l2o_graphs.meta.unroll`, with lear
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Iterable, List, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from l2o_graphs.meta.unroll import RATIO_FLOOR
+from l2o_graphs.meta.unroll import DIVERGED, RATIO_FLOOR, sample_length
 from l2o_graphs.tasks.fewshot import _learn2learn
 from l2o_graphs.tasks.task import Task, TaskSpec
 
@@ -42,9 +41,7 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
             with torch.no_grad():
                 for p, q in zip(metasgd.module.parameters(), task.init_params()[0].values()):
                     p.copy_(q)
-            low, high = trajectory_length
-            u = float(torch.rand((), generator=sampler))
-            traj = {"task": task, "step": 0, "base": None, "length": int(math.exp(math.log(low) + u * math.log(high / low))),
+            traj = {"task": task, "step": 0, "base": None, "length": sample_length(tuple(trajectory_length), sampler),
                     "batches": torch.Generator().manual_seed(task_seed + 1)}
         task = traj["task"]
         learner = metasgd.clone()
@@ -65,7 +62,7 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
             for p, q in zip(metasgd.module.parameters(), learner.module.parameters()):
                 p.copy_(q)
         traj["step"] += unroll
-        if not loss.item() < 10 * traj["base"]:
+        if not loss.item() < DIVERGED * traj["base"]:
             traj["step"] = traj["length"]
     return [lr.detach().clone() for lr in metasgd.lrs]
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.config import MetaConfig
-from l2o_graphs.meta.unroll import Trajectory, unroll
+from l2o_graphs.meta.unroll import Trajectory, sample_length, unroll
 from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.weights import save_weights
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
@@ -55,10 +55,7 @@ def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> 
     spec = suite.sample(sampler)
     while is_heldout(spec):  # evaluation tasks stay unseen
         spec = suite.sample(sampler)
-    low, high = cfg.trajectory_length
-    u = float(torch.rand((), generator=sampler))
-    length = int(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))))
-    return Trajectory(spec, length)
+    return Trajectory(spec, sample_length(cfg.trajectory_length, sampler))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -7,7 +7,8 @@ kept in the autograd graph, and returns the truncation's meta-loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+import math
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -20,6 +21,15 @@ from l2o_graphs.tasks.task import Task, TaskSpec
 TensorDict = Dict[str, Tensor]
 RATIO_FLOOR = 1e-6
 """Smallest loss ratio the meta-loss counts (its log is -13.8)."""
+DIVERGED = 10.0
+"""A trajectory whose loss passes this multiple of its start is ended."""
+
+
+def sample_length(bounds: Tuple[int, int], generator: torch.Generator) -> int:
+    """A trajectory length drawn log-uniformly from ``[low, high]``."""
+    low, high = bounds
+    u = float(torch.rand((), generator=generator))
+    return int(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))))
 
 
 @dataclass
@@ -79,7 +89,7 @@ def _detached(state: OptState) -> OptState:
 
 
 def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Trajectory, steps: int, *,
-           second_order: bool = False, lam: float = 0.01, diverged: float = 10.0) -> Tensor:
+           second_order: bool = False, lam: float = 0.01, diverged: float = DIVERGED) -> Tensor:
     """Advance ``traj`` by ``steps`` learned updates (in place); return the meta-loss.
 
     The meta-loss is the mean, over the updates, of ``log(loss / loss at the trajectory's

@@ -102,9 +102,11 @@ class Task:
 
     @torch.no_grad()
     def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], split: str = "test",
-                 chunk: int = 2048) -> Tuple[float, float]:
-        """``(mean loss, accuracy)`` over a whole split (BatchNorm in eval mode)."""
+                 limit: Optional[int] = None, chunk: int = 2048) -> Tuple[float, float]:
+        """``(mean loss, accuracy)`` over a split, or its first ``limit`` images (BatchNorm in
+        eval mode)."""
         x_all, y_all = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        x_all, y_all = x_all[:limit], y_all[:limit]
         self.module.eval()
         try:
             total, correct = 0.0, 0

@@ -48,7 +48,6 @@ def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim
         optimizer.step()
         curve.append(loss.item())
     current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
-    task.train_x, task.train_y = task.train_x[:EVAL_TRAIN], task.train_y[:EVAL_TRAIN]
-    train_loss, _ = task.evaluate(current, buffers, split="train")
+    train_loss, _ = task.evaluate(current, buffers, split="train", limit=EVAL_TRAIN)
     _, test_acc = task.evaluate(current, buffers, split="test")
     return {"curve": curve, "train_loss": train_loss, "test_acc": test_acc}
