@@ -20,6 +20,7 @@ plus ``NUM_TIME_FEATURES`` global features ``tanh(step / tau)`` for ``tau`` in `
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
@@ -90,7 +91,8 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
     scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
-    for a, b in row_ranges(p.shape[0], chunk_elements(p.device) // 2):
+    row_elements = max(1, math.prod(p.shape[1:]))
+    for a, b in row_ranges(p.shape[0], chunk_elements(p.device) // (2 * row_elements)):
         o, pc, gc, mc, vc = (t[a:b] for t in (out, p, g, momenta, second))
         o[..., 0] = pc * scale_p
         o[..., 1] = gc * scale_g

@@ -9,15 +9,18 @@ over a node's neighbours, so relabelling hidden neurons relabels the outputs the
 normalisation is LayerNorm over each node's own features, never across nodes or graphs.
 Memory is O(N + E): no dense N x N matrix.
 
-Cost: the per-edge work runs once per parameter element, so it is kept to broadcasts and
-reductions over contiguous blocks, in chunks whose temporaries stay small (see
-``benchmarks/step_cost.py`` for the measured price against Adam).
+Cost: the per-edge work runs once per parameter element. Edge tensors are therefore kept
+channel-first, ``[d, E]`` (and edge features ``[F, E, K]``): a per-edge linear map is then one
+``[d_out, d_in] @ [d_in, E]`` product, several times faster on CPUs than ``[E, d_in] @ [d_in,
+d_out]`` for the small widths used here, and elementwise work streams over contiguous rows. It
+runs in chunks whose temporaries stay small; without autograd the edge states are updated in
+place. See ``benchmarks/step_cost.py`` for the measured price against Adam.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple, Union
+from typing import Callable, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -30,15 +33,17 @@ from l2o_graphs.graph.neural_graph import EDGE_WEIGHT, EdgeSegment
 from l2o_graphs.nn.base import GraphFeatures, TensorDict, UpdateNet, mlp, sinusoidal
 
 POS_DIM = 16
+EdgeFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], Tensor]
 
 
 @dataclass(frozen=True)
 class _Wiring:
     """Per-forward graph quantities shared by all layers.
 
-    Edge work runs segment by segment: a dense segment (a complete bipartite block between two
-    node ranges) is viewed as ``[rows, cols, d]`` and uses broadcasting and reductions over its
-    two axes; other segments use index gathers and ``index_add``."""
+    Edge tensors are channel-first ``[d, E]``, and so are the node tensors handed to the edge
+    work (``[d, N]``). Edge work runs segment by segment: a dense segment (a complete bipartite
+    block between two node ranges) is viewed as ``[d, rows, cols]`` and uses broadcasting and
+    reductions over its two axes; other segments use index gathers and ``index_add``."""
 
     segments: Tuple[EdgeSegment, ...]
     src: Tensor
@@ -48,7 +53,7 @@ class _Wiring:
     inv_deg_out: Tensor
     scale_in: Tensor  # [N, 1] log(1 + in-degree), PNA's amplification scaler
     scale_out: Tensor
-    chunk: int  # elements per chunk of edge work (l2o_graphs.chunks)
+    chunk: int  # edges per chunk of edge work (l2o_graphs.chunks)
 
     @classmethod
     def of(cls, graph: NeuralGraph) -> "_Wiring":
@@ -59,50 +64,59 @@ class _Wiring:
                    torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
 
     def sums(self, e: Tensor, a_fwd: Tensor, a_bwd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """For every node: ``sum over incoming edges of a_fwd[src] * (1 + e)``, the sum of
-        incoming ``e``, and the same over outgoing edges with ``a_bwd[dst]``. ``e``: [E, d]."""
-        n, d = self.num_nodes, e.shape[1]
-        fwd, fwd_e, bwd, bwd_e = (e.new_zeros(n, d) for _ in range(4))
+        """For every node, ``[d, N]``: the sum over incoming edges of ``a_fwd[:, src] * (1 + e)``,
+        the sum of incoming ``e``, and the same over outgoing edges with ``a_bwd[:, dst]``.
+        ``e``: ``[d, E]``; ``a_fwd``, ``a_bwd``: ``[d, N]``."""
+        d, n = e.shape[0], self.num_nodes
+        fwd, fwd_e, bwd, bwd_e = (e.new_zeros(d, n) for _ in range(4))
         for seg in self.segments:
-            es = e[seg.start:seg.stop]
+            es = e[:, seg.start:seg.stop]
             if seg.dense is not None:
                 rows, cols, s0, d0 = seg.dense
-                a_in = a_fwd[s0:s0 + cols]
+                a_in = a_fwd[:, s0:s0 + cols].unsqueeze(1)  # [d, 1, cols]
                 bwd_part, bwd_e_part = [], []
-                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):
-                    a_out = a_bwd[d0 + r0:d0 + r1]
-                    fwd[d0 + r0:d0 + r1] += (block * a_in).sum(1)
-                    fwd_e[d0 + r0:d0 + r1] += block.sum(1)
-                    bwd_part.append((block * a_out.unsqueeze(1)).sum(0))
-                    bwd_e_part.append(block.sum(0))
-                fwd[d0:d0 + rows] += a_in.sum(0)
-                bwd[s0:s0 + cols] += torch.stack(bwd_part).sum(0) + a_bwd[d0:d0 + rows].sum(0)
-                bwd_e[s0:s0 + cols] += torch.stack(bwd_e_part).sum(0)
+                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):  # block: [d, r, cols]
+                    a_out = a_bwd[:, d0 + r0:d0 + r1].unsqueeze(2)
+                    fwd[:, d0 + r0:d0 + r1] += (block * a_in).sum(2)
+                    fwd_e[:, d0 + r0:d0 + r1] += block.sum(2)
+                    bwd_part.append((block * a_out).sum(1))
+                    bwd_e_part.append(block.sum(1))
+                fwd[:, d0:d0 + rows] += a_in.sum(2)
+                bwd[:, s0:s0 + cols] += torch.stack(bwd_part).sum(0) + a_bwd[:, d0:d0 + rows].sum(1, keepdim=True)
+                bwd_e[:, s0:s0 + cols] += torch.stack(bwd_e_part).sum(0)
             else:
                 src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
-                fwd.index_add_(0, dst, a_fwd[src] * (1 + es))
-                fwd_e.index_add_(0, dst, es)
-                bwd.index_add_(0, src, a_bwd[dst] * (1 + es))
-                bwd_e.index_add_(0, src, es)
+                fwd.index_add_(1, dst, a_fwd[:, src] * (1 + es))
+                fwd_e.index_add_(1, dst, es)
+                bwd.index_add_(1, src, a_bwd[:, dst] * (1 + es))
+                bwd_e.index_add_(1, src, es)
         return fwd, fwd_e, bwd, bwd_e
 
-    def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn) -> Tensor:
-        """``fn(e_segment, from_src[src], from_dst[dst])`` over all edges (broadcast views on dense
-        segments, in row chunks), concatenated back in edge order."""
-        out = []
+    def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn: EdgeFn, in_place: bool) -> Tensor:
+        """``fn(e_part, from_src[:, src], from_dst[:, dst], out)`` over all edges: ``e`` is
+        ``[d, E]``, ``from_src`` and ``from_dst`` are ``[d', N]``; on dense segments the three come
+        as broadcastable views ``[d, r, cols]``, ``[d', 1, cols]``, ``[d', r, 1]``, in row chunks.
+
+        ``in_place``: ``fn`` writes its result over ``e_part`` (``out`` is ``e_part``) and ``e`` is
+        returned; only for results as wide as ``e`` and where no autograd graph holds ``e``.
+        Otherwise ``out`` is None and the results are concatenated in edge order, ``[d'', E]``."""
+        parts = []
         for seg in self.segments:
-            es = e[seg.start:seg.stop]
+            es = e[:, seg.start:seg.stop]
             if seg.dense is not None:
                 rows, cols, s0, d0 = seg.dense
-                src_part = from_src[s0:s0 + cols].unsqueeze(0)
+                src_part = from_src[:, s0:s0 + cols].unsqueeze(1)
                 for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):
-                    res = fn(block, src_part, from_dst[d0 + r0:d0 + r1].unsqueeze(1))
-                    out.append(res.reshape((r1 - r0) * cols, -1))
+                    res = fn(block, src_part, from_dst[:, d0 + r0:d0 + r1].unsqueeze(2), block if in_place else None)
+                    parts.append(res.reshape(res.shape[0], (r1 - r0) * cols))
             else:
-                out.append(fn(es, from_src[self.src[seg.start:seg.stop]], from_dst[self.dst[seg.start:seg.stop]]))
-        if not out:  # no edges: fn of empty slices keeps the output's shape and autograd links
-            return fn(e, from_src[:0], from_dst[:0])
-        return torch.cat(out) if len(out) > 1 else out[0]
+                src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
+                parts.append(fn(es, from_src[:, src], from_dst[:, dst], es if in_place else None))
+        if in_place:
+            return e
+        if not parts:  # no edges: fn of empty slices keeps the output's shape and autograd links
+            return fn(e, from_src[:, :0], from_dst[:, :0], None)
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
 
 def _edge_chunks(graph: NeuralGraph, device: torch.device):
@@ -111,11 +125,16 @@ def _edge_chunks(graph: NeuralGraph, device: torch.device):
 
 
 def _row_chunks(es: Tensor, rows: int, cols: int, chunk: int):
-    """``(r0, r1, block[r0:r1])`` over a dense segment viewed as ``[rows, cols, d]``, about
-    ``chunk`` edges per block."""
-    block = es.view(rows, cols, -1)
+    """``(r0, r1, block[:, r0:r1])`` over a dense segment ``[d, rows * cols]`` viewed as
+    ``[d, rows, cols]``, about ``chunk`` edges per block."""
+    block = es.view(es.shape[0], rows, cols)
     for r0, r1 in row_ranges(rows, chunk // max(cols, 1)):
-        yield r0, r1, block[r0:r1]
+        yield r0, r1, block[:, r0:r1]
+
+
+def _channels_first(x: Tensor) -> Tensor:
+    """``[N, d]`` node values as a contiguous ``[d, N]`` (the layout edge work broadcasts from)."""
+    return x.t().contiguous()
 
 
 class EdgeUpdate(nn.Module):
@@ -131,13 +150,16 @@ class EdgeUpdate(nn.Module):
         self.ends = nn.Linear(node_dim, 2 * edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tensor:
-        from_src, from_dst = self.ends(h).chunk(2, -1)
+        """``h``: ``[N, node_dim]``, ``e``: ``[d, E]`` -> new ``[d, E]``. Without autograd ``e`` is
+        updated in place and returned."""
+        from_src, from_dst = (_channels_first(x) for x in self.ends(h).chunk(2, -1))
 
-        def update(es: Tensor, us: Tensor, vd: Tensor) -> Tensor:
-            t = es * self.own  # fresh tensor: the in-place ops below are autograd-safe
-            return es + t.add_(us).add_(vd).relu_()
+        def update(es: Tensor, us: Tensor, vd: Tensor, out: Optional[Tensor]) -> Tensor:
+            t = es * self.own.view(-1, *[1] * (es.dim() - 1))  # fresh: the in-place ops are autograd-safe
+            t.add_(us).add_(vd).relu_()
+            return es + t if out is None else torch.add(es, t, out=out)
 
-        return w.edge_map(e, from_src, from_dst, update)
+        return w.edge_map(e, from_src, from_dst, update, in_place=not torch.is_grad_enabled())
 
 
 class NGGNNLayer(nn.Module):
@@ -158,8 +180,8 @@ class NGGNNLayer(nn.Module):
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         hn = self.norm(h)
-        a_fwd, a_bwd = self.message(hn).chunk(2, -1)
-        fwd, fwd_e, bwd, bwd_e = w.sums(e, a_fwd, a_bwd)
+        a_fwd, a_bwd = (_channels_first(a) for a in self.message(hn).chunk(2, -1))
+        fwd, fwd_e, bwd, bwd_e = (s.t() for s in w.sums(e, a_fwd, a_bwd))  # [N, d] each
         shift_f, _ = self.shift(fwd_e).chunk(2, -1)
         _, shift_b = self.shift(bwd_e).chunk(2, -1)
         agg_f = (fwd + shift_f) * w.inv_deg_in  # mean over edges from inputs towards outputs
@@ -194,7 +216,7 @@ class NGTLayer(nn.Module):
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         qf, kf, vf, qb, kb, vb = self.node_qkv(self.norm(h)).chunk(6, -1)
-        eqf, ekf, evf, eqb, ekb, evb = self.edge_qkv(e).chunk(6, -1)
+        eqf, ekf, evf, eqb, ekb, evb = (self.edge_qkv.weight @ e).t().chunk(6, -1)  # [E, attn_dim] views
         fwd = self._attend(qf[w.dst] + eqf, kf[w.src] + ekf, vf[w.src] + evf, w.dst, w.num_nodes)
         bwd = self._attend(qb[w.src] + eqb, kb[w.dst] + ekb, vb[w.dst] + evb, w.src, w.num_nodes)
         h = h + self.out(torch.cat([fwd, bwd], -1))
@@ -251,39 +273,52 @@ class GraphUpdateNet(UpdateNet):
         all hidden nodes of one layer get the same vector."""
         return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
 
-    def _encode_edges(self, graph: NeuralGraph, edge_x: Tensor, kpos: Tensor, time: Tensor) -> Tensor:
-        """Edge states ``[E, d]``: each element embedded, pooled over the kernel positions that
-        hold parameters, plus edge-kind and time embeddings."""
-        edge_const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
-        kpos_enc = self.kernel_position(kpos)
-        mask = graph.edge_mask.unsqueeze(-1).to(edge_x.dtype)
+    def _encode_edges(self, graph: NeuralGraph, x: Tensor, kpos: Tensor, time: Tensor) -> Tensor:
+        """Edge states ``[d, E]`` from edge features ``x [F, E, K]``: each element embedded,
+        pooled over the kernel positions that hold parameters, plus edge-kind and time embeddings."""
+        edge_const = (self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)).unsqueeze(-1)  # [d, 1]
+        kpos_enc = self.kernel_position(kpos).t()  # [d, K]
+        weight, bias = self.edge_elements.weight, self.edge_elements.bias
+        num_features, num_edges, k = x.shape
+        in_place = not torch.is_grad_enabled()
+        e = x.new_empty(weight.shape[0], num_edges) if in_place else None
         pooled = []
-        for a, b in _edge_chunks(graph, edge_x.device):
-            if graph.kernel_size == 1 and not graph.has_parameterless_edges:  # [c, d], plain matmul
-                pooled.append(self.edge_elements(edge_x[a:b, 0]).add_(kpos_enc[0]).relu_() + edge_const)
-            else:
-                elements = self.edge_elements(edge_x[a:b]).add_(kpos_enc).relu_()  # [c, K, d]
-                m = mask[a:b]
-                pooled.append((elements * m).sum(1) / m.sum(1).clamp(min=1) + edge_const)
-        e = torch.cat(pooled) if len(pooled) > 1 else pooled[0]
+        if graph.kernel_size == 1 and not graph.has_parameterless_edges:  # one element per edge
+            first = (bias + kpos_enc[:, 0]).unsqueeze(-1)
+            for a, b in _edge_chunks(graph, x.device):
+                z = torch.addmm(first, weight, x[:, a:b, 0]).relu_()  # [d, c]
+                pooled.append(z + edge_const if e is None else torch.add(z, edge_const, out=e[:, a:b]))
+        else:
+            mask = graph.edge_mask.to(x.dtype)  # [E, K]
+            count = mask.sum(1).clamp(min=1)
+            for a, b in _edge_chunks(graph, x.device):
+                z = torch.addmm(bias.unsqueeze(-1), weight, x[:, a:b].reshape(num_features, (b - a) * k))
+                z = z.view(len(bias), b - a, k).add_(kpos_enc.unsqueeze(1)).relu_()  # [d, c, K]
+                mean = (z * mask[a:b]).sum(2).div_(count[a:b])
+                pooled.append(mean + edge_const if e is None else torch.add(mean, edge_const, out=e[:, a:b]))
+        if e is None:
+            e = torch.cat(pooled, 1) if len(pooled) > 1 else pooled[0]
         other = graph.non_weight_edges  # kind embedding: corrected on the few non-weight edges
         if other.numel():
             kinds = self.edge_kind.weight
-            e = e.index_add(0, other, kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT])
+            delta = (kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT]).t()
+            e = e.index_add_(1, other, delta) if in_place else e.index_add(1, other, delta)
         return e
 
-    def _decode_edges(self, graph: NeuralGraph, edge_x: Tensor, e: Tensor, kpos: Tensor) -> Tensor:
-        """``[E, K, 2]``: (direction, magnitude) for every kernel position of every edge."""
-        kpos_dec = self.edge_dec_position(kpos)
+    def _decode_edges(self, graph: NeuralGraph, x: Tensor, e: Tensor, kpos: Tensor) -> Tensor:
+        """``[2, E, K]``: (direction, magnitude) for every kernel position of every edge, from edge
+        features ``x [F, E, K]`` and edge states ``e [d, E]``."""
+        kpos_dec = self.edge_dec_position(kpos).t().unsqueeze(1)  # [d, 1, K]
+        state = self.edge_dec_state.unsqueeze(-1)
+        weight, bias = self.edge_dec_x.weight, self.edge_dec_x.bias.unsqueeze(-1)
+        out_weight, out_bias = self.edge_dec_out.weight, self.edge_dec_out.bias.unsqueeze(-1)
+        num_features, num_edges, k = x.shape
         out = []
-        for a, b in _edge_chunks(graph, edge_x.device):
-            if graph.kernel_size == 1:  # [c, d], plain matmuls
-                hidden = self.edge_dec_x(edge_x[a:b, 0]).add_(e[a:b] * self.edge_dec_state).add_(kpos_dec[0])
-                out.append(self.edge_dec_out(hidden.relu_()).unsqueeze(1))
-                continue
-            hidden = self.edge_dec_x(edge_x[a:b]).add_((e[a:b] * self.edge_dec_state).unsqueeze(1))
-            out.append(self.edge_dec_out(hidden.add_(kpos_dec).relu_()))
-        return torch.cat(out) if len(out) > 1 else out[0]
+        for a, b in _edge_chunks(graph, x.device):
+            hidden = torch.addmm(bias, weight, x[:, a:b].reshape(num_features, (b - a) * k)).view(len(bias), b - a, k)
+            hidden.add_((e[:, a:b] * state).unsqueeze(-1)).add_(kpos_dec).relu_()
+            out.append(torch.addmm(out_bias, out_weight, hidden.view(hidden.shape[0], -1)))
+        return (torch.cat(out, 1) if len(out) > 1 else out[0]).view(2, num_edges, k)
 
     def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
                 graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
@@ -291,19 +326,20 @@ class GraphUpdateNet(UpdateNet):
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
         # [N, S, F], [E, K, F]
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
-        kpos = self._kernel_positions(graph, edge_x.device).to(edge_x.dtype)
+        x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
+        kpos = self._kernel_positions(graph, x.device).to(x.dtype)
 
         node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
         slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
              + self.position(self._node_positions(graph).to(node_x.dtype)) + self.node_time(time))
 
-        e = self._encode_edges(graph, edge_x, kpos, time)
+        e = self._encode_edges(graph, x, kpos, time)
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
 
-        edge_out = self._decode_edges(graph, edge_x, e, kpos)
+        edge_out = self._decode_edges(graph, x, e, kpos).permute(1, 2, 0)
         hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
         node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())
         return graph.scatter(node_out, edge_out), dict(net_state)

@@ -78,6 +78,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self.autocast = autocast
         self.compile = compile
         self._compiled: Optional[nn.Module] = None
+        self._workspace: Dict[str, Tensor] = {}  # feature buffers reused between steps
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -215,7 +216,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
             new_params, new_state = learned_update(
                 self._runner(), self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads,
-                state, lr=lr, weight_decay=decay, lam=self.lam)
+                state, lr=lr, weight_decay=decay, lam=self.lam, workspace=self._workspace)
         for name, value in new_params.items():
             params[name].copy_(value)
         self._store_state(params, owned, new_state)
