@@ -45,8 +45,13 @@ def compute_dtype(t: Tensor) -> torch.dtype:
 
 
 def init_moments(params: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-    """Zero ``momenta [*shape, 5]`` and ``second_moment [*shape]`` (``compute_dtype``)."""
-    momenta = {n: torch.zeros(*p.shape, len(BETAS), dtype=compute_dtype(p), device=p.device) for n, p in params.items()}
+    """Zero ``momenta [*shape, 5]`` and ``second_moment [*shape]`` (``compute_dtype``).
+
+    The momenta are stored beta-first (``[5, *shape]`` memory behind the ``[*shape, 5]`` view):
+    each moving average is then a contiguous plane, which :func:`element_features` reads and
+    :func:`accumulate` keeps (elementwise results follow their input's layout)."""
+    momenta = {n: torch.zeros(len(BETAS), *p.shape, dtype=compute_dtype(p), device=p.device).movedim(0, -1)
+               for n, p in params.items()}
     second = {n: torch.zeros(p.shape, dtype=compute_dtype(p), device=p.device) for n, p in params.items()}
     return momenta, second
 
