@@ -41,8 +41,10 @@ def main() -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     net = torch.load(weights, weights_only=True)["net"]
     tenth = max(1, len(rows) // 10)
+    host = machine()
+    del host["torch_threads"]  # this process's, not the run's: the command says what the run used
     payload = {
-        "benchmark": "meta_train", "command": args.command, "machine": machine(), "config": config,
+        "benchmark": "meta_train", "command": args.command, "machine": host, "config": config,
         "outer_steps": len(rows),
         "wall_s": round(weights.stat().st_mtime - (run / "config.json").stat().st_mtime),
         "step_seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 3),

@@ -41,8 +41,9 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         net_config: overrides of the net's hyper-parameters when ``weights=None``.
         autocast: run the update network under bfloat16 autocast (features, moments and the
             update itself stay float32). None: on for CUDA parameters when ``compile`` is set,
-            off otherwise (measured on an H200 at 37 M parameters: bf16 saves time only once
-            compiled, 27 ms against 63 ms; eager it costs more, 80 ms against 64 ms).
+            off otherwise (measured on an H200 at 37 M parameters, before the channel-first edge
+            layout: bf16 saved time only once compiled, 27 ms against 63 ms; eager it cost more,
+            80 ms against 64 ms).
         compile: run the update network through ``torch.compile`` (the first step then pays the
             compilation, about a minute on a GPU machine). For GPUs; on the project's 2-core CPU
             the first step took over three minutes and later steps were slower than eager.
