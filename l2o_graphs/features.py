@@ -81,28 +81,31 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
 
     ``param``, ``grad`` and ``second`` share a shape ``S`` (any view of the tensor: statistics run
     over all elements), ``momenta`` is ``[*S, 5]``. With ``out`` (``[*S, NUM_FEATURES]``, for
-    example a view into a graph's edge tensor) the features are written there and it is
-    returned. The per-tensor statistics come first; the features are then written in chunks
-    along the first dimension sized for the device (:mod:`l2o_graphs.chunks`)."""
+    example a view into a graph's edge tensor) the features are written there, in chunks along
+    the first dimension sized for the device (:mod:`l2o_graphs.chunks`), and it is returned: the
+    path without autograd. Without ``out`` they are built as a new tensor by concatenation, a
+    handful of autograd nodes instead of one slice write per feature and chunk."""
     if param.dim() == 0:  # a scalar parameter: a tensor of one element
-        out = out if out is not None else torch.empty(NUM_FEATURES, dtype=compute_dtype(param), device=param.device)
-        element_features(param.reshape(1), grad.reshape(1), momenta.reshape(1, -1), second.reshape(1), step,
-                         out=out.view(1, NUM_FEATURES))
-        return out
+        flat = element_features(param.reshape(1), grad.reshape(1), momenta.reshape(1, -1), second.reshape(1), step,
+                                out=None if out is None else out.view(1, NUM_FEATURES))
+        return flat.view(NUM_FEATURES)
     dims = tuple(range(param.dim()))
     p, g = param.to(compute_dtype(param)), grad.to(compute_dtype(param))
-    if out is None:
-        out = torch.empty(*p.shape, NUM_FEATURES, dtype=p.dtype, device=p.device)
     scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
+    if out is None:
+        # Adam-style ratios with bias-corrected moments (step >= 1), as in the chunked path below
+        inv_sqrt_v = torch.rsqrt(second * v_correction + EPS * EPS).unsqueeze(-1)
+        ratios = torch.cat([g.unsqueeze(-1) * inv_sqrt_v, momenta * inv_sqrt_v * m_correction], -1)
+        return torch.cat([(p * scale_p).unsqueeze(-1), (g * scale_g).unsqueeze(-1), momenta * scale_m,
+                          ratios.clamp(-RATIO_CLIP, RATIO_CLIP)], -1)
     row_elements = max(1, math.prod(p.shape[1:]))
     for a, b in row_ranges(p.shape[0], chunk_elements(p.device) // (2 * row_elements)):
         o, pc, gc, mc, vc = (t[a:b] for t in (out, p, g, momenta, second))
         o[..., 0] = pc * scale_p
         o[..., 1] = gc * scale_g
         o[..., 2:7] = mc * scale_m
-        # Adam-style ratios with bias-corrected moments (step >= 1)
         inv_sqrt_v = torch.rsqrt(vc * v_correction + EPS * EPS)
         o[..., 7] = gc * inv_sqrt_v
         o[..., 8:] = mc * inv_sqrt_v.unsqueeze(-1)

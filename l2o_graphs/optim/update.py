@@ -105,6 +105,10 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     momenta, second = dict(state.momenta), dict(state.second_moment)
     active = []
     skipped = dict(state.skipped)
+    # Under autograd every slice write into a feature tensor becomes a node whose backward copies
+    # the whole gradient: features are then built per tensor and written once (graph) or
+    # concatenated (flat); without autograd they are written in place.
+    recording = torch.is_grad_enabled()
     if net.uses_graph:
         # only parameter positions are written: padding and residual edges must start at zero
         node_x = _feature_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, F.NUM_FEATURES),
@@ -116,9 +120,9 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         features = GraphFeatures(node_x, edge_x)
     else:
         total = sum(p.numel() for p in params.values())
-        flat = _feature_buffer(workspace, "flat", (total, F.NUM_FEATURES), False, device, dtype)
+        flat = None if recording else _feature_buffer(workspace, "flat", (total, F.NUM_FEATURES), False, device, dtype)
         offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
-        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
+        flat_parts = []
     for name, p in params.items():
         g = grads.get(name)
         if g is not None and _all_finite(g):
@@ -130,17 +134,24 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             g = torch.zeros_like(p)
         tensor_step = max(1, state.updates.get(name, 0) + (name in active))
         if not net.uses_graph:
-            rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
-            F.element_features(p, g, momenta[name], second[name], tensor_step, out=rows)
+            if recording:
+                flat_parts.append(F.element_features(p, g, momenta[name], second[name], tensor_step))
+            else:
+                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
+                F.element_features(p, g, momenta[name], second[name], tensor_step, out=rows)
             continue
         view, block = graph.param_view(node_x, edge_x, name)
         values = (p.reshape(block), g.reshape(block), momenta[name].reshape(*block, len(F.BETAS)),
                   second[name].reshape(block), tensor_step)
-        if view is not None:
+        if view is not None and not recording:
             F.element_features(*values, out=view)
         else:
             graph.gather_into({name: F.element_features(*values)}, node_x, edge_x, names=(name,))
 
+    if not net.uses_graph:
+        if recording:
+            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts])
+        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
     residual = net.update_rule == "adam-residual"
