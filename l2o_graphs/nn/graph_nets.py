@@ -304,19 +304,20 @@ class GraphUpdateNet(UpdateNet):
         in_place = not torch.is_grad_enabled()
         e = x.new_empty(weight.shape[0], num_edges) if in_place else None
         pooled = []
-        if graph.kernel_size == 1 and not graph.has_parameterless_edges:  # one element per edge
+        one_element = graph.kernel_size == 1 and not graph.has_parameterless_edges
+        if one_element:  # one element per edge: no pooling
             first = (bias + kpos_enc[:, 0]).unsqueeze(-1)
-            for a, b in _edge_chunks(graph, x.device):
-                z = torch.addmm(first, weight, x[:, a:b, 0]).relu_()  # [d, c]
-                pooled.append(z + edge_const if e is None else torch.add(z, edge_const, out=e[:, a:b]))
         else:
             mask = graph.edge_mask.to(x.dtype)  # [E, K]
             count = mask.sum(1).clamp(min=1)
-            for a, b in _edge_chunks(graph, x.device):
+        for a, b in _edge_chunks(graph, x.device):
+            if one_element:
+                z = torch.addmm(first, weight, x[:, a:b, 0]).relu_()  # [d, c]
+            else:
                 z = torch.addmm(bias.unsqueeze(-1), weight, x[:, a:b].reshape(num_features, (b - a) * k))
                 z = z.view(len(bias), b - a, k).add_(kpos_enc.unsqueeze(1)).relu_()  # [d, c, K]
-                mean = (z * mask[a:b]).sum(2).div_(count[a:b])
-                pooled.append(mean + edge_const if e is None else torch.add(mean, edge_const, out=e[:, a:b]))
+                z = (z * mask[a:b]).sum(2).div_(count[a:b])
+            pooled.append(z + edge_const if e is None else torch.add(z, edge_const, out=e[:, a:b]))
         if e is None:
             e = torch.cat(pooled, 1) if len(pooled) > 1 else pooled[0]
         other = graph.non_weight_edges  # kind embedding: corrected on the few non-weight edges
