@@ -29,6 +29,9 @@ from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa:
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+# Adam moves each of MetaSGD's per-element rates by about its learning rate per outer step, so
+# 1e-2 lets them random-walk to negative and large values within a few hundred steps
+METASGD_OUTER_GRID = (1e-3, 1e-4)
 
 
 def _summary(runs: List[Dict]) -> Dict:
@@ -55,6 +58,9 @@ def main() -> None:
     parser.add_argument("--metasgd-steps", type=int, default=0,
                         help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
                              "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
+    parser.add_argument("--metasgd-outer-lrs", type=float, nargs="+", default=list(METASGD_OUTER_GRID),
+                        help="outer Adam learning rates MetaSGD is meta-trained with, one run each; the best "
+                             "is kept by the baselines' criterion")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--tag", default="", help="suffix of the result file names (runs split in parts)")
     args = parser.parse_args()
@@ -82,8 +88,12 @@ def main() -> None:
         results[task_name] = {}
         task_candidates = dict(candidates)
         if args.metasgd_steps:
-            lrs = meta_train_metasgd(spec, ["mnist", "fashion_mnist"], outer_steps=args.metasgd_steps)
-            task_candidates["metasgd"] = {"learned": lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs)}
+            task_candidates["metasgd"] = {}
+            for outer_lr in args.metasgd_outer_lrs:
+                lrs = meta_train_metasgd(spec, ["mnist", "fashion_mnist"], outer_steps=args.metasgd_steps,
+                                         outer_lr=outer_lr)
+                task_candidates["metasgd"][f"outer {outer_lr:g}"] = (
+                    lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs))
         for opt_name, settings in task_candidates.items():
             best = None
             for setting, make in settings.items():
@@ -106,6 +116,7 @@ def main() -> None:
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
                "machine": info, "steps": args.steps, "metasgd_outer_steps": args.metasgd_steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
                "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
+                          "metasgd_outer_lr": args.metasgd_outer_lrs if args.metasgd_steps else None,
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}
                            for t, res in results.items()}}

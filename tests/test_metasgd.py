@@ -11,7 +11,8 @@ SPEC = TaskSpec({"kind": "mlp", "hidden": [16], "activation": "relu"}, "digits",
 
 
 def test_meta_trained_rates_beat_the_initial_rate():
-    lrs = meta_train_metasgd(SPEC, ["digits"], outer_steps=30, unroll=5, trajectory_length=(20, 50), init_lr=0.01)
+    lrs = meta_train_metasgd(SPEC, ["digits"], outer_steps=30, unroll=5, trajectory_length=(20, 50), init_lr=0.01,
+                             outer_lr=0.01)
     assert [r.shape for r in lrs] == [p.shape for p in mlp([64, 16, 10]).parameters()]
     learned = train_with(SPEC, lambda m: MetaSGDOptimizer(m.parameters(), lrs), 100, seed=1)["train_loss"]
     start = train_with(SPEC, lambda m: torch.optim.SGD(m.parameters(), lr=0.01), 100, seed=1)["train_loss"]

@@ -20,9 +20,13 @@ from l2o_graphs.tasks.task import Task, TaskSpec
 
 def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int = 200, unroll: int = 20,
                        trajectory_length: Sequence[int] = (100, 2000), init_lr: float = 0.01,
-                       outer_lr: float = 0.01, seed: int = 0) -> List[Tensor]:
+                       outer_lr: float = 1e-3, seed: int = 0) -> List[Tensor]:
     """Per-parameter learning rates for ``spec``'s architecture, meta-trained on ``datasets``
-    (first order: the optimizee's gradients are constants inside a truncation)."""
+    (first order: the optimizee's gradients are constants inside a truncation).
+
+    The outer optimiser is Adam, which moves every rate by about ``outer_lr`` per step whatever
+    its gradient's scale: with ``1e-2`` the rates of a 784-128-128-10 MLP spread to [-1, 2.3]
+    within 500 steps and training with them diverged."""
     l2l = _learn2learn()
     from learn2learn.algorithms.meta_sgd import meta_sgd_update
 
