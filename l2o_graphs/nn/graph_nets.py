@@ -18,14 +18,15 @@ place. See ``benchmarks/step_cost.py`` for the measured price against Adam.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Tuple, Union
+from typing import Callable, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import softmax as segment_softmax
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
@@ -64,6 +65,27 @@ class _Wiring:
         return cls(graph.edge_segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
                    torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
 
+    def parts(self, e: Tensor) -> List[Tuple[EdgeSegment, int, int, Tensor]]:
+        """``(segment, r0, r1, piece)`` covering ``e [d, E]`` in edge order: a dense segment in
+        row chunks of about ``chunk`` edges, ``piece`` its rows ``[r0, r1)`` viewed as ``[d, r,
+        cols]``; any other segment whole, ``piece [d, e]`` and ``r0 = r1 = 0``.
+
+        The pieces are views cut by ``split`` (once over segments, once per dense segment over
+        row chunks): under autograd the backward of each split is one concatenation, where a
+        slice per piece would build a zero gradient as large as ``e`` for every piece."""
+        if not self.segments:
+            return []
+        out = []
+        for seg, piece in zip(self.segments, e.split([seg.stop - seg.start for seg in self.segments], 1)):
+            if seg.dense is None:
+                out.append((seg, 0, 0, piece))
+                continue
+            rows, cols = seg.dense[:2]
+            ranges = list(row_ranges(rows, self.chunk // max(cols, 1)))
+            blocks = piece.view(piece.shape[0], rows, cols).split([r1 - r0 for r0, r1 in ranges], 1)
+            out.extend((seg, r0, r1, block) for (r0, r1), block in zip(ranges, blocks))
+        return out
+
     def sums(self, e: Tensor, a_fwd: Tensor, a_bwd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """For every node, ``[d, N]``: the sum over incoming edges of ``a_fwd[:, src] * (1 + e)``,
         the sum of incoming ``e``, and the same over outgoing edges with ``a_bwd[:, dst]``.
@@ -76,28 +98,95 @@ class _Wiring:
             # copies the whole gradient, a node-sized add costs O(N) << O(E)
             total.add_(F.pad(part, (start, n - start - part.shape[1])))
 
-        for seg in self.segments:
-            es = e[:, seg.start:seg.stop]
-            if seg.dense is not None:
-                rows, cols, s0, d0 = seg.dense
-                a_in = a_fwd[:, s0:s0 + cols].unsqueeze(1)  # [d, 1, cols]
-                fwd_part, fwd_e_part, bwd_part, bwd_e_part = [], [], [], []
-                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):  # block: [d, r, cols]
-                    fwd_part.append((block * a_in).sum(2))
-                    fwd_e_part.append(block.sum(2))
-                    bwd_part.append((block * a_bwd[:, d0 + r0:d0 + r1].unsqueeze(2)).sum(1))
-                    bwd_e_part.append(block.sum(1))
-                add_at(fwd, d0, torch.cat(fwd_part, 1) + a_in.sum(2))
-                add_at(fwd_e, d0, torch.cat(fwd_e_part, 1))
-                add_at(bwd, s0, torch.stack(bwd_part).sum(0) + a_bwd[:, d0:d0 + rows].sum(1, keepdim=True))
-                add_at(bwd_e, s0, torch.stack(bwd_e_part).sum(0))
-            else:
+        for seg, group in itertools.groupby(self.parts(e), key=lambda part: part[0]):
+            if seg.dense is None:
+                es = next(group)[3]
                 src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
                 fwd.index_add_(1, dst, _columns(a_fwd, src) * (1 + es))
                 fwd_e.index_add_(1, dst, es)
                 bwd.index_add_(1, src, _columns(a_bwd, dst) * (1 + es))
                 bwd_e.index_add_(1, src, es)
+                continue
+            rows, cols, s0, d0 = seg.dense
+            a_in = a_fwd[:, s0:s0 + cols].unsqueeze(1)  # [d, 1, cols]
+            fwd_part, fwd_e_part, bwd_part, bwd_e_part = [], [], [], []
+            for _, r0, r1, block in group:  # block: [d, r, cols]
+                fwd_part.append((block * a_in).sum(2))
+                fwd_e_part.append(block.sum(2))
+                bwd_part.append((block * a_bwd[:, d0 + r0:d0 + r1].unsqueeze(2)).sum(1))
+                bwd_e_part.append(block.sum(1))
+            add_at(fwd, d0, torch.cat(fwd_part, 1) + a_in.sum(2))
+            add_at(fwd_e, d0, torch.cat(fwd_e_part, 1))
+            add_at(bwd, s0, torch.stack(bwd_part).sum(0) + a_bwd[:, d0:d0 + rows].sum(1, keepdim=True))
+            add_at(bwd_e, s0, torch.stack(bwd_e_part).sum(0))
         return fwd, fwd_e, bwd, bwd_e
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, edge_qkv: Tensor, heads: int, by_dst: bool) -> Tensor:
+        """Softmax attention of every node over its incoming edges (``by_dst``) or its outgoing
+        ones. Along edge ``j -> i`` attended by ``i``, head ``h`` scores ``(q_i + eq) . (k_j + ek)
+        / sqrt(head_dim)`` over its channels and carries the value ``v_j + ev`` (``i`` and ``j``
+        swap roles when not ``by_dst``).
+
+        ``q``, ``k``, ``v``: ``[a, N]``; ``edge_qkv``: ``[3a, E]``, rows ``eq``, ``ek``, ``ev``.
+        Returns ``[a, N]``; a node without such edges gets zeros. Dense segments broadcast the
+        node terms over ``[a, rows, cols]`` blocks instead of gathering them per edge; the
+        softmax is shifted by each node's largest score (a constant, outside autograd)."""
+        a, n = q.shape[0], self.num_nodes
+        head_dim = a // heads
+        own_axis = 1 if by_dst else 2  # axis of the attending nodes in a dense block [., dst rows, src cols]
+
+        def ends(seg: EdgeSegment, r0: int, r1: int):
+            """The attending nodes of a part (an index, or the first node of a dense part's
+            range) and functions taking a node tensor ``[a, N]`` to its values at the attending
+            and at the other end of each edge (dense parts: broadcastable ``[a, r, 1]`` or
+            ``[a, 1, cols]``)."""
+            if seg.dense is None:
+                own, other = (self.dst, self.src) if by_dst else (self.src, self.dst)
+                own, other = own[seg.start:seg.stop], other[seg.start:seg.stop]
+                return own, functools.partial(_columns, index=own), functools.partial(_columns, index=other)
+            _, cols, s0, d0 = seg.dense
+
+            def at_dst(x: Tensor) -> Tensor:
+                return x[:, d0 + r0:d0 + r1].unsqueeze(2)
+
+            def at_src(x: Tensor) -> Tensor:
+                return x[:, s0:s0 + cols].unsqueeze(1)
+
+            return (d0 + r0, at_dst, at_src) if by_dst else (s0, at_src, at_dst)
+
+        parts = []
+        for seg, r0, r1, block in self.parts(edge_qkv):
+            eq, ek, ev = block.chunk(3, 0)
+            own, at_own, at_other = ends(seg, r0, r1)
+            s = (at_own(q) + eq).mul_(at_other(k) + ek)
+            scores = s.view(heads, head_dim, *s.shape[1:]).sum(1) / math.sqrt(head_dim)  # [heads, ...]
+            parts.append((seg, own, at_other, ev, scores))
+        with torch.no_grad():
+            shift = q.new_full((heads, n), -math.inf)
+            for seg, own, _, _, s in parts:
+                if seg.dense is None:
+                    shift.scatter_reduce_(1, own.expand(heads, -1), s, "amax")
+                else:
+                    best = s.amax(3 - own_axis)
+                    view = shift[:, own:own + best.shape[1]]
+                    torch.maximum(view, best, out=view)
+            shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+
+        num, den = q.new_zeros(a, n), q.new_zeros(heads, n)
+        for seg, own, at_other, ev, s in parts:
+            value = at_other(v) + ev
+            value = value.view(heads, head_dim, *value.shape[1:])
+            if seg.dense is None:
+                weight = (s - _columns(shift, own)).exp()  # [heads, e]
+                den = den.index_add(1, own, weight)
+                num = num.index_add(1, own, (weight.unsqueeze(1) * value).view(a, -1))
+            else:
+                count = s.shape[own_axis]
+                weight = (s - shift[:, own:own + count].unsqueeze(3 - own_axis)).exp()  # [heads, r, cols]
+                pad = (own, n - own - count)
+                num = num + F.pad((weight.unsqueeze(1) * value).sum(4 - own_axis).view(a, count), pad)
+                den = den + F.pad(weight.sum(3 - own_axis), pad)
+        return (num.view(heads, head_dim, n) / (den + 1e-16).unsqueeze(1)).view(a, n)
 
     def edge_map(self, e: Tensor, from_src: Tensor, from_dst: Tensor, fn: EdgeFn, in_place: bool) -> Tensor:
         """``fn(e_part, from_src[:, src], from_dst[:, dst], out)`` over all edges: ``e`` is
@@ -107,36 +196,27 @@ class _Wiring:
         ``in_place``: ``fn`` writes its result over ``e_part`` (``out`` is ``e_part``) and ``e`` is
         returned; only for results as wide as ``e`` and where no autograd graph holds ``e``.
         Otherwise ``out`` is None and the results are concatenated in edge order, ``[d'', E]``."""
-        parts = []
-        for seg in self.segments:
-            es = e[:, seg.start:seg.stop]
+        results = []
+        for seg, r0, r1, piece in self.parts(e):
+            out = piece if in_place else None
             if seg.dense is not None:
-                rows, cols, s0, d0 = seg.dense
-                src_part = from_src[:, s0:s0 + cols].unsqueeze(1)
-                for r0, r1, block in _row_chunks(es, rows, cols, self.chunk):
-                    res = fn(block, src_part, from_dst[:, d0 + r0:d0 + r1].unsqueeze(2), block if in_place else None)
-                    parts.append(res.reshape(res.shape[0], (r1 - r0) * cols))
+                _, cols, s0, d0 = seg.dense
+                res = fn(piece, from_src[:, s0:s0 + cols].unsqueeze(1),
+                         from_dst[:, d0 + r0:d0 + r1].unsqueeze(2), out)
+                results.append(res.reshape(res.shape[0], (r1 - r0) * cols))
             else:
                 src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
-                parts.append(fn(es, _columns(from_src, src), _columns(from_dst, dst), es if in_place else None))
+                results.append(fn(piece, _columns(from_src, src), _columns(from_dst, dst), out))
         if in_place:
             return e
-        if not parts:  # no edges: fn of empty slices keeps the output's shape and autograd links
+        if not results:  # no edges: fn of empty slices keeps the output's shape and autograd links
             return fn(e, from_src[:, :0], from_dst[:, :0], None)
-        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        return torch.cat(results, 1) if len(results) > 1 else results[0]
 
 
 def _edge_chunks(graph: NeuralGraph, device: torch.device):
     """``(start, stop)`` ranges of edges, about ``chunk_elements(device)`` elements each."""
     return row_ranges(graph.num_edges, chunk_elements(device) // max(graph.kernel_size, 1))
-
-
-def _row_chunks(es: Tensor, rows: int, cols: int, chunk: int):
-    """``(r0, r1, block[:, r0:r1])`` over a dense segment ``[d, rows * cols]`` viewed as
-    ``[d, rows, cols]``, about ``chunk`` edges per block."""
-    block = es.view(es.shape[0], rows, cols)
-    for r0, r1 in row_ranges(rows, chunk // max(cols, 1)):
-        yield r0, r1, block[:, r0:r1]
 
 
 def _columns(x: Tensor, index: Tensor) -> Tensor:
@@ -221,25 +301,13 @@ class NGTLayer(nn.Module):
         self.ffn = mlp(node_dim, 2 * node_dim, node_dim)
         self.edge_update = EdgeUpdate(node_dim, edge_dim)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_nodes: int) -> Tensor:
-        """Softmax attention of each node over the edges ``index`` assigns to it; ``q``, ``k``,
-        ``v``: channel-first ``[attn_dim, E]``; returns ``[N, attn_dim]``."""
-        head_dim = self.attn_dim // self.heads
-        q, k, v = (t.view(self.heads, head_dim, -1) for t in (q, k, v))
-        scores = (q * k).sum(1) / math.sqrt(head_dim)  # [heads, E]
-        alpha = segment_softmax(scores, index, num_nodes=num_nodes, dim=1)
-        out = v.new_zeros(self.heads, head_dim, num_nodes).index_add_(2, index, alpha.unsqueeze(1) * v)
-        return out.view(self.attn_dim, num_nodes).t()
-
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         qf, kf, vf, qb, kb, vb = (_channels_first(t) for t in self.node_qkv(self.norm(h)).chunk(6, -1))
-        # channel-first [attn_dim, E] each: the weight gradient of this product is then a plain
+        # channel-first [6 * attn_dim, E]: the weight gradient of this product is then a plain
         # [6 * attn_dim, E] @ [E, d] with the long dimension contiguous in both operands
-        eqf, ekf, evf, eqb, ekb, evb = (self.edge_qkv.weight @ e).chunk(6, 0)
-        fwd = self._attend(_columns(qf, w.dst) + eqf, _columns(kf, w.src) + ekf, _columns(vf, w.src) + evf,
-                           w.dst, w.num_nodes)
-        bwd = self._attend(_columns(qb, w.src) + eqb, _columns(kb, w.dst) + ekb, _columns(vb, w.dst) + evb,
-                           w.src, w.num_nodes)
+        edge_f, edge_b = (self.edge_qkv.weight @ e).chunk(2, 0)
+        fwd = w.attend(qf, kf, vf, edge_f, self.heads, by_dst=True).t()
+        bwd = w.attend(qb, kb, vb, edge_b, self.heads, by_dst=False).t()
         h = h + self.out(torch.cat([fwd, bwd], -1))
         h = h + self.ffn(self.ffn_norm(h))
         return h, self.edge_update(self.ffn_norm(h), e, w)
