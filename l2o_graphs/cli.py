@@ -11,6 +11,7 @@ import torch
 
 from l2o_graphs.data import DATASET_NAMES, load_images
 from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
 
 
@@ -96,6 +97,25 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inr_make(args: argparse.Namespace) -> int:
+    from l2o_graphs.inr import InrSetSpec, default_folder, load_inr_set, make_inr_set
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = InrSetSpec(args.dataset, counts={"train": args.train, "val": args.val, "test": args.test},
+                      steps=args.steps, lr=args.lr, seed=args.seed, shard_size=args.shard_size)
+    folder = args.out or default_folder(args.dataset)
+    stats = make_inr_set(spec, folder, progress=not args.no_progress)
+    print(f"{folder}: fitted {stats['fitted']} INRs in {stats['seconds']:.0f} s "
+          f"({stats['inrs_per_second']:.1f} INRs/s, {torch.get_num_threads()} threads)")
+    for split in spec.counts:
+        psnr = load_inr_set(folder, split).psnr
+        if len(psnr):
+            print(f"  {split:<5} {len(psnr):>6} INRs  PSNR mean {float(psnr.mean()):.1f} dB, "
+                  f"min {float(psnr.min()):.1f} dB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -145,6 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--threads", type=int, help="torch CPU threads")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(func=_cmd_meta_train)
+
+    inr = sub.add_parser("inr", help="INR sets: fit one SIREN per image (the paper's INR tasks)")
+    inr_sub = inr.add_subparsers(dest="inr_command", required=True, metavar="INR_COMMAND")
+    make = inr_sub.add_parser(
+        "make", help="fit one SIREN per image of MNIST or Fashion-MNIST into resumable shards",
+        description="Fit SIRENs (2-32-32-1, omega_0 = 30) to the first N images of each split (train: source "
+                    "train [0, 55000), val: [55000, 60000), test: source test), many at once, into OUT "
+                    "(default: the data cache's inrs/DATASET). Rerun the same command to continue an "
+                    "interrupted set.")
+    make.add_argument("--dataset", choices=("mnist", "fashion_mnist"), required=True)
+    make.add_argument("--train", type=int, default=55_000, help="INRs of the train split")
+    make.add_argument("--val", type=int, default=5_000)
+    make.add_argument("--test", type=int, default=10_000)
+    make.add_argument("--steps", type=int, default=FIT_STEPS, help="Adam steps per INR")
+    make.add_argument("--lr", type=float, default=FIT_LR)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--shard-size", type=int, default=256, help="INRs per shard and per batched fit")
+    make.add_argument("--out", type=Path)
+    make.add_argument("--threads", type=int, help="torch CPU threads")
+    make.add_argument("--no-progress", action="store_true")
+    make.set_defaults(func=_cmd_inr_make)
 
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")

@@ -1,0 +1,170 @@
+"""INR sets: one fitted SIREN per image of MNIST or Fashion-MNIST, written in resumable shards.
+
+A set lives in one folder (by default ``data_root() / "inrs" / <dataset>``, git-ignored):
+
+- ``config.json``: what the set is made with (:class:`InrSetSpec`);
+- ``<split>-<k:05d>.pt``: shard ``k`` of a split, a dict of tensors: ``params`` ``{name: [n,
+  ...]}`` (the names of :class:`~l2o_graphs.inr.siren.Siren`), ``label`` ``[n]``, ``psnr`` ``[n]``
+  (dB) and ``source_index`` ``[n]`` (the image's index in its source split).
+
+Splits follow the source images, as in the paper: ``train`` is source-train images ``[0,
+55000)``, ``val`` is ``[55000, 60000)``, ``test`` the source test set; a set of ``n`` per split
+takes the first ``n`` of each range. Every shard is written to a temporary file and renamed, so
+an interrupted ``make_inr_set`` continues with the first missing shard, and every INR has its own
+seed, so a resumed set equals one made in one go.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from l2o_graphs.data import load_images
+from l2o_graphs.data.images import data_root
+from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
+
+# split -> (source split, first index, end index)
+SPLITS: Dict[str, Tuple[str, int, int]] = {"train": ("train", 0, 55_000), "val": ("train", 55_000, 60_000),
+                                           "test": ("test", 0, 10_000)}
+INR_DATASETS = ("mnist", "fashion_mnist")
+_SEED_STRIDE = 1_000_000  # per-INR seed: seed * stride + source offset + source index
+_SOURCE_OFFSET = {"train": 0, "test": 100_000}
+
+
+@dataclass(frozen=True)
+class InrSetSpec:
+    """What an INR set is made of and how it is fitted.
+
+    ``counts``: INRs per split (``train``, ``val``, ``test``); ``steps``, ``lr``: the fit (see
+    :func:`~l2o_graphs.inr.fit.fit_sirens`); ``seed``: base of the per-INR seeds; ``shard_size``:
+    INRs per shard (and per batched fit)."""
+
+    dataset: str
+    counts: Dict[str, int] = field(default_factory=lambda: {"train": 55_000, "val": 5_000, "test": 10_000})
+    steps: int = FIT_STEPS
+    lr: float = FIT_LR
+    seed: int = 0
+    shard_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.dataset not in INR_DATASETS:
+            raise ValueError(f"INR sets are made from {', '.join(INR_DATASETS)}, not {self.dataset!r}")
+        for split, count in self.counts.items():
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r} in counts; splits are {', '.join(SPLITS)}")
+            _, lo, hi = SPLITS[split]
+            if not 0 <= count <= hi - lo:
+                raise ValueError(f"counts[{split!r}] = {count}: the {split} split has {hi - lo} images")
+        if self.steps < 0 or self.shard_size < 1:
+            raise ValueError("steps must be >= 0 and shard_size >= 1")
+
+
+class InrSet(NamedTuple):
+    """One split of an INR set: ``params`` ``{name: [n, ...]}``, ``label`` ``[n]``, ``psnr``
+    ``[n]`` (dB), ``source_index`` ``[n]``."""
+
+    params: Dict[str, Tensor]
+    label: Tensor
+    psnr: Tensor
+    source_index: Tensor
+
+
+def default_folder(dataset: str) -> Path:
+    """``data_root() / "inrs" / dataset``."""
+    return data_root() / "inrs" / dataset
+
+
+def _shards(spec: InrSetSpec) -> List[Tuple[str, str, range]]:
+    """``(file name, source split, source indices)`` of every shard, in order."""
+    out = []
+    for split, count in spec.counts.items():
+        source, lo, _ = SPLITS[split]
+        for k, start in enumerate(range(0, count, spec.shard_size)):
+            out.append((f"{split}-{k:05d}.pt", source, range(lo + start, lo + min(count, start + spec.shard_size))))
+    return out
+
+
+def _check_config(folder: Path, spec: InrSetSpec) -> None:
+    path = folder / "config.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        if found != json.loads(json.dumps(asdict(spec))):
+            raise ValueError(f"{folder} holds an INR set made with {found}, not {asdict(spec)}; "
+                             "choose another folder or delete this one")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progress: bool = True,
+                 images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None) -> Dict[str, float]:
+    """Fit the INRs of ``spec`` into ``folder`` (default :func:`default_folder`), skipping the
+    shards already there.
+
+    ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
+    :func:`~l2o_graphs.data.load_images`. Returns ``fitted`` (INRs fitted by this call),
+    ``seconds`` and ``inrs_per_second``.
+    Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
+    folder = Path(folder) if folder is not None else default_folder(spec.dataset)
+    _check_config(folder, spec)
+    load = images or load_images
+    shards = _shards(spec)
+    todo = [s for s in shards if not (folder / s[0]).exists()]
+    total = sum(len(idx) for _, _, idx in shards)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=total - sum(len(idx) for _, _, idx in todo), unit="INR",
+               desc=f"fitting {spec.dataset} INRs", disable=not progress)
+    sources: Dict[str, Tuple[Tensor, Tensor]] = {}
+    start, fitted = time.perf_counter(), 0
+    for name, source, indices in todo:
+        if source not in sources:
+            sources[source] = load(spec.dataset, source)
+        source_images, source_labels = sources[source]
+        index = torch.tensor(list(indices), dtype=torch.long)
+        seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
+        params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr)
+        payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
+        tmp = folder / (name + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, folder / name)
+        fitted += len(indices)
+        bar.update(len(indices))
+        bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
+
+
+def load_inr_set(folder: Union[str, Path], split: str) -> InrSet:
+    """Load one split of the INR set in ``folder``.
+
+    Raises ``FileNotFoundError`` when the folder holds no set or the split is incomplete (the
+    message says how many shards are missing and how to finish them)."""
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no INR set in {folder}: make one with `l2o-graphs inr make`")
+    spec = InrSetSpec(**json.loads(path.read_text()))
+    if split not in spec.counts:
+        raise ValueError(f"the INR set in {folder} has no {split!r} split (it has {', '.join(spec.counts)})")
+    names = [name for name, _, _ in _shards(spec) if name.startswith(split + "-")]
+    missing = [n for n in names if not (folder / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"the INR set in {folder} is incomplete: {len(missing)} of {len(names)} "
+                                f"{split} shards missing; run `l2o-graphs inr make` with the same settings "
+                                "to finish it")
+    parts = [torch.load(folder / n, weights_only=True) for n in names]
+    if not parts:
+        empty = {k: torch.empty(0) for k in ("label", "psnr", "source_index")}
+        return InrSet({}, empty["label"].long(), empty["psnr"], empty["source_index"].long())
+    params = {k: torch.cat([p["params"][k] for p in parts]) for k in parts[0]["params"]}
+    return InrSet(params, *(torch.cat([p[k] for p in parts]) for k in ("label", "psnr", "source_index")))

@@ -1,0 +1,53 @@
+"""Fitting many SIRENs at once: one image each, parameters stacked along a batch dimension.
+
+The loss is the sum over the batch of each INR's own mean squared error, so every INR receives
+exactly the gradient it would get alone, and Adam acts element by element: a batch of ``B``
+fits is ``B`` independent fits computed with batched matrix products (``torch.baddbmm``).
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from l2o_graphs.inr.siren import image_grid, siren_apply, siren_init
+
+# 200 full-batch Adam steps at 3e-3 fit MNIST digits to a mean PSNR of about 60 dB (the worst of
+# 128 about 39 dB); at 1e-3 the same steps reach about 39 dB on average
+FIT_STEPS = 200
+FIT_LR = 3e-3
+
+
+def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS,
+               lr: float = FIT_LR) -> Tuple[Dict[str, Tensor], Tensor]:
+    """Fit one SIREN to each image.
+
+    Args:
+        images: ``[B, H, W]`` (or ``[B, 1, H, W]``) grey values in [0, 1].
+        seeds: ``B`` seeds, one per image, for the initial parameters.
+        steps: full-batch Adam steps (every pixel every step).
+        lr: Adam's learning rate.
+    Returns:
+        ``params`` ``{name: [B, ...]}`` (names of :class:`~l2o_graphs.inr.siren.Siren`, detached)
+        and ``psnr`` ``[B]``: each fit's peak signal-to-noise ratio in dB (peak 1).
+    """
+    if images.dim() == 4:
+        images = images.squeeze(1)
+    if images.dim() != 3:
+        raise ValueError(f"images must be [B, H, W] or [B, 1, H, W], got {tuple(images.shape)}")
+    if len(seeds) != images.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {images.shape[0]} images")
+    coords = image_grid(images.shape[1], images.shape[2]).to(images)
+    target = images.reshape(images.shape[0], -1, 1)
+    params = {name: p.to(images).requires_grad_() for name, p in siren_init(seeds).items()}
+    optimizer = torch.optim.Adam(params.values(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        # the sum of per-image means: each INR's gradient is that of its own loss
+        (siren_apply(params, coords) - target).square().mean((1, 2)).sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        mse = (siren_apply(params, coords) - target).square().mean((1, 2))
+    psnr = -10 * torch.log10(mse.clamp_min(1e-12))
+    return {name: p.detach() for name, p in params.items()}, psnr

@@ -1,0 +1,93 @@
+"""SIRENs (Sitzmann et al., 2020) as the paper's INRs: 2 -> 32 -> 32 -> 1, sine activations with
+frequency ``omega_0 = 30``, output shifted by 0.5 so that a zero output is mid-grey.
+
+Two views of the same network: :class:`Siren`, an ``nn.Module`` (what a neural graph is read
+from), and :func:`siren_apply`, a pure function over a *batch* of parameter sets stacked along
+a leading dimension (what fits thousands of INRs at once). Parameter names are the module's, so a
+fitted set loads into a ``Siren`` with ``load_state_dict``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+SIREN_SIZES = (2, 32, 32, 1)
+OMEGA_0 = 30.0
+OUTPUT_SHIFT = 0.5
+
+
+class Sine(nn.Module):
+    """``sin(omega_0 * x)``."""
+
+    def __init__(self, omega_0: float = OMEGA_0):
+        super().__init__()
+        self.omega_0 = omega_0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.omega_0 * x)
+
+    def extra_repr(self) -> str:
+        return f"omega_0={self.omega_0:g}"
+
+
+class Siren(nn.Module):
+    """A SIREN: ``layers`` alternate ``nn.Linear`` and :class:`Sine`, the last linear has no
+    activation; ``forward(coords [..., in]) -> [..., out]`` adds ``OUTPUT_SHIFT``."""
+
+    def __init__(self, sizes: Sequence[int] = SIREN_SIZES, omega_0: float = OMEGA_0):
+        super().__init__()
+        mods = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            mods.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                mods.append(Sine(omega_0))
+        self.layers = nn.Sequential(*mods)
+        self.sizes, self.omega_0 = tuple(sizes), omega_0
+
+    def forward(self, coords: Tensor) -> Tensor:
+        return self.layers(coords) + OUTPUT_SHIFT
+
+
+def linear_names(sizes: Sequence[int] = SIREN_SIZES) -> list:
+    """``(weight name, bias name)`` of each linear layer of :class:`Siren` ``(sizes)``, in order."""
+    return [(f"layers.{2 * i}.weight", f"layers.{2 * i}.bias") for i in range(len(sizes) - 1)]
+
+
+def siren_init(seeds: Sequence[int], sizes: Sequence[int] = SIREN_SIZES,
+               omega_0: float = OMEGA_0) -> Dict[str, Tensor]:
+    """Stacked initial parameters ``{name: [B, ...]}``, one set per seed, each drawn from its own
+    generator (so a set does not depend on the others in the batch). SIREN's initialisation:
+    first-layer weights ``U(-1/in, 1/in)``, later weights ``U(-sqrt(6/in)/omega_0, ...)``, biases
+    ``U(-1/sqrt(in), 1/sqrt(in))`` as ``nn.Linear``'s."""
+    out: Dict[str, list] = {name: [] for pair in linear_names(sizes) for name in pair}
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        for i, ((w_name, b_name), (a, b)) in enumerate(zip(linear_names(sizes), zip(sizes[:-1], sizes[1:]))):
+            bound = 1 / a if i == 0 else math.sqrt(6 / a) / omega_0
+            out[w_name].append((torch.rand(b, a, generator=gen) * 2 - 1) * bound)
+            out[b_name].append((torch.rand(b, generator=gen) * 2 - 1) / math.sqrt(a))
+    return {name: torch.stack(values) for name, values in out.items()}
+
+
+def siren_apply(params: Mapping[str, Tensor], coords: Tensor, sizes: Sequence[int] = SIREN_SIZES,
+                omega_0: float = OMEGA_0) -> Tensor:
+    """Evaluate ``B`` SIRENs at the same points: ``params`` ``{name: [B, ...]}``, ``coords``
+    ``[P, in]`` -> ``[B, P, out]``."""
+    names = linear_names(sizes)
+    x = coords.unsqueeze(0).expand(params[names[0][0]].shape[0], *coords.shape)
+    for i, (w_name, b_name) in enumerate(names):
+        weight, bias = params[w_name], params[b_name]
+        if i < len(names) - 1:  # omega_0 folded into the (small) weights, not the (large) activations
+            x = torch.sin(torch.baddbmm(omega_0 * bias.unsqueeze(1), x, (omega_0 * weight).transpose(1, 2)))
+        else:
+            x = torch.baddbmm(bias.unsqueeze(1) + OUTPUT_SHIFT, x, weight.transpose(1, 2))
+    return x
+
+
+def image_grid(height: int, width: int) -> Tensor:
+    """``[height * width, 2]`` pixel-centre coordinates in [-1, 1], row-major (y, x)."""
+    ys, xs = torch.linspace(-1, 1, height), torch.linspace(-1, 1, width)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)

@@ -1,0 +1,154 @@
+"""SIRENs, the batched fitter and resumable INR sets (small real images: scikit-learn's digits,
+and a few MNIST images)."""
+import json
+
+import pytest
+import torch
+
+from l2o_graphs.data import load_images
+from l2o_graphs.inr import (InrSetSpec, Siren, fit_sirens, image_grid, load_inr_set, make_inr_set, siren_apply,
+                            siren_init)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, labels = load_images("digits", "train")
+    return images[:, 0], labels
+
+
+def test_module_and_batched_function_agree():
+    params = siren_init([3, 4])
+    coords = image_grid(5, 7)
+    batched = siren_apply(params, coords)
+    assert batched.shape == (2, 35, 1)
+    for i in range(2):
+        module = Siren()
+        module.load_state_dict({k: v[i] for k, v in params.items()})
+        torch.testing.assert_close(module(coords), batched[i], rtol=1e-5, atol=1e-5)
+
+
+def test_initial_parameters_depend_only_on_their_own_seed():
+    alone, batch = siren_init([7]), siren_init([1, 7, 2])
+    for name in alone:
+        assert torch.equal(alone[name][0], batch[name][1])
+    first_layer = siren_init([0])["layers.0.weight"]
+    assert first_layer.abs().max() <= 1 / 2  # U(-1/in, 1/in), in = 2
+
+
+def test_batched_fit_equals_fits_alone(digits):
+    images = digits[0][:5]
+    seeds = [11, 12, 13, 14, 15]
+    batch_params, batch_psnr = fit_sirens(images, seeds, steps=40)
+    for i in (0, 3):
+        alone_params, alone_psnr = fit_sirens(images[i:i + 1], seeds[i:i + 1], steps=40)
+        for name, p in alone_params.items():
+            torch.testing.assert_close(batch_params[name][i], p[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batch_psnr[i], alone_psnr[0], rtol=1e-4, atol=1e-3)
+
+
+def test_fit_reproduces_the_image(digits):
+    images = digits[0][:8]
+    params, psnr = fit_sirens(images, list(range(8)), steps=200)
+    start = -10 * torch.log10((siren_apply(siren_init(list(range(8))), image_grid(8, 8))[..., 0]
+                               - images.reshape(8, -1)).square().mean(1))
+    assert bool((psnr > 30).all()), psnr
+    assert bool((psnr > start + 15).all())
+    rendered = siren_apply(params, image_grid(8, 8)).reshape(8, 8, 8)
+    torch.testing.assert_close(rendered, images, atol=0.1, rtol=0)
+
+
+def test_fit_rejects_bad_input(digits):
+    with pytest.raises(ValueError, match=r"\[B, H, W\]"):
+        fit_sirens(torch.zeros(64), [0])
+    with pytest.raises(ValueError, match="2 seeds for 3 images"):
+        fit_sirens(digits[0][:3], [0, 1])
+
+
+def _digits_as(dataset_images):
+    def images(dataset, source):
+        return dataset_images[source]
+    return images
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """Digits (8x8) standing in for MNIST's splits, repeated to MNIST's 60,000 / 10,000 images."""
+    out = {}
+    for split, size in (("train", 60_000), ("test", 10_000)):
+        images, labels = load_images("digits", split)
+        index = torch.arange(size) % len(labels)
+        out[split] = images[index], labels[index]
+    return out
+
+
+def test_a_resumed_set_equals_one_made_in_one_go(tmp_path, sources):
+    spec = InrSetSpec("mnist", counts={"train": 5, "val": 2, "test": 3}, steps=5, shard_size=2)
+    whole = make_inr_set(spec, tmp_path / "whole", progress=False, images=_digits_as(sources))
+    assert whole["fitted"] == 10
+    folder = tmp_path / "resumed"
+    make_inr_set(spec, folder, progress=False, images=_digits_as(sources))
+    for name in ("train-00001.pt", "train-00002.pt", "test-00001.pt"):  # as if stopped, and mid-write
+        (folder / name).unlink()
+    (folder / "train-00001.pt.tmp").write_bytes(b"partial")
+    again = make_inr_set(spec, folder, progress=False, images=_digits_as(sources))
+    assert again["fitted"] == 2 + 1 + 1
+    for split, n in spec.counts.items():
+        a, b = load_inr_set(tmp_path / "whole", split), load_inr_set(folder, split)
+        assert a.label.shape == (n,)
+        for name in a.params:
+            assert torch.equal(a.params[name], b.params[name])
+        assert torch.equal(a.label, b.label) and torch.equal(a.source_index, b.source_index)
+    assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 0
+
+
+def test_splits_follow_the_source_images(tmp_path):
+    spec = InrSetSpec("mnist", counts={"train": 2, "val": 1, "test": 1}, steps=2)
+    make_inr_set(spec, tmp_path, progress=False)
+    train_images, train_labels = load_images("mnist", "train")
+    _, test_labels = load_images("mnist", "test")
+    val = load_inr_set(tmp_path, "val")
+    assert val.source_index.tolist() == [55_000] and val.label.tolist() == [int(train_labels[55_000])]
+    assert load_inr_set(tmp_path, "test").label.tolist() == [int(test_labels[0])]
+    train = load_inr_set(tmp_path, "train")
+    module = Siren()
+    module.load_state_dict({k: v[1] for k, v in train.params.items()})
+    mse = (module(image_grid(28, 28))[:, 0] - train_images[1, 0].reshape(-1)).square().mean()
+    torch.testing.assert_close(-10 * torch.log10(mse), train.psnr[1], rtol=1e-4, atol=1e-3)
+
+
+def test_a_set_is_not_mixed_with_other_settings_or_read_incomplete(tmp_path, sources):
+    spec = InrSetSpec("mnist", counts={"train": 3, "val": 0, "test": 0}, steps=1, shard_size=2)
+    make_inr_set(spec, tmp_path, progress=False, images=_digits_as(sources))
+    other = InrSetSpec("mnist", counts={"train": 3, "val": 0, "test": 0}, steps=2, shard_size=2)
+    with pytest.raises(ValueError, match="made with"):
+        make_inr_set(other, tmp_path, progress=False, images=_digits_as(sources))
+    (tmp_path / "train-00001.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="1 of 2 train shards missing"):
+        load_inr_set(tmp_path, "train")
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 1
+    with pytest.raises(FileNotFoundError, match="no INR set"):
+        load_inr_set(tmp_path / "nothing", "train")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dataset="cifar10"), "not 'cifar10'"),
+    (dict(dataset="mnist", counts={"train": 55_001}), "has 55000 images"),
+    (dict(dataset="mnist", counts={"valid": 3}), "unknown split 'valid'"),
+    (dict(dataset="mnist", shard_size=0), "shard_size"),
+])
+def test_bad_specs_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InrSetSpec(**kwargs)
+
+
+def test_command_line_makes_and_continues_a_set(tmp_path, capsys):
+    from l2o_graphs.cli import main
+
+    argv = ["inr", "make", "--dataset", "fashion_mnist", "--train", "3", "--val", "1", "--test", "2",
+            "--steps", "2", "--shard-size", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    assert "fitted 6 INRs" in capsys.readouterr().out
+    (tmp_path / "test-00000.pt").unlink()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fitted 2 INRs" in out and "test       2 INRs" in out
