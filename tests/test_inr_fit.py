@@ -152,3 +152,12 @@ def test_command_line_makes_and_continues_a_set(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "fitted 2 INRs" in out and "test       2 INRs" in out
+
+
+def test_a_siren_reads_as_a_neural_graph_with_sine_activations():
+    from l2o_graphs.graph import ACTIVATION_NAMES, NeuralGraph
+
+    graph = NeuralGraph.from_module(Siren())
+    assert graph.num_nodes == 2 + 32 + 32 + 1 and graph.num_edges == 2 * 32 + 32 * 32 + 32
+    hidden = graph.node_role == 1
+    assert {ACTIVATION_NAMES[i] for i in graph.node_activation[hidden].tolist()} == {"sin"}

@@ -30,5 +30,8 @@ def test_two_processes_equal_one(tmp_path):
     assert all("params" in t for t in resumable["trajectories"])  # rank 1's trajectories gathered too
 
     one = MetaTrainer(MetaConfig(**ARGS), tmp_path / "one").run(progress=False).state_dict()
+    # equal up to the rounding of summing gradients in another order, which Adam amplifies on
+    # components whose gradient nearly cancels (seen: 2e-5 on a few elements); a wrong split or a
+    # lost rank changes the meta-gradient itself and moves parameters by about a step, 3e-3
     for name, value in one.items():
-        torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-7, msg=name)
+        torch.testing.assert_close(two[name], value, rtol=1e-5, atol=1e-4, msg=lambda m: f"{name}: {m}")

@@ -248,6 +248,34 @@ def test_weights_file_round_trip(tmp_path, net):
     _train(model, opt, 1)
 
 
+@pytest.mark.parametrize("net", ["ng-gnn", "ng-t"])
+def test_weights_saved_before_an_activation_was_added_still_load(tmp_path, net):
+    """ACTIVATION_NAMES grows by appending ('sin' came with the INR tasks); an older, shorter
+    activation table loads, with zero embeddings for the new names and its own rows unchanged."""
+    torch.manual_seed(3)
+    original = build_net(net)
+    state = original.state_dict()
+    table = state["activation.weight"]
+    state["activation.weight"] = table[:-1].clone()
+    loaded = build_net(net)
+    loaded.load_state_dict(state)
+    assert torch.equal(loaded.activation.weight[:-1], table[:-1])
+    assert not loaded.activation.weight[-1].any()
+    state["activation.weight"] = table[:, :-1].clone()  # any other mismatch is still an error
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        build_net(net).load_state_dict(state)
+
+
+def test_the_shipped_weights_predate_the_sine_activation_and_load():
+    from l2o_graphs.graph import ACTIVATION_NAMES
+    from l2o_graphs.optim.neural_graph_optimizer import PRETRAINED_DIR
+
+    blob = torch.load(PRETRAINED_DIR / "ng-gnn.pt", weights_only=True)
+    assert blob["state_dict"]["activation.weight"].shape[0] == len(ACTIVATION_NAMES) - 1
+    net = load_weights(PRETRAINED_DIR / "ng-gnn.pt", expected_net="ng-gnn")
+    assert torch.equal(net.activation.weight[:-1], blob["state_dict"]["activation.weight"])
+
+
 def test_weights_file_of_the_wrong_kind(tmp_path):
     save_weights(build_net("ff"), tmp_path / "ff.pt")
     with pytest.raises(ValueError, match="holds weights of net 'ff'"):

@@ -22,8 +22,10 @@ from l2o_graphs.graph.neural_graph import (
     ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, SLOT_BIAS, SLOT_NORM_BIAS, SLOT_NORM_WEIGHT,
     SLOT_OTHER, NeuralGraph)
 
+# Append only: learned embeddings are indexed by position (weights saved with a shorter tuple load
+# with zero embeddings for the names added since, see GraphUpdateNet).
 ACTIVATION_NAMES = ("none", "relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "elu",
-                    "softplus", "hardswish", "mish", "prelu", "softmax", "log_softmax", "identity")
+                    "softplus", "hardswish", "mish", "prelu", "softmax", "log_softmax", "identity", "sin")
 ACTIVATIONS = {name: i for i, name in enumerate(ACTIVATION_NAMES)}
 _ACTIVATION_MODULES = {
     nn.ReLU: "relu", nn.ReLU6: "relu", nn.GELU: "gelu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
@@ -34,7 +36,7 @@ _ACTIVATION_MODULES = {
 _ACTIVATION_FUNCTIONS = {"relu": "relu", "relu_": "relu", "relu6": "relu", "gelu": "gelu", "tanh": "tanh",
                          "sigmoid": "sigmoid", "silu": "silu", "leaky_relu": "leaky_relu", "elu": "elu",
                          "softplus": "softplus", "hardswish": "hardswish", "mish": "mish",
-                         "softmax": "softmax", "log_softmax": "log_softmax"}
+                         "softmax": "softmax", "log_softmax": "log_softmax", "sin": "sin"}
 # Ops that keep the channels of their first argument where they are.
 _PRESERVING = {"dropout", "dropout1d", "dropout2d", "contiguous", "clone", "detach", "float", "to",
                "clamp", "clip", "abs", "neg", "pad", "interpolate", "max_pool1d", "max_pool2d",

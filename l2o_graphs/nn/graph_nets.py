@@ -347,6 +347,16 @@ class GraphUpdateNet(UpdateNet):
         self._init_output(self.edge_dec_out)
         self._init_output(self.node_dec_out)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # ACTIVATION_NAMES only grows by appending: weights saved with a shorter vocabulary get
+        # zero embeddings for the activations added since (the others keep their rows)
+        key, table = prefix + "activation.weight", self.activation.weight
+        saved = state_dict.get(key)
+        if saved is not None and saved.dim() == 2 and saved.shape[1] == table.shape[1] and \
+                saved.shape[0] < table.shape[0]:
+            state_dict[key] = torch.cat([saved, saved.new_zeros(table.shape[0] - saved.shape[0], table.shape[1])])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @staticmethod
     def _kernel_positions(graph: NeuralGraph, device: torch.device) -> Tensor:
         """``[K, 2 * POS_DIM]``: sinusoidal (row, column) offsets from the kernel centre."""
