@@ -420,6 +420,7 @@ class GraphBatch:
         self.node_layer = torch.cat([g.node_layer for g in self.graphs])
         self.node_role = torch.cat([g.node_role for g in self.graphs])
         self.node_pos = torch.cat([g.node_pos for g in self.graphs])
+        self.node_index = torch.cat([g.node_index for g in self.graphs])
         self.node_activation = torch.cat([g.node_activation for g in self.graphs])
         self.node_slot_kind = torch.cat([g.node_slot_kind for g in self.graphs])
 

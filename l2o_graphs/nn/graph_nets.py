@@ -59,10 +59,21 @@ class _Wiring:
 
     @classmethod
     def of(cls, graph: NeuralGraph) -> "_Wiring":
-        src, dst = graph.edge_index
-        n = graph.num_nodes
-        deg_in, deg_out = (d[:, None] for d in graph.degrees)
-        return cls(graph.edge_segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
+        return cls._build(graph.edge_index, graph.num_nodes, graph.edge_segments, graph.degrees)
+
+    @classmethod
+    def of_edges(cls, edge_index: Tensor, num_nodes: int) -> "_Wiring":
+        """Any graph (a batch of neural graphs, say): every edge in one general segment."""
+        src, dst = edge_index
+        degrees = (torch.bincount(dst, minlength=num_nodes).float(), torch.bincount(src, minlength=num_nodes).float())
+        return cls._build(edge_index, num_nodes, (EdgeSegment(0, src.numel(), None),), degrees)
+
+    @classmethod
+    def _build(cls, edge_index: Tensor, n: int, segments: Tuple[EdgeSegment, ...],
+               degrees: Tuple[Tensor, Tensor]) -> "_Wiring":
+        src, dst = edge_index
+        deg_in, deg_out = (d[:, None] for d in degrees)
+        return cls(segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
                    torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
 
     def parts(self, e: Tensor) -> List[Tuple[EdgeSegment, int, int, Tensor]]:

@@ -1,0 +1,117 @@
+"""The equivariant graph encoder for weight-space tasks: NG-GNN or NG-T layers (the optimizer's
+own, :mod:`l2o_graphs.nn.graph_nets`) over a batch of neural graphs whose features are the
+networks' parameters.
+
+A batch is a disjoint union (:class:`~l2o_graphs.graph.GraphBatch`): message passing, attention
+softmaxes and LayerNorms act per node or over a node's own edges, never across graphs, and there
+is no padding, so a network gets the same encoding in any batch.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, GraphBatch, NeuralGraph
+from l2o_graphs.nn.base import sinusoidal
+from l2o_graphs.nn.graph_nets import POS_DIM, NGGNNLayer, NGTLayer, _Wiring
+
+ENCODERS = ("ng-gnn", "ng-t")
+
+
+class NeuralGraphEncoder(nn.Module):
+    """Node and edge embeddings of every network in a batch.
+
+    Args:
+        net: ``"ng-gnn"`` or ``"ng-t"``.
+        slots: node feature slots read (bias, normalisation scale and shift, ...).
+        kernel_shape: the kernel frame read, ``(KH, KW)`` of the largest kernel. Every network
+            is laid out in this one frame (:func:`mixed_inputs`), whatever else is in its batch:
+            a frame that followed the batch's largest kernel would move a 1x1 weight from one
+            input column to another and change the network's encoding.
+        node_dim, edge_dim, layers: widths and depth; ``heads`` for NG-T.
+    """
+
+    def __init__(self, net: str = "ng-gnn", slots: int = 1, kernel_shape: Tuple[int, int] = (1, 1),
+                 node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4):
+        super().__init__()
+        if net not in ENCODERS:
+            raise ValueError(f"unknown encoder {net!r}; choose one of {', '.join(ENCODERS)}")
+        self.net, self.slots, self.kernel_shape = net, slots, tuple(kernel_shape)
+        kernel_size = self.kernel_shape[0] * self.kernel_shape[1]
+        self.node_dim, self.edge_dim = node_dim, edge_dim
+        self.node_in = nn.Linear(slots, node_dim)
+        self.edge_in = nn.Linear(kernel_size, edge_dim)
+        self.role = nn.Embedding(len(NODE_ROLES), node_dim)
+        self.activation = nn.Embedding(len(ACTIVATION_NAMES), node_dim)
+        self.position = nn.Linear(2 * POS_DIM, node_dim, bias=False)
+        self.edge_kind = nn.Embedding(len(EDGE_KINDS), edge_dim)
+        if net == "ng-gnn":
+            self.layers = nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers))
+        else:
+            self.layers = nn.ModuleList(NGTLayer(node_dim, edge_dim, heads=heads, attn_dim=node_dim // 2)
+                                        for _ in range(layers))
+
+    def forward(self, batch: GraphBatch, node_x: Tensor, edge_x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``node_x [sum N, slots]`` and ``edge_x [sum E, KH * KW]`` in the encoder's frame (see
+        :func:`mixed_inputs`) -> node states ``[sum N, node_dim]``, edge states ``[edge_dim, sum E]``."""
+        if batch.kernel_shape != self.kernel_shape or node_x.shape[1] != self.slots:
+            raise ValueError(f"the encoder reads {self.slots} node slots and a {self.kernel_shape} kernel "
+                             f"frame; got {node_x.shape[1]} slots and {batch.kernel_shape}: lay the graphs "
+                             "out with mixed_inputs(..., kernel_shape, slots)")
+        positions = torch.cat([sinusoidal(batch.node_layer, POS_DIM), sinusoidal(batch.node_index + 1, POS_DIM)], -1)
+        h = (self.node_in(node_x) + self.role(batch.node_role) + self.activation(batch.node_activation)
+             + self.position(positions.to(node_x)))
+        e = (self.edge_in(edge_x) + self.edge_kind(batch.edge_kind)).t().contiguous()
+        wiring = _Wiring.of_edges(batch.edge_index, batch.num_nodes)
+        for layer in self.layers:
+            h, e = layer(h, e, wiring)
+        return h, e
+
+
+class SameArchitecture:
+    """Graph inputs for batches of parameter sets of one architecture, ``{name: [B, *shape]}``.
+
+    Gathers all ``B`` sets in one pass (the batch as a trailing feature dimension) and keeps the
+    :class:`GraphBatch` of ``B`` copies of the graph per batch size. ``kernel_shape`` and
+    ``slots``: the encoder's frame (default: the graph's own)."""
+
+    def __init__(self, graph: NeuralGraph, kernel_shape: Optional[Tuple[int, int]] = None,
+                 slots: Optional[int] = None):
+        self.graph = graph.with_layout(kernel_shape or graph.kernel_shape, slots or graph.num_slots)
+        self._batches: Dict[int, GraphBatch] = {}
+
+    def batch(self, size: int) -> GraphBatch:
+        if size not in self._batches:
+            self._batches[size] = GraphBatch([self.graph] * size)
+        return self._batches[size]
+
+    def inputs(self, params: Mapping[str, Tensor]) -> Tuple[GraphBatch, Tensor, Tensor]:
+        """``(batch, node_x [B * N, S], edge_x [B * E, K])``, graph-major like ``GraphBatch.gather``."""
+        size = next(iter(params.values())).shape[0]
+        node_x, edge_x = self.graph.gather({n: p.movedim(0, -1) for n, p in params.items()})
+        return (self.batch(size), node_x.permute(2, 0, 1).reshape(-1, node_x.shape[1]),
+                edge_x.permute(2, 0, 1).reshape(-1, edge_x.shape[1]))
+
+
+def mixed_inputs(graphs: Sequence[NeuralGraph], params: Sequence[Mapping[str, Tensor]],
+                 kernel_shape: Tuple[int, int], slots: int) -> Tuple[GraphBatch, Tensor, Tensor]:
+    """Graph inputs for networks of different architectures, one parameter dict each, laid out in
+    the encoder's frame (``kernel_shape``, ``slots``): ``(batch, node_x [sum N, slots],
+    edge_x [sum E, KH * KW])``."""
+    batch = GraphBatch([g.with_layout(kernel_shape, slots) for g in graphs])
+    node_x, edge_x = batch.gather(list(params))
+    return batch, node_x, edge_x
+
+
+def per_graph_mean(x: Tensor, batch: GraphBatch, mask: Optional[Tensor] = None) -> Tensor:
+    """Mean of node rows ``x [sum N, d]`` per graph (over the nodes where ``mask``), ``[B, d]``."""
+    index = batch.batch.to(x.device)
+    weight = torch.ones_like(index, dtype=x.dtype) if mask is None else mask.to(x.dtype)
+    total = x.new_zeros(batch.num_graphs, x.shape[1]).index_add_(0, index, x * weight[:, None])
+    count = x.new_zeros(batch.num_graphs).index_add_(0, index, weight)
+    return total / count.clamp(min=1)[:, None]
+
+
+__all__: List[str] = ["ENCODERS", "NeuralGraphEncoder", "SameArchitecture", "mixed_inputs", "per_graph_mean"]

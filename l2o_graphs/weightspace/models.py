@@ -1,0 +1,111 @@
+"""Models that read a network's parameters: the invariant graph predictor and the two baselines
+of the paper (an MLP on the flattened weights and StatNN on per-tensor statistics).
+
+All take a batch of parameter sets of one architecture, ``{name: [B, *shape]}``, and return
+``[B, out_dim]``. Each tensor is first standardised with one mean and standard deviation per
+parameter name taken from the training set (:class:`ParamNormalizer`): SIREN layers differ in
+scale by orders of magnitude.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
+from l2o_graphs.nn.base import mlp
+from l2o_graphs.weightspace.encoder import NeuralGraphEncoder, SameArchitecture, per_graph_mean
+
+
+class ParamNormalizer(nn.Module):
+    """``(p - mean[name]) / std[name]`` per parameter tensor."""
+
+    def __init__(self, names: Sequence[str], mean: Tensor, std: Tensor):
+        super().__init__()
+        self.names = list(names)
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-8))
+
+    @classmethod
+    def fit(cls, params: Mapping[str, Tensor]) -> "ParamNormalizer":
+        """Statistics over all elements and all networks of ``params`` ``{name: [n, *shape]}``."""
+        names = list(params)
+        return cls(names, torch.stack([params[n].float().mean() for n in names]),
+                   torch.stack([params[n].float().std() for n in names]))
+
+    def forward(self, params: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+        return {n: (params[n] - self.mean[i]) / self.std[i] for i, n in enumerate(self.names)}
+
+
+class GraphPredictor(nn.Module):
+    """NG-GNN / NG-T encoder, then an MLP on the per-network mean of the output neurons' states
+    and the mean of all neurons' states: invariant to permutations of hidden neurons."""
+
+    def __init__(self, graph: NeuralGraph, normalizer: ParamNormalizer, out_dim: int, net: str = "ng-gnn",
+                 hidden: int = 128, **encoder: object):
+        super().__init__()
+        self.normalizer = normalizer
+        self.inputs = SameArchitecture(graph)
+        self.encoder = NeuralGraphEncoder(net, slots=graph.num_slots, kernel_shape=graph.kernel_shape, **encoder)
+        self.head = mlp(2 * self.encoder.node_dim, hidden, out_dim)
+
+    def forward(self, params: Mapping[str, Tensor]) -> Tensor:
+        batch, node_x, edge_x = self.inputs.inputs(self.normalizer(params))
+        h, _ = self.encoder(batch, node_x, edge_x)
+        pooled = [per_graph_mean(h, batch, batch.node_role == ROLE_OUTPUT), per_graph_mean(h, batch)]
+        return self.head(torch.cat(pooled, -1))
+
+
+class FlatMLP(nn.Module):
+    """An MLP on all parameters flattened into one vector (not permutation invariant)."""
+
+    def __init__(self, normalizer: ParamNormalizer, shapes: Mapping[str, torch.Size], out_dim: int,
+                 hidden: int = 256, layers: int = 3):
+        super().__init__()
+        self.normalizer = normalizer
+        self.net = mlp(sum(int(torch.Size(s).numel()) for s in shapes.values()), hidden, out_dim, layers)
+
+    def forward(self, params: Mapping[str, Tensor]) -> Tensor:
+        normed = self.normalizer(params)
+        return self.net(torch.cat([normed[n].flatten(1) for n in self.normalizer.names], 1))
+
+
+STATISTICS = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
+
+
+def tensor_statistics(params: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+    """``[B, len(names) * 7]``: mean, variance and the 0/25/50/75/100 % quantiles of every
+    parameter tensor of every network (invariant to permutations of hidden neurons)."""
+    quantiles = None
+    out = []
+    for n in names:
+        flat = params[n].flatten(1).float()
+        if quantiles is None:
+            quantiles = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], device=flat.device)
+        out += [flat.mean(1, keepdim=True), flat.var(1, keepdim=True, unbiased=False),
+                torch.quantile(flat, quantiles, dim=1).t()]
+    return torch.cat(out, 1)
+
+
+class StatNN(nn.Module):
+    """StatNN (Unterthiner et al., 2020): an MLP on per-tensor weight and bias statistics."""
+
+    def __init__(self, names: Sequence[str], stats_mean: Tensor, stats_std: Tensor, out_dim: int,
+                 hidden: int = 256, layers: int = 3):
+        super().__init__()
+        self.names = list(names)
+        self.register_buffer("stats_mean", stats_mean)
+        self.register_buffer("stats_std", stats_std.clamp_min(1e-8))
+        self.net = mlp(len(self.names) * len(STATISTICS), hidden, out_dim, layers)
+
+    @classmethod
+    def fit(cls, params: Mapping[str, Tensor], out_dim: int, **kwargs: object) -> "StatNN":
+        """Standardise the statistics with their mean and std over the training networks."""
+        names = list(params)
+        stats = tensor_statistics(params, names)
+        return cls(names, stats.mean(0), stats.std(0), out_dim, **kwargs)
+
+    def forward(self, params: Mapping[str, Tensor]) -> Tensor:
+        return self.net((tensor_statistics(params, self.names) - self.stats_mean) / self.stats_std)

@@ -1,0 +1,111 @@
+"""Weight-space models: invariant to hidden-neuron permutations of the networks they read, and
+a network's prediction does not depend on the rest of its batch."""
+import pytest
+import torch
+
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.inr import Siren, siren_init
+from l2o_graphs.tasks import mlp
+from l2o_graphs.weightspace import (FlatMLP, GraphPredictor, NeuralGraphEncoder, ParamNormalizer, StatNN,
+                                    mixed_inputs, per_graph_mean)
+from permutations import permute_sequential
+
+SIREN_GRAPH = NeuralGraph.from_module(Siren())
+
+
+def _permuted_sirens(params, generator):
+    """Each SIREN's two hidden layers permuted by random permutations of their own."""
+    out = {k: v.clone() for k, v in params.items()}
+    for b in range(next(iter(params.values())).shape[0]):
+        p1, p2 = torch.randperm(32, generator=generator), torch.randperm(32, generator=generator)
+        out["layers.0.weight"][b] = params["layers.0.weight"][b][p1]
+        out["layers.0.bias"][b] = params["layers.0.bias"][b][p1]
+        out["layers.2.weight"][b] = params["layers.2.weight"][b][p2][:, p1]
+        out["layers.2.bias"][b] = params["layers.2.bias"][b][p2]
+        out["layers.4.weight"][b] = params["layers.4.weight"][b][:, p2]
+    return out
+
+
+def _models():
+    train = siren_init(range(100, 132))
+    norm = ParamNormalizer.fit(train)
+    torch.manual_seed(0)
+    return {"ng-gnn": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-gnn", layers=2),
+            "ng-t": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-t", layers=2),
+            "statnn": StatNN.fit(train, 10)}
+
+
+@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "statnn"])
+def test_predictions_are_invariant_to_hidden_neuron_permutations(name):
+    model = _models()[name].eval()
+    params = siren_init(range(4))
+    for v in params.values():  # away from the initial scale, so that features are not symmetric
+        v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
+    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    assert not torch.equal(permuted["layers.2.weight"], params["layers.2.weight"])
+    with torch.no_grad():
+        out, out_permuted = model(params), model(permuted)
+    torch.testing.assert_close(out_permuted, out, rtol=1e-4, atol=1e-5)
+    assert out.std(0).max() > 1e-3  # and the networks are told apart
+
+
+def test_the_flat_mlp_is_not_invariant():
+    params = siren_init(range(4))
+    torch.manual_seed(0)
+    model = FlatMLP(ParamNormalizer.fit(siren_init(range(100, 132))), {k: v.shape[1:] for k, v in params.items()}, 10)
+    with torch.no_grad():
+        diff = (model(params) - model(_permuted_sirens(params, torch.Generator().manual_seed(2)))).abs().max()
+    assert diff > 1e-3
+
+
+@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "statnn"])
+def test_a_network_gets_the_same_prediction_alone_and_in_a_batch(name):
+    model = _models()[name].eval()
+    params = siren_init(range(6))
+    with torch.no_grad():
+        together = model(params)
+        for i in (0, 5):
+            alone = model({k: v[i:i + 1] for k, v in params.items()})
+            torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ng-t"])
+def test_mixed_architecture_batch_equals_each_network_alone(net):
+    """No padding and no leakage: every network of a mixed batch is encoded as if alone (the
+    reference implementation's attention depended on padding, its LayerNorm mixed graphs)."""
+    torch.manual_seed(0)
+    models = [mlp([4, 7, 3]), torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(),
+                                                  torch.nn.Conv2d(3, 2, 5)), mlp([4, 5, 6, 3])]
+    graphs = [NeuralGraph.from_module(m) for m in models]
+    params = [{n: p.detach() for n, p in m.named_parameters()} for m in models]
+    encoder = NeuralGraphEncoder(net, slots=1, kernel_shape=(5, 5), layers=2).eval()
+    with torch.no_grad():
+        batch, node_x, edge_x = mixed_inputs(graphs, params, (5, 5), 1)
+        together = per_graph_mean(encoder(batch, node_x, edge_x)[0], batch)
+        for i in range(3):
+            alone_batch, nx, ex = mixed_inputs(graphs[i:i + 1], params[i:i + 1], (5, 5), 1)
+            alone = per_graph_mean(encoder(alone_batch, nx, ex)[0], alone_batch)
+            torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-6)
+
+
+def test_permuted_mlps_in_a_mixed_batch_encode_alike():
+    torch.manual_seed(0)
+    model = mlp([4, 7, 5, 3])
+    permuted = permute_sequential(model, [torch.randperm(7), torch.randperm(5)])
+    graphs = [NeuralGraph.from_module(m) for m in (model, permuted)]
+    params = [{n: p.detach() for n, p in m.named_parameters()} for m in (model, permuted)]
+    encoder = NeuralGraphEncoder("ng-gnn", layers=3).eval()
+    with torch.no_grad():
+        batch, node_x, edge_x = mixed_inputs(graphs, params, (1, 1), 1)
+        pooled = per_graph_mean(encoder(batch, node_x, edge_x)[0], batch)
+    torch.testing.assert_close(pooled[0], pooled[1], rtol=1e-5, atol=1e-6)
+
+
+def test_the_encoder_rejects_inputs_in_another_frame():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    graph = NeuralGraph.from_module(conv)
+    batch, node_x, edge_x = mixed_inputs([graph], [{n: p.detach() for n, p in conv.named_parameters()}], (3, 3), 1)
+    with pytest.raises(ValueError, match=r"reads 1 node slots and a \(1, 1\) kernel frame; got 1 slots and \(3, 3\)"):
+        NeuralGraphEncoder("ng-gnn")(batch, node_x, edge_x)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        NeuralGraphEncoder("gat")
