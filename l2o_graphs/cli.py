@@ -116,6 +116,22 @@ def _cmd_inr_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inr_classify(args: argparse.Namespace) -> int:
+    from l2o_graphs.inr import default_folder
+    from l2o_graphs.inr.classify import classify_inrs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = args.folder or default_folder(args.dataset)
+    results = classify_inrs(folder, args.models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            seed=args.seed, progress=not args.no_progress)
+    print(f"{'model':<8} {'params':>8} {'val acc':>8} {'test acc':>9} {'epoch':>6} {'time':>7}")
+    for name, r in results.items():
+        print(f"{name:<8} {r['parameters']:>8} {r['val_acc']:>8.4f} {r['test_acc']:>9.4f} {r['best_epoch']:>6} "
+              f"{r['seconds']:>6.0f}s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -186,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--threads", type=int, help="torch CPU threads")
     make.add_argument("--no-progress", action="store_true")
     make.set_defaults(func=_cmd_inr_make)
+
+    classify = inr_sub.add_parser(
+        "classify", help="classify INRs by the class of their image, from their weights",
+        description="Train NG-GNN, NG-T, the flat-weights MLP and StatNN on the train split of an INR set; "
+                    "keep each model's best validation epoch and print its test accuracy.")
+    classify.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
+    classify.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
+    classify.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "mlp", "statnn"),
+                          default=["ng-gnn", "ng-t", "mlp", "statnn"])
+    classify.add_argument("--epochs", type=int, default=20)
+    classify.add_argument("--batch-size", type=int, default=64)
+    classify.add_argument("--lr", type=float, default=1e-3)
+    classify.add_argument("--seed", type=int, default=0)
+    classify.add_argument("--threads", type=int, help="torch CPU threads")
+    classify.add_argument("--no-progress", action="store_true")
+    classify.set_defaults(func=_cmd_inr_classify)
 
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")

@@ -161,3 +161,16 @@ def test_a_siren_reads_as_a_neural_graph_with_sine_activations():
     assert graph.num_nodes == 2 + 32 + 32 + 1 and graph.num_edges == 2 * 32 + 32 * 32 + 32
     hidden = graph.node_role == 1
     assert {ACTIVATION_NAMES[i] for i in graph.node_activation[hidden].tolist()} == {"sin"}
+
+
+def test_classifiers_train_on_an_inr_set(tmp_path, sources):
+    from l2o_graphs.inr.classify import build_classifier, classify_inrs
+
+    spec = InrSetSpec("mnist", counts={"train": 24, "val": 8, "test": 8}, steps=30, shard_size=24)
+    make_inr_set(spec, tmp_path, progress=False, images=_digits_as(sources))
+    results = classify_inrs(tmp_path, ["ng-gnn", "statnn"], epochs=4, batch_size=8, progress=False)
+    for r in results.values():
+        assert 0 <= r["test_acc"] <= 1 and 1 <= r["best_epoch"] <= 4
+        assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
+    with pytest.raises(ValueError, match="unknown classifier"):
+        build_classifier("gat", load_inr_set(tmp_path, "train"))

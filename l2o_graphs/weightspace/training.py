@@ -65,7 +65,7 @@ def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epoc
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss) * len(index)
+            total += loss.item() * len(index)
         row = {"epoch": epoch + 1, "train_loss": total / n, "val_acc": accuracy(model, val)}
         history.append(row)
         if log is not None:
