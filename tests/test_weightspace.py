@@ -109,3 +109,40 @@ def test_the_encoder_rejects_inputs_in_another_frame():
         NeuralGraphEncoder("ng-gnn")(batch, node_x, edge_x)
     with pytest.raises(ValueError, match="unknown encoder"):
         NeuralGraphEncoder("gat")
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ng-t"])
+def test_editing_heads_are_equivariant(net):
+    """Editing a permuted SIREN gives the permuted edit of the original."""
+    from l2o_graphs.inr.edit import build_editor
+
+    editor = build_editor(net, siren_init(range(100, 132))).eval()
+    with torch.no_grad():
+        editor.scale.fill_(1.0)
+    params = siren_init(range(3))
+    for v in params.values():
+        v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
+    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        delta, delta_of_permuted = editor(params), editor(permuted)
+    expected = _permuted_sirens(delta, torch.Generator().manual_seed(2))  # same permutations, same order
+    for name in delta:
+        torch.testing.assert_close(delta_of_permuted[name], expected[name], rtol=1e-4, atol=1e-6)
+    assert delta["layers.2.weight"].abs().max() > 1e-4
+
+
+def test_an_editor_learns_to_dilate(tmp_path):
+    from l2o_graphs.inr.edit import build_editor, dilated, editing_loss, render
+
+    params = siren_init(range(16))
+    images = render(params)
+    assert torch.equal(dilated(images)[:, 5, 5], images[:, 4:7, 4:7].amax((1, 2)))
+    editor = build_editor("ng-gnn", params)
+    before = editing_loss(editor, params).item()
+    optimizer = torch.optim.Adam(editor.parameters(), lr=3e-3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = editing_loss(editor, params)
+        loss.backward()
+        optimizer.step()
+    assert editing_loss(editor, params).item() < 0.8 * before

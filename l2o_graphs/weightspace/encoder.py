@@ -95,6 +95,16 @@ class SameArchitecture:
                 edge_x.permute(2, 0, 1).reshape(-1, edge_x.shape[1]))
 
 
+    def outputs(self, node_out: Tensor, edge_out: Tensor) -> Dict[str, Tensor]:
+        """Inverse of :meth:`inputs` for per-node ``[B * N, S]`` and per-edge ``[B * E, K]``
+        values: ``{name: [B, *shape]}``."""
+        n, e = self.graph.num_nodes, self.graph.num_edges
+        size = node_out.shape[0] // n
+        nodes = node_out.reshape(size, n, -1).permute(1, 2, 0)
+        edges = edge_out.reshape(size, e, -1).permute(1, 2, 0)
+        return {name: t.movedim(-1, 0) for name, t in self.graph.scatter(nodes, edges).items()}
+
+
 def mixed_inputs(graphs: Sequence[NeuralGraph], params: Sequence[Mapping[str, Tensor]],
                  kernel_shape: Tuple[int, int], slots: int) -> Tuple[GraphBatch, Tensor, Tensor]:
     """Graph inputs for networks of different architectures, one parameter dict each, laid out in

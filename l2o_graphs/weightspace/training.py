@@ -10,19 +10,24 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-Split = Tuple[Mapping[str, Tensor], Tensor]  # ({name: [n, *shape]}, targets [n])
+Params = Mapping[str, Tensor]  # {name: [n, *shape]}
+Split = Tuple[Params, Tensor]  # (params, targets [n])
 
 
-def _rows(params: Mapping[str, Tensor], index: Tensor) -> Dict[str, Tensor]:
+def _rows(params: Params, index: Tensor) -> Dict[str, Tensor]:
     return {n: p[index] for n, p in params.items()}
 
 
+def _count(params: Params) -> int:
+    return next(iter(params.values())).shape[0] if params else 0
+
+
 @torch.no_grad()
-def predict(model: nn.Module, params: Mapping[str, Tensor], batch_size: int = 256) -> Tensor:
+def predict(model: nn.Module, params: Params, batch_size: int = 256) -> Tensor:
     """``model`` outputs for all ``n`` networks, in batches, in eval mode: ``[n, out_dim]``."""
     was_training = model.training
     model.eval()
-    n = next(iter(params.values())).shape[0]
+    n = _count(params)
     out = torch.cat([model(_rows(params, torch.arange(a, min(n, a + batch_size))))
                      for a in range(0, n, batch_size)]) if n else torch.empty(0)
     model.train(was_training)
@@ -34,24 +39,34 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
     return float((predict(model, params, batch_size).argmax(1) == labels).float().mean()) if len(labels) else math.nan
 
 
-def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epochs: int = 20,
-                   batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-                   progress: bool = True, log: Optional[Callable[[Dict[str, float]], None]] = None) -> Dict:
-    """Train ``model`` (networks' parameters -> class logits) with cross-entropy.
+@torch.no_grad()
+def mean_loss(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor], params: Params,
+              batch_size: int = 256) -> float:
+    """``loss`` averaged over all networks of ``params`` (batch means weighted by batch size)."""
+    was_training = model.training
+    model.eval()
+    n = _count(params)
+    total = sum(float(loss(model, _rows(params, torch.arange(a, min(n, a + batch_size))))) * (min(n, a + batch_size) - a)
+                for a in range(0, n, batch_size))
+    model.train(was_training)
+    return total / n if n else math.nan
 
-    Returns ``val_acc`` (best epoch), ``test_acc`` (of that epoch's weights, left in ``model``),
-    ``best_epoch``, ``history`` (per epoch: mean train loss, val accuracy) and ``seconds``."""
-    params, labels = train
-    n = len(labels)
+
+def _train(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, validate: Callable[[], float],
+           higher_is_better: bool, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+           progress: bool, log: Optional[Callable[[Dict[str, float]], None]]) -> Tuple[List[Dict[str, float]], float, int, float]:
+    """The shared loop; leaves the best validation epoch's weights in ``model``. Returns history,
+    best validation score, best epoch and seconds."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(n / batch_size)
+    steps = max(1, epochs * math.ceil(n / batch_size))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     from tqdm.auto import tqdm
 
     history: List[Dict[str, float]] = []
-    best = (-1.0, copy.deepcopy(model.state_dict()), 0)
+    sign = 1.0 if higher_is_better else -1.0
+    best = (-math.inf, copy.deepcopy(model.state_dict()), 0)
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc=f"training {type(model).__name__}", disable=not progress)
     for epoch in bar:
@@ -60,19 +75,51 @@ def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epoc
         total = 0.0
         for a in range(0, n, batch_size):
             index = order[a:a + batch_size]
-            loss = nn.functional.cross_entropy(model(_rows(params, index)), labels[index])
+            loss = batch_loss(index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             total += loss.item() * len(index)
-        row = {"epoch": epoch + 1, "train_loss": total / n, "val_acc": accuracy(model, val)}
+        row = {"epoch": epoch + 1, "train_loss": total / n, "val": validate()}
         history.append(row)
         if log is not None:
             log(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
-        if row["val_acc"] > best[0]:
-            best = (row["val_acc"], copy.deepcopy(model.state_dict()), epoch + 1)
+        bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val']:.4g}")
+        if sign * row["val"] > best[0]:
+            best = (sign * row["val"], copy.deepcopy(model.state_dict()), epoch + 1)
     model.load_state_dict(best[1])
-    return {"val_acc": best[0], "test_acc": accuracy(model, test), "best_epoch": best[2], "history": history,
-            "seconds": time.perf_counter() - start}
+    return history, sign * best[0], best[2], time.perf_counter() - start
+
+
+def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epochs: int = 20,
+                   batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
+                   progress: bool = True, log: Optional[Callable[[Dict[str, float]], None]] = None) -> Dict:
+    """Train ``model`` (networks' parameters -> class logits) with cross-entropy.
+
+    Returns ``val_acc`` (best epoch), ``test_acc`` (of that epoch's weights, left in ``model``),
+    ``best_epoch``, ``history`` (per epoch: mean train loss, ``val`` accuracy) and ``seconds``."""
+    params, labels = train
+
+    def batch_loss(index: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(model(_rows(params, index)), labels[index])
+
+    history, best, epoch, seconds = _train(model, batch_loss, len(labels), lambda: accuracy(model, val), True,
+                                           epochs, batch_size, lr, weight_decay, seed, progress, log)
+    return {"val_acc": best, "test_acc": accuracy(model, test), "best_epoch": epoch, "history": history,
+            "seconds": seconds}
+
+
+def fit_regressor(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor], train: Params, val: Params,
+                  test: Params, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+                  seed: int = 0, progress: bool = True,
+                  log: Optional[Callable[[Dict[str, float]], None]] = None) -> Dict:
+    """Train ``model`` to minimise ``loss(model, params_batch)`` (a mean over the batch).
+
+    Returns ``val_mse`` / ``test_mse`` (the loss on those splits at the best validation epoch),
+    ``best_epoch``, ``history`` and ``seconds``."""
+    history, best, epoch, seconds = _train(
+        model, lambda index: loss(model, _rows(train, index)), _count(train), lambda: mean_loss(model, loss, val),
+        False, epochs, batch_size, lr, weight_decay, seed, progress, log)
+    return {"val_mse": best, "test_mse": mean_loss(model, loss, test), "best_epoch": epoch, "history": history,
+            "seconds": seconds}
