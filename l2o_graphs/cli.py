@@ -147,6 +147,35 @@ def _cmd_inr_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo_make(args: argparse.Namespace) -> int:
+    from l2o_graphs.zoo import ZooSpec, default_zoo_folder, make_zoo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = ZooSpec(count=args.count, steps=tuple(args.steps), eval_images=args.eval_images, seed=args.seed)
+    folder = args.out or default_zoo_folder()
+    stats = make_zoo(spec, folder, progress=not args.no_progress)
+    print(f"{folder}: trained {stats['trained']} networks in {stats['seconds']:.0f} s "
+          f"({torch.get_num_threads()} threads)")
+    return 0
+
+
+def _cmd_zoo_predict(args: argparse.Namespace) -> int:
+    from l2o_graphs.zoo import default_zoo_folder, predict_zoo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = predict_zoo(args.folder or default_zoo_folder(), args.models, epochs=args.epochs, seed=args.seed,
+                          progress=not args.no_progress)
+    sizes = results.pop("_sizes")
+    print(f"checkpoints: train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    print(f"{'model':<8} {'params':>8} {'val tau':>8} {'test tau':>9} {'test MSE':>9} {'epoch':>6} {'time':>7}")
+    for name, r in results.items():
+        print(f"{name:<8} {r['parameters']:>8} {r['val_tau']:>8.4f} {r['test_tau']:>9.4f} {r['test_mse']:>9.5f} "
+              f"{r['best_epoch']:>6} {r['seconds']:>6.0f}s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -249,6 +278,35 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--threads", type=int, help="torch CPU threads")
     edit.add_argument("--no-progress", action="store_true")
     edit.set_defaults(func=_cmd_inr_edit)
+
+    zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    zoo_make = zoo_sub.add_parser(
+        "make", help="train small CNNs of diverse architectures, keeping checkpoints and test accuracies",
+        description="Train COUNT CNNs (2-5 conv layers, 4-32 channels, kernels 3/5/7, six activations, optional "
+                    "skip connections; MNIST or Fashion-MNIST; AdamW with sampled learning rate, weight decay "
+                    "and length) into OUT (default: the data cache's zoo/). Rerun to continue.")
+    zoo_make.add_argument("--count", type=int, default=300)
+    zoo_make.add_argument("--steps", type=int, nargs=2, default=[200, 1000], metavar=("MIN", "MAX"),
+                          help="training steps, log-uniform between MIN and MAX")
+    zoo_make.add_argument("--eval-images", type=int, default=2000, help="test images per accuracy")
+    zoo_make.add_argument("--seed", type=int, default=0)
+    zoo_make.add_argument("--out", type=Path)
+    zoo_make.add_argument("--threads", type=int, help="torch CPU threads")
+    zoo_make.add_argument("--no-progress", action="store_true")
+    zoo_make.set_defaults(func=_cmd_zoo_make)
+    zoo_predict = zoo_sub.add_parser(
+        "predict", help="predict the zoo networks' test accuracy from their weights (Kendall tau)",
+        description="Train NG-GNN, NG-T and StatNN to predict test accuracy from weights on the zoo's train "
+                    "networks; keep the best validation Kendall tau; print test tau.")
+    zoo_predict.add_argument("--folder", type=Path)
+    zoo_predict.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "statnn"),
+                             default=["ng-gnn", "ng-t", "statnn"])
+    zoo_predict.add_argument("--epochs", type=int, default=30)
+    zoo_predict.add_argument("--seed", type=int, default=0)
+    zoo_predict.add_argument("--threads", type=int, help="torch CPU threads")
+    zoo_predict.add_argument("--no-progress", action="store_true")
+    zoo_predict.set_defaults(func=_cmd_zoo_predict)
 
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")

@@ -16,7 +16,6 @@ seed, so a resumed set equals one made in one go.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from l2o_graphs.cache import claim_folder, save_piece
 from l2o_graphs.data import load_images
 from l2o_graphs.data.images import data_root
 from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
@@ -90,20 +90,6 @@ def _shards(spec: InrSetSpec) -> List[Tuple[str, str, range]]:
     return out
 
 
-def _check_config(folder: Path, spec: InrSetSpec) -> None:
-    path = folder / "config.json"
-    if path.exists():
-        found = json.loads(path.read_text())
-        if found != json.loads(json.dumps(asdict(spec))):
-            raise ValueError(f"{folder} holds an INR set made with {found}, not {asdict(spec)}; "
-                             "choose another folder or delete this one")
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(spec), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progress: bool = True,
                  images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None) -> Dict[str, float]:
     """Fit the INRs of ``spec`` into ``folder`` (default :func:`default_folder`), skipping the
@@ -114,7 +100,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
     ``seconds`` and ``inrs_per_second``.
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
     folder = Path(folder) if folder is not None else default_folder(spec.dataset)
-    _check_config(folder, spec)
+    claim_folder(folder, asdict(spec), "an INR set")
     load = images or load_images
     shards = _shards(spec)
     todo = [s for s in shards if not (folder / s[0]).exists()]
@@ -133,9 +119,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
         params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr)
         payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
-        tmp = folder / (name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, folder / name)
+        save_piece(payload, folder / name)
         fitted += len(indices)
         bar.update(len(indices))
         bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")

@@ -86,7 +86,7 @@ def _train(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, val
         if log is not None:
             log(row)
         bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val']:.4g}")
-        if sign * row["val"] > best[0]:
+        if epoch == 0 or sign * row["val"] > best[0]:  # (a NaN score never wins after the first epoch)
             best = (sign * row["val"], copy.deepcopy(model.state_dict()), epoch + 1)
     model.load_state_dict(best[1])
     return history, sign * best[0], best[2], time.perf_counter() - start

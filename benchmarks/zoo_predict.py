@@ -1,0 +1,51 @@
+"""Generalization prediction on the CNN zoo: NG-GNN and NG-T against StatNN (Kendall tau).
+
+Run, after ``l2o-graphs zoo make ...``: ``python benchmarks/zoo_predict.py [--folder F] [--epochs 30]
+[--threads 1]``. Writes ``benchmarks/results/zoo_predict_<machine>.json`` (the zoo's settings and
+size, tau and MSE per model, timings).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_result  # noqa: E402
+
+from l2o_graphs.zoo import PREDICTORS, default_zoo_folder, predict_zoo  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--models", nargs="+", choices=PREDICTORS, default=list(PREDICTORS))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = args.folder or default_zoo_folder()
+    start = time.perf_counter()
+    results = predict_zoo(folder, args.models, epochs=args.epochs, seed=args.seed, progress=False)
+    sizes = results.pop("_sizes")
+    info = machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    payload = {"benchmark": "zoo_predict", "command": "python benchmarks/zoo_predict.py " + " ".join(sys.argv[1:]),
+               "machine": info, "zoo": json.loads((folder / "config.json").read_text()), "checkpoints": sizes,
+               "epochs": args.epochs, "wall_s": round(time.perf_counter() - start), "results": results}
+    print(f"wrote {write_result(f'zoo_predict_{slug}' + ('_' + args.tag if args.tag else '') + '.json', payload)}")
+    for m, r in results.items():
+        print(f"{m:<8} val tau {r['val_tau']:.4f} test tau {r['test_tau']:.4f} (epoch {r['best_epoch']}, "
+              f"{r['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
