@@ -1,9 +1,11 @@
 """Helpers shared by the benchmark scripts: machine description, timing, result files."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +46,18 @@ def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> f
         sync()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def cpu_slug(info: Dict[str, object]) -> str:
+    """The CPU model of :func:`machine` as a file-name part, e.g. ``amd-epyc``."""
+    return re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--threads`` (torch CPU threads) and ``--tag`` (suffix of result names)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
 
 
 def write_result(name: str, payload: Dict[str, object]) -> Path:

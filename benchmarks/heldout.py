@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Callable, Dict, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, cpu_slug, machine, write_result  # noqa: E402
 
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
 from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
@@ -80,7 +79,7 @@ def main() -> None:
         candidates[name] = {"learned": (lambda path, net: lambda m: NeuralGraphOptimizer(m, weights=path, net=net))(path, net)}
 
     info = machine()
-    slug = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    slug = cpu_slug(info)
     results: Dict[str, Dict] = {}
     start = time.perf_counter()
     for task_name in args.tasks:

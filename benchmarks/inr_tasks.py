@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, add_run_options, cpu_slug, machine, write_result  # noqa: E402
 
 from l2o_graphs.inr import default_folder, load_inr_set  # noqa: E402
 from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs  # noqa: E402
@@ -50,9 +49,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--models", nargs="+", choices=sorted(set(CLASSIFIERS) | set(EDITORS)))
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--tag", default="")
+    add_run_options(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,7 +60,7 @@ def main() -> None:
     start = time.perf_counter()
     results = run(folder, models, epochs=epochs, seed=args.seed, progress=False)
     info = machine()
-    slug = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    slug = cpu_slug(info)
     name = f"inr_{args.task}_{args.dataset}_{slug}{'_' + args.tag if args.tag else ''}"
     inr_set = {"config": json.loads((folder / "config.json").read_text()),
                "mean_psnr": {s: round(float(load_inr_set(folder, s).psnr.mean()), 2) for s in ("train", "val", "test")}}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, write_result  # noqa: E402
 
 from l2o_graphs.zoo import PREDICTORS, default_zoo_folder, predict_zoo  # noqa: E402
 
@@ -26,9 +25,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--models", nargs="+", choices=PREDICTORS, default=list(PREDICTORS))
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--tag", default="")
+    add_run_options(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,7 +34,7 @@ def main() -> None:
     results = predict_zoo(folder, args.models, epochs=args.epochs, seed=args.seed, progress=False)
     sizes = results.pop("_sizes")
     info = machine()
-    slug = re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    slug = cpu_slug(info)
     payload = {"benchmark": "zoo_predict", "command": "python benchmarks/zoo_predict.py " + " ".join(sys.argv[1:]),
                "machine": info, "zoo": json.loads((folder / "config.json").read_text()), "checkpoints": sizes,
                "epochs": args.epochs, "wall_s": round(time.perf_counter() - start), "results": results}

@@ -116,34 +116,28 @@ def _cmd_inr_make(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inr_classify(args: argparse.Namespace) -> int:
+def _print_table(results: dict, columns: List[tuple]) -> None:
+    """One row per model: ``columns`` are ``(header, key, width, format)``."""
+    print(f"{'model':<8} " + " ".join(f"{h:>{w}}" for h, _, w, _ in columns))
+    for name, r in results.items():
+        print(f"{name:<8} " + " ".join(f"{r[k]:>{w}{f}}" for _, k, w, f in columns))
+
+
+def _cmd_inr_task(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder
     from l2o_graphs.inr.classify import classify_inrs
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    folder = args.folder or default_folder(args.dataset)
-    results = classify_inrs(folder, args.models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            seed=args.seed, progress=not args.no_progress)
-    print(f"{'model':<8} {'params':>8} {'val acc':>8} {'test acc':>9} {'epoch':>6} {'time':>7}")
-    for name, r in results.items():
-        print(f"{name:<8} {r['parameters']:>8} {r['val_acc']:>8.4f} {r['test_acc']:>9.4f} {r['best_epoch']:>6} "
-              f"{r['seconds']:>6.0f}s")
-    return 0
-
-
-def _cmd_inr_edit(args: argparse.Namespace) -> int:
-    from l2o_graphs.inr import default_folder
     from l2o_graphs.inr.edit import edit_inrs
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = edit_inrs(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress)
-    print(f"{'model':<8} {'params':>8} {'val MSE':>9} {'test MSE':>9} {'unedited':>9} {'epoch':>6} {'time':>7}")
-    for name, r in results.items():
-        print(f"{name:<8} {r['parameters']:>8} {r['val_mse']:>9.5f} {r['test_mse']:>9.5f} "
-              f"{r['unedited_test_mse']:>9.5f} {r['best_epoch']:>6} {r['seconds']:>6.0f}s")
+    run = classify_inrs if args.inr_command == "classify" else edit_inrs
+    results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
+                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress)
+    scores = ([("val acc", "val_acc", 8, ".4f"), ("test acc", "test_acc", 9, ".4f")] if run is classify_inrs else
+              [("val MSE", "val_mse", 9, ".5f"), ("test MSE", "test_mse", 9, ".5f"),
+               ("unedited", "unedited_test_mse", 9, ".5f")])
+    _print_table(results, [("params", "parameters", 8, "")] + scores
+                 + [("epoch", "best_epoch", 6, ""), ("seconds", "seconds", 8, ".0f")])
     return 0
 
 
@@ -169,10 +163,9 @@ def _cmd_zoo_predict(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
     sizes = results.pop("_sizes")
     print(f"checkpoints: train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
-    print(f"{'model':<8} {'params':>8} {'val tau':>8} {'test tau':>9} {'test MSE':>9} {'epoch':>6} {'time':>7}")
-    for name, r in results.items():
-        print(f"{name:<8} {r['parameters']:>8} {r['val_tau']:>8.4f} {r['test_tau']:>9.4f} {r['test_mse']:>9.5f} "
-              f"{r['best_epoch']:>6} {r['seconds']:>6.0f}s")
+    _print_table(results, [("params", "parameters", 8, ""), ("val tau", "val_tau", 8, ".4f"),
+                           ("test tau", "test_tau", 9, ".4f"), ("test MSE", "test_mse", 9, ".5f"),
+                           ("epoch", "best_epoch", 6, ""), ("seconds", "seconds", 8, ".0f")])
     return 0
 
 
@@ -247,37 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--no-progress", action="store_true")
     make.set_defaults(func=_cmd_inr_make)
 
-    classify = inr_sub.add_parser(
-        "classify", help="classify INRs by the class of their image, from their weights",
-        description="Train NG-GNN, NG-T, the flat-weights MLP and StatNN on the train split of an INR set; "
-                    "keep each model's best validation epoch and print its test accuracy.")
-    classify.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
-    classify.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
-    classify.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "mlp", "statnn"),
-                          default=["ng-gnn", "ng-t", "mlp", "statnn"])
-    classify.add_argument("--epochs", type=int, default=20)
-    classify.add_argument("--batch-size", type=int, default=64)
-    classify.add_argument("--lr", type=float, default=1e-3)
-    classify.add_argument("--seed", type=int, default=0)
-    classify.add_argument("--threads", type=int, help="torch CPU threads")
-    classify.add_argument("--no-progress", action="store_true")
-    classify.set_defaults(func=_cmd_inr_classify)
-
-    edit = inr_sub.add_parser(
-        "edit", help="learn to edit INR weights so that they render their image dilated",
-        description="Train editors (NG-GNN and NG-T with equivariant per-edge and per-node heads, and the "
-                    "flat-weights MLP) to change SIREN weights so that the rendering matches the 3x3 "
-                    "dilation of the original; print validation and test pixel MSE.")
-    edit.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
-    edit.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
-    edit.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "mlp"), default=["ng-gnn", "ng-t", "mlp"])
-    edit.add_argument("--epochs", type=int, default=10)
-    edit.add_argument("--batch-size", type=int, default=64)
-    edit.add_argument("--lr", type=float, default=1e-3)
-    edit.add_argument("--seed", type=int, default=0)
-    edit.add_argument("--threads", type=int, help="torch CPU threads")
-    edit.add_argument("--no-progress", action="store_true")
-    edit.set_defaults(func=_cmd_inr_edit)
+    for command, models, epochs, text in (
+            ("classify", ("ng-gnn", "ng-t", "mlp", "statnn"), 20,
+             "Train NG-GNN, NG-T, the flat-weights MLP and StatNN to classify the INRs of a set by the class of "
+             "their image; keep each model's best validation epoch and print its test accuracy."),
+            ("edit", ("ng-gnn", "ng-t", "mlp"), 10,
+             "Train editors (NG-GNN and NG-T with equivariant per-edge and per-node heads, and the flat-weights "
+             "MLP) to change SIREN weights so that the rendering matches the 3x3 dilation of the original; "
+             "print validation and test pixel MSE.")):
+        task = inr_sub.add_parser(command, help=text.split(";")[0], description=text)
+        task.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
+        task.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
+        task.add_argument("--models", nargs="+", choices=models, default=list(models))
+        task.add_argument("--epochs", type=int, default=epochs)
+        task.add_argument("--batch-size", type=int, default=64)
+        task.add_argument("--lr", type=float, default=1e-3)
+        task.add_argument("--seed", type=int, default=0)
+        task.add_argument("--threads", type=int, help="torch CPU threads")
+        task.add_argument("--no-progress", action="store_true")
+        task.set_defaults(func=_cmd_inr_task)
 
     zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
