@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the optimizer in one call, for a machine with an NVIDIA GPU (the device tool
 # runs it in a copy of the repository): `bash benchmarks/gpu_checks.sh [PART ...]`, PARTs among
-# tests, eager, bf16, compiled (default: all). Uses the machine's own torch and torch-geometric;
+# tests, eager, bf16, compiled, inr (default: all). Uses the machine's own torch and torch-geometric;
 # needs no .venv (pytest is installed from .gpu_wheels/ when missing: `pip download pytest -d
 # .gpu_wheels`). Writes logs and JSON into $OUT when set (the device tool's output folder), else
 # into benchmarks/results/. Each part has its own time limit so that one slow part cannot eat
@@ -9,7 +9,7 @@
 set -uo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out="${OUT:-benchmarks/results}"
-parts="${*:-tests eager bf16 compiled}"
+parts="${*:-tests eager bf16 compiled inr}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, torch_geometric; print('torch', torch.__version__, 'pyg', torch_geometric.__version__)" \
@@ -29,6 +29,9 @@ for part in $parts; do
     compiled)
         step_cost 200 --sizes 1M 37M --nets ng-gnn --compile
         step_cost 120 --sizes 37M --nets ng-gnn --compile --autocast ;;
+    inr)  # SIREN fitting throughput (needs MNIST: .gpu_data/ carried, or L2O_GRAPHS_DATA pointing at it)
+        timeout 120 python3 benchmarks/inr_fit.py --device cuda --count 16384 --batch 4096 2>&1 | tee "$out/gpu_inr_fit.log"
+        cp benchmarks/results/inr_fit_*.json "$out/" 2>/dev/null || true ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done
