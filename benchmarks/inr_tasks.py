@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--models", nargs="+", choices=sorted(set(CLASSIFIERS) | set(EDITORS)))
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--probes", type=int, default=0, help="classify: probe points of the graph classifiers")
     add_run_options(parser)
     args = parser.parse_args()
     if args.threads:
@@ -58,7 +59,8 @@ def main() -> None:
     models = args.models or list(models)
     epochs = args.epochs or epochs
     start = time.perf_counter()
-    results = run(folder, models, epochs=epochs, seed=args.seed, progress=False)
+    extra = {"probes": args.probes} if args.task == "classify" else {}
+    results = run(folder, models, epochs=epochs, seed=args.seed, progress=False, **extra)
     info = machine()
     slug = cpu_slug(info)
     name = f"inr_{args.task}_{args.dataset}_{slug}{'_' + args.tag if args.tag else ''}"

@@ -131,8 +131,9 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = classify_inrs if args.inr_command == "classify" else edit_inrs
+    extra = {"probes": args.probes} if run is classify_inrs else {}
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
-                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress)
+                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress, **extra)
     scores = ([("val acc", "val_acc", 8, ".4f"), ("test acc", "test_acc", 9, ".4f")] if run is classify_inrs else
               [("val MSE", "val_mse", 9, ".5f"), ("test MSE", "test_mse", 9, ".5f"),
                ("unedited", "unedited_test_mse", 9, ".5f")])
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--seed", type=int, default=0)
         task.add_argument("--threads", type=int, help="torch CPU threads")
         task.add_argument("--no-progress", action="store_true")
+        if command == "classify":
+            task.add_argument("--probes", type=int, default=0,
+                              help="graph classifiers also read every neuron's values at this many learnable "
+                                   "input points (probe features)")
         task.set_defaults(func=_cmd_inr_task)
 
     zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")

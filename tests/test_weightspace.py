@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.inr import Siren, siren_init
+from l2o_graphs.inr import Siren, siren_apply, siren_init
 from l2o_graphs.tasks import mlp
 from l2o_graphs.weightspace import (FlatMLP, GraphPredictor, NeuralGraphEncoder, ParamNormalizer, StatNN,
                                     mixed_inputs, per_graph_mean)
@@ -146,3 +146,37 @@ def test_an_editor_learns_to_dilate(tmp_path):
         loss.backward()
         optimizer.step()
     assert editing_loss(editor, params).item() < 0.8 * before
+
+
+def test_siren_activations_follow_the_graph_node_order():
+    from l2o_graphs.inr import siren_activations
+
+    params = siren_init(range(2))
+    points = torch.rand(5, 2)
+    values = siren_activations(params, points)
+    assert values.shape == (2, SIREN_GRAPH.num_nodes, 5)
+    torch.testing.assert_close(values[:, :2], points.t().expand(2, 2, 5))
+    torch.testing.assert_close(values[:, -1], siren_apply(params, points)[..., 0])
+    hidden = torch.sin(30 * (params["layers.0.weight"] @ points.t() + params["layers.0.bias"][..., None]))
+    torch.testing.assert_close(values[:, 2:34], hidden, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ng-t"])
+def test_classifiers_with_probe_features_stay_invariant(net):
+    from l2o_graphs.inr.classify import build_classifier
+    from l2o_graphs.inr.dataset import InrSet
+
+    train = siren_init(range(100, 132))
+    model = build_classifier(net, InrSet(train, torch.zeros(32).long(), torch.zeros(32), torch.zeros(32).long()),
+                             probes=6).eval()
+    assert model.probe is not None and model.probe.points.shape == (6, 2)
+    params = siren_init(range(4))
+    for v in params.values():
+        v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
+    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = model(params)
+        torch.testing.assert_close(model(permuted), out, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model({k: v[1:2] for k, v in params.items()})[0], out[1], rtol=1e-5, atol=1e-6)
+        model.probe.points.add_(0.5)  # the probe features reach the output
+        assert (model(params) - out).abs().max() > 1e-4

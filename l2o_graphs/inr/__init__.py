@@ -2,8 +2,9 @@
 Fashion-MNIST (the paper's INR classification and editing data)."""
 from l2o_graphs.inr.dataset import INR_DATASETS, SPLITS, InrSet, InrSetSpec, default_folder, load_inr_set, make_inr_set
 from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
-from l2o_graphs.inr.siren import OMEGA_0, SIREN_SIZES, Sine, Siren, image_grid, siren_apply, siren_init
+from l2o_graphs.inr.siren import (OMEGA_0, SIREN_SIZES, Sine, Siren, SirenProbe, image_grid, siren_activations,
+                                  siren_apply, siren_init)
 
 __all__ = ["INR_DATASETS", "SPLITS", "InrSet", "InrSetSpec", "default_folder", "load_inr_set", "make_inr_set",
-           "FIT_LR", "FIT_STEPS", "fit_sirens", "OMEGA_0", "SIREN_SIZES", "Sine", "Siren", "image_grid",
-           "siren_apply", "siren_init"]
+           "FIT_LR", "FIT_STEPS", "fit_sirens", "OMEGA_0", "SIREN_SIZES", "Sine", "Siren", "SirenProbe", "image_grid",
+           "siren_activations", "siren_apply", "siren_init"]

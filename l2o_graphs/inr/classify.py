@@ -15,15 +15,17 @@ from torch import nn
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr.dataset import InrSet, load_inr_set
-from l2o_graphs.inr.siren import Siren
+from l2o_graphs.inr.siren import Siren, SirenProbe
 from l2o_graphs.weightspace import FlatMLP, GraphPredictor, ParamNormalizer, StatNN, fit_classifier
 
 CLASSIFIERS = ("ng-gnn", "ng-t", "mlp", "statnn")
 NUM_CLASSES = 10
 
 
-def build_classifier(name: str, train: InrSet, seed: int = 0) -> nn.Module:
-    """A fresh classifier ``name`` whose input standardisation is fitted on ``train``."""
+def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0) -> nn.Module:
+    """A fresh classifier ``name`` whose input standardisation is fitted on ``train``; graph
+    classifiers with ``probes > 0`` also read every neuron's values at that many learnable
+    input points (probe features)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
     torch.manual_seed(seed)
@@ -32,18 +34,21 @@ def build_classifier(name: str, train: InrSet, seed: int = 0) -> nn.Module:
     normalizer = ParamNormalizer.fit(train.params)
     if name == "mlp":
         return FlatMLP(normalizer, {n: p.shape[1:] for n, p in train.params.items()}, NUM_CLASSES)
-    return GraphPredictor(NeuralGraph.from_module(Siren()), normalizer, NUM_CLASSES, net=name)
+    probe = SirenProbe(probes) if probes else None
+    return GraphPredictor(NeuralGraph.from_module(Siren()), normalizer, NUM_CLASSES, net=name, probe=probe,
+                          probe_dim=probes)
 
 
 def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS, epochs: int = 20,
-                  batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True) -> Dict[str, Dict]:
+                  batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
+                  probes: int = 0) -> Dict[str, Dict]:
     """Train and test every classifier of ``models`` on the INR set in ``folder``; returns per
     model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and ``parameters``."""
     splits = {s: load_inr_set(folder, s) for s in ("train", "val", "test")}
     data = {s: (v.params, v.label) for s, v in splits.items()}
     results = {}
     for name in models:
-        model = build_classifier(name, splits["train"], seed)
+        model = build_classifier(name, splits["train"], seed, probes)
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, progress=progress)
         result["parameters"] = sum(p.numel() for p in model.parameters())

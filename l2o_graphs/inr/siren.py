@@ -9,7 +9,7 @@ fitted set loads into a ``Siren`` with ``load_state_dict``.
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -72,19 +72,48 @@ def siren_init(seeds: Sequence[int], sizes: Sequence[int] = SIREN_SIZES,
     return {name: torch.stack(values) for name, values in out.items()}
 
 
-def siren_apply(params: Mapping[str, Tensor], coords: Tensor, sizes: Sequence[int] = SIREN_SIZES,
-                omega_0: float = OMEGA_0) -> Tensor:
-    """Evaluate ``B`` SIRENs at the same points: ``params`` ``{name: [B, ...]}``, ``coords``
-    ``[P, in]`` -> ``[B, P, out]``."""
+def _layer_values(params: Mapping[str, Tensor], coords: Tensor, sizes: Sequence[int],
+                  omega_0: float) -> Iterator[Tensor]:
+    """The inputs ``[B, P, in]``, then each layer's outputs ``[B, P, width]``."""
     names = linear_names(sizes)
     x = coords.unsqueeze(0).expand(params[names[0][0]].shape[0], *coords.shape)
+    yield x
     for i, (w_name, b_name) in enumerate(names):
         weight, bias = params[w_name], params[b_name]
         if i < len(names) - 1:  # omega_0 folded into the (small) weights, not the (large) activations
             x = torch.sin(torch.baddbmm(omega_0 * bias.unsqueeze(1), x, (omega_0 * weight).transpose(1, 2)))
         else:
             x = torch.baddbmm(bias.unsqueeze(1) + OUTPUT_SHIFT, x, weight.transpose(1, 2))
-    return x
+        yield x
+
+
+def siren_apply(params: Mapping[str, Tensor], coords: Tensor, sizes: Sequence[int] = SIREN_SIZES,
+                omega_0: float = OMEGA_0) -> Tensor:
+    """Evaluate ``B`` SIRENs at the same points: ``params`` ``{name: [B, ...]}``, ``coords``
+    ``[P, in]`` -> ``[B, P, out]``."""
+    *_, out = _layer_values(params, coords, sizes, omega_0)
+    return out
+
+
+def siren_activations(params: Mapping[str, Tensor], coords: Tensor, sizes: Sequence[int] = SIREN_SIZES,
+                      omega_0: float = OMEGA_0) -> Tensor:
+    """Every neuron's value at ``P`` points, in the neural graph's node order (inputs, then each
+    layer's neurons): ``params`` ``{name: [B, ...]}``, ``coords`` ``[P, in]`` -> ``[B, N, P]``
+    with ``N = sum(sizes)`` (the output neuron's value includes ``OUTPUT_SHIFT``)."""
+    return torch.cat(list(_layer_values(params, coords, sizes, omega_0)), 2).transpose(1, 2)
+
+
+class SirenProbe(nn.Module):
+    """Probe features (the paper's): each neuron's values at ``points`` learnable input points,
+    ``[B, N, points]`` in node order. Relabelling hidden neurons relabels the rows the same way."""
+
+    def __init__(self, points: int, sizes: Sequence[int] = SIREN_SIZES, omega_0: float = OMEGA_0):
+        super().__init__()
+        self.points = nn.Parameter(torch.rand(points, sizes[0]) * 2 - 1)
+        self.sizes, self.omega_0 = tuple(sizes), omega_0
+
+    def forward(self, params: Mapping[str, Tensor]) -> Tensor:
+        return siren_activations(params, self.points, self.sizes, self.omega_0)
 
 
 def image_grid(height: int, width: int) -> Tensor:

@@ -31,10 +31,12 @@ class NeuralGraphEncoder(nn.Module):
             a frame that followed the batch's largest kernel would move a 1x1 weight from one
             input column to another and change the network's encoding.
         node_dim, edge_dim, layers: widths and depth; ``heads`` for NG-T.
+        node_extra: width of extra per-node features (probe features, say) that ``forward``
+            then takes as ``node_extra [sum N, node_extra]``.
     """
 
     def __init__(self, net: str = "ng-gnn", slots: int = 1, kernel_shape: Tuple[int, int] = (1, 1),
-                 node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4):
+                 node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4, node_extra: int = 0):
         super().__init__()
         if net not in ENCODERS:
             raise ValueError(f"unknown encoder {net!r}; choose one of {', '.join(ENCODERS)}")
@@ -47,13 +49,15 @@ class NeuralGraphEncoder(nn.Module):
         self.activation = nn.Embedding(len(ACTIVATION_NAMES), node_dim)
         self.position = nn.Linear(2 * POS_DIM, node_dim, bias=False)
         self.edge_kind = nn.Embedding(len(EDGE_KINDS), edge_dim)
+        self.extra_in = nn.Linear(node_extra, node_dim) if node_extra else None
         if net == "ng-gnn":
             self.layers = nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers))
         else:
             self.layers = nn.ModuleList(NGTLayer(node_dim, edge_dim, heads=heads, attn_dim=node_dim // 2)
                                         for _ in range(layers))
 
-    def forward(self, batch: GraphBatch, node_x: Tensor, edge_x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, batch: GraphBatch, node_x: Tensor, edge_x: Tensor,
+                node_extra: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """``node_x [sum N, slots]`` and ``edge_x [sum E, KH * KW]`` in the encoder's frame (see
         :func:`mixed_inputs`) -> node states ``[sum N, node_dim]``, edge states ``[edge_dim, sum E]``."""
         if batch.kernel_shape != self.kernel_shape or node_x.shape[1] != self.slots:
@@ -63,6 +67,10 @@ class NeuralGraphEncoder(nn.Module):
         positions = torch.cat([sinusoidal(batch.node_layer, POS_DIM), sinusoidal(batch.node_index + 1, POS_DIM)], -1)
         h = (self.node_in(node_x) + self.role(batch.node_role) + self.activation(batch.node_activation)
              + self.position(positions.to(node_x)))
+        if (node_extra is None) != (self.extra_in is None):
+            raise ValueError("node_extra must be given exactly when the encoder was built with node_extra > 0")
+        if node_extra is not None:
+            h = h + self.extra_in(node_extra)
         e = (self.edge_in(edge_x) + self.edge_kind(batch.edge_kind)).t().contiguous()
         wiring = _Wiring.of_edges(batch.edge_index, batch.num_nodes)
         for layer in self.layers:

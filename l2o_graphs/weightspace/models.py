@@ -8,7 +8,7 @@ scale by orders of magnitude.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,19 +41,26 @@ class ParamNormalizer(nn.Module):
 
 class GraphPredictor(nn.Module):
     """NG-GNN / NG-T encoder, then an MLP on the per-network mean of the output neurons' states
-    and the mean of all neurons' states: invariant to permutations of hidden neurons."""
+    and the mean of all neurons' states: invariant to permutations of hidden neurons.
+
+    ``probe``: optional module from the (raw) parameters ``{name: [B, ...]}`` to per-node
+    features ``[B, N, P]`` in node order (e.g. :class:`~l2o_graphs.inr.siren.SirenProbe`), added
+    to the encoder's node inputs."""
 
     def __init__(self, graph: NeuralGraph, normalizer: ParamNormalizer, out_dim: int, net: str = "ng-gnn",
-                 hidden: int = 128, **encoder: object):
+                 hidden: int = 128, probe: Optional[nn.Module] = None, probe_dim: int = 0, **encoder: object):
         super().__init__()
         self.normalizer = normalizer
         self.inputs = SameArchitecture(graph)
-        self.encoder = NeuralGraphEncoder(net, slots=graph.num_slots, kernel_shape=graph.kernel_shape, **encoder)
+        self.probe = probe
+        self.encoder = NeuralGraphEncoder(net, slots=graph.num_slots, kernel_shape=graph.kernel_shape,
+                                          node_extra=probe_dim if probe is not None else 0, **encoder)
         self.head = mlp(2 * self.encoder.node_dim, hidden, out_dim)
 
     def forward(self, params: Mapping[str, Tensor]) -> Tensor:
         batch, node_x, edge_x = self.inputs.inputs(self.normalizer(params))
-        h, _ = self.encoder(batch, node_x, edge_x)
+        extra = None if self.probe is None else self.probe(params).reshape(node_x.shape[0], -1)
+        h, _ = self.encoder(batch, node_x, edge_x, extra)
         pooled = [per_graph_mean(h, batch, batch.node_role == ROLE_OUTPUT), per_graph_mean(h, batch)]
         return self.head(torch.cat(pooled, -1))
 
