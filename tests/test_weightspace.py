@@ -180,3 +180,17 @@ def test_classifiers_with_probe_features_stay_invariant(net):
         torch.testing.assert_close(model({k: v[1:2] for k, v in params.items()})[0], out[1], rtol=1e-5, atol=1e-6)
         model.probe.points.add_(0.5)  # the probe features reach the output
         assert (model(params) - out).abs().max() > 1e-4
+
+
+def test_training_keeps_the_best_epoch_and_survives_missing_validation():
+    from l2o_graphs.weightspace.training import fit_classifier
+
+    params = siren_init(range(24))
+    labels = torch.arange(24) % 3
+    torch.manual_seed(0)
+    model = StatNN.fit(params, 3)
+    empty = ({k: v[:0] for k, v in params.items()}, labels[:0])
+    result = fit_classifier(model, (params, labels), empty, (params, labels), epochs=3, batch_size=8,
+                            progress=False)
+    assert result["best_epoch"] == 3  # no validation score: the last epoch, not the first
+    assert result["val_acc"] != result["val_acc"]  # NaN, reported as such

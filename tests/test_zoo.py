@@ -126,3 +126,12 @@ def test_command_line_makes_a_zoo_and_predicts(tmp_path, capsys):
     sizes = [len(load_zoo(tmp_path, s)) for s in ("train", "val", "test")]
     assert f"checkpoints: train {sizes[0]}, val {sizes[1]}, test {sizes[2]}" in out
     assert sizes[0] >= 7 * 2 and "statnn" in out
+
+
+def test_random_streams_of_members_do_not_overlap():
+    from l2o_graphs.zoo.make import member_seed
+
+    seeds = [member_seed(ZooSpec(), i, p) for i in range(50) for p in ("sample", "init", "batches")]
+    assert len(set(seeds)) == len(seeds)
+    member = sample_member(ZooSpec(), 3)
+    assert member["seed"] != member["batch_seed"] and member["batch_seed"] != member_seed(ZooSpec(), 4, "sample")

@@ -66,7 +66,7 @@ def _train(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, val
 
     history: List[Dict[str, float]] = []
     sign = 1.0 if higher_is_better else -1.0
-    best = (-math.inf, copy.deepcopy(model.state_dict()), 0)
+    best = (-math.inf, math.nan, copy.deepcopy(model.state_dict()), 0)  # (score, val, weights, epoch)
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc=f"training {type(model).__name__}", disable=not progress)
     for epoch in bar:
@@ -86,10 +86,13 @@ def _train(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, val
         if log is not None:
             log(row)
         bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{row['val']:.4g}")
-        if epoch == 0 or sign * row["val"] > best[0]:  # (a NaN score never wins after the first epoch)
-            best = (sign * row["val"], copy.deepcopy(model.state_dict()), epoch + 1)
-    model.load_state_dict(best[1])
-    return history, sign * best[0], best[2], time.perf_counter() - start
+        # a NaN score (no validation data, tied predictions) ranks lowest; among equals the later
+        # epoch wins, so without any validation score the last epoch is kept
+        score = -math.inf if math.isnan(row["val"]) else sign * row["val"]
+        if score >= best[0]:
+            best = (score, row["val"], copy.deepcopy(model.state_dict()), epoch + 1)
+    model.load_state_dict(best[2])
+    return history, best[1], best[3], time.perf_counter() - start
 
 
 def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epochs: int = 20,

@@ -58,10 +58,19 @@ def split_of(index: int) -> str:
     return "train" if r < 7 else "val" if r == 7 else "test"
 
 
+_SEED_PURPOSES = ("sample", "init", "batches")
+
+
+def member_seed(spec: ZooSpec, index: int, purpose: str) -> int:
+    """A seed of its own for each member and purpose (drawing the member, initialising it,
+    ordering its batches): no two random streams of the zoo overlap."""
+    return (spec.seed * 1_000_003 + index) * len(_SEED_PURPOSES) + _SEED_PURPOSES.index(purpose)
+
+
 def sample_member(spec: ZooSpec, index: int) -> Dict[str, Any]:
     """The plain-data description of member ``index``: architecture (a
     :func:`~l2o_graphs.tasks.architectures.build_optimizee` dict), dataset and training."""
-    gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + index)
+    gen = torch.Generator().manual_seed(member_seed(spec, index, "sample"))
 
     def choice(options: Sequence[Any]) -> Any:
         return options[int(torch.randint(len(options), (1,), generator=gen))]
@@ -76,12 +85,12 @@ def sample_member(spec: ZooSpec, index: int) -> Dict[str, Any]:
     weight_decay = 0.0 if torch.rand((), generator=gen) < 0.3 else log_uniform(1e-5, 1e-2)
     return {"architecture": architecture, "dataset": choice(ZOO_DATASETS), "lr": log_uniform(1e-4, 1e-2),
             "weight_decay": weight_decay, "steps": round(log_uniform(*spec.steps)),
-            "seed": spec.seed * 1_000_003 + index}
+            "seed": member_seed(spec, index, "init"), "batch_seed": member_seed(spec, index, "batches")}
 
 
 def train_member(member: Dict[str, Any], spec: ZooSpec) -> Dict[str, Any]:
     """Train one member; returns ``member`` and its ``checkpoints`` (``step``, ``params``,
-    ``test_acc``, ``test_loss``)."""
+    ``buffers``, ``test_acc``, ``test_loss``)."""
     task = Task(TaskSpec(member["architecture"], member["dataset"], spec.batch_size, member["seed"]))
     model = task.module
     params, _ = task.init_params()
@@ -89,15 +98,16 @@ def train_member(member: Dict[str, Any], spec: ZooSpec) -> Dict[str, Any]:
         for name, p in model.named_parameters():
             p.copy_(params[name])
     optimizer = torch.optim.AdamW(model.parameters(), lr=member["lr"], weight_decay=member["weight_decay"])
-    batches = torch.Generator().manual_seed(member["seed"] + 1)
+    batches = torch.Generator().manual_seed(member["batch_seed"])
     at = sorted({round(f * member["steps"]) for f in spec.checkpoints})
     checkpoints = []
     for step in range(member["steps"] + 1):
         if step in at:
             current = {n: p.detach().clone() for n, p in model.named_parameters()}
-            loss, acc = task.evaluate(current, dict(model.named_buffers()), split="test", limit=spec.eval_images)
-            checkpoints.append({"step": step, "params": current, "test_acc": acc, "test_loss": loss})
-            model.train()
+            buffers = {n: b.clone() for n, b in model.named_buffers()}
+            loss, acc = task.evaluate(current, buffers, split="test", limit=spec.eval_images)
+            checkpoints.append({"step": step, "params": current, "buffers": buffers, "test_acc": acc,
+                                "test_loss": loss})
         if step == member["steps"]:
             break
         x, y = task.batch(batches)
