@@ -41,6 +41,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     net = torch.load(weights, weights_only=True)["net"]
     tenth = max(1, len(rows) // 10)
+    auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})  # auxiliary task losses
     host = machine()
     del host["torch_threads"]  # this process's, not the run's: the command says what the run used
     payload = {
@@ -50,6 +51,8 @@ def main() -> None:
         "step_seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 3),
         "meta_loss_first_tenth": round(statistics.mean(r["meta_loss"] for r in rows[:tenth]), 4),
         "meta_loss_last_tenth": round(statistics.mean(r["meta_loss"] for r in rows[-tenth:]), 4),
+        **{f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
+           for key in auxiliary for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))},
         "weights_bytes": weights.stat().st_size,
         "note": "meta-loss = mean log(loss after an update / loss at the trajectory's start); lower is better",
     }

@@ -65,7 +65,7 @@ def accumulate(grad: Tensor, momenta: Tensor, second: Tensor) -> Tuple[Tensor, T
     return new_momenta, new_second
 
 
-def _inv_rms(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
+def inv_rms(x: Tensor, dims: Tuple[int, ...]) -> Tensor:
     """``1 / RMS(x)`` over ``dims``, kept as broadcastable dims (a per-tensor statistic)."""
     count = 1
     for d in dims:
@@ -91,7 +91,7 @@ def element_features(param: Tensor, grad: Tensor, momenta: Tensor, second: Tenso
         return flat.view(NUM_FEATURES)
     dims = tuple(range(param.dim()))
     p, g = param.to(compute_dtype(param)), grad.to(compute_dtype(param))
-    scale_p, scale_g, scale_m = _inv_rms(p, dims), _inv_rms(g, dims), _inv_rms(momenta, dims)
+    scale_p, scale_g, scale_m = inv_rms(p, dims), inv_rms(g, dims), inv_rms(momenta, dims)
     v_correction = 1 / (1 - BETA2 ** step)
     m_correction = torch.tensor([1 / (1 - b ** step) for b in BETAS], device=p.device)
     if out is None:

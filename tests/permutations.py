@@ -99,3 +99,36 @@ def assert_graphs_match(graph_a: NeuralGraph, params_a: Dict[str, Tensor], graph
     assert torch.equal(key_a[match], mapped), "an edge of B has no counterpart in A"
     assert torch.equal(graph_b.edge_kind, graph_a.edge_kind[match])
     assert torch.equal(edge_b, edge_a[match]), "edge features differ after relabelling"
+
+
+def permute_sirens(params: Dict[str, Tensor], generator: torch.Generator) -> Dict[str, Tensor]:
+    """A batch of SIRENs 2-32-32-1 (``{name: [B, ...]}``), each one's two hidden layers permuted by
+    random permutations of their own."""
+    out = {k: v.clone() for k, v in params.items()}
+    for b in range(next(iter(params.values())).shape[0]):
+        p1, p2 = torch.randperm(32, generator=generator), torch.randperm(32, generator=generator)
+        out["layers.0.weight"][b] = params["layers.0.weight"][b][p1]
+        out["layers.0.bias"][b] = params["layers.0.bias"][b][p1]
+        out["layers.2.weight"][b] = params["layers.2.weight"][b][p2][:, p1]
+        out["layers.2.bias"][b] = params["layers.2.bias"][b][p2]
+        out["layers.4.weight"][b] = params["layers.4.weight"][b][:, p2]
+    return out
+
+
+def permute_plain_cnn(entry, generator: torch.Generator):
+    """A zoo entry of a plain CNN (no skip connections) with the output channels of every conv
+    layer permuted (and the next layer's input channels with them)."""
+    params = dict(entry.params)
+    convs = [n[:-7] for n, p in params.items() if n.endswith(".weight") and p.dim() == 4]
+    linear = [n[:-7] for n, p in params.items() if n.endswith(".weight") and p.dim() == 2][-1]
+    previous = None
+    for layer in convs + [linear]:
+        w = params[f"{layer}.weight"]
+        if previous is not None:
+            w = w[:, previous]
+        if layer != linear:
+            perm = torch.randperm(w.shape[0], generator=generator)
+            w, params[f"{layer}.bias"] = w[perm], params[f"{layer}.bias"][perm]
+            previous = perm
+        params[f"{layer}.weight"] = w
+    return entry._replace(params=params)

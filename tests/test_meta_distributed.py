@@ -14,9 +14,14 @@ ARGS = dict(net="ng-gnn", suite="digits-mlp", outer_steps=3, meta_batch=4, unrol
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("auxiliary", [False, True], ids=["plain", "auxiliary"])
+def test_two_processes_equal_one(tmp_path, auxiliary, request):
+    args = dict(ARGS)
+    if auxiliary:  # computed on rank 0 only: the all-reduce must count them exactly once
+        args["auxiliary"] = {"inr-classification": {"folder": str(request.getfixturevalue("inr_folder")), "batch": 2},
+                             "generalization": {"folder": str(request.getfixturevalue("zoo_folder")), "batch": 2}}
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**ARGS, "trajectory_length": list(ARGS["trajectory_length"])}))
+    config.write_text(yaml.safe_dump({**args, "trajectory_length": list(args["trajectory_length"])}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -29,7 +34,7 @@ def test_two_processes_equal_one(tmp_path):
     resumable = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     assert all("params" in t for t in resumable["trajectories"])  # rank 1's trajectories gathered too
 
-    one = MetaTrainer(MetaConfig(**ARGS), tmp_path / "one").run(progress=False).state_dict()
+    one = MetaTrainer(MetaConfig(**args), tmp_path / "one").run(progress=False).state_dict()
     # equal up to the rounding of summing gradients in another order, which Adam amplifies on
     # components whose gradient nearly cancels (seen: 2e-5 on a few elements); a wrong split or a
     # lost rank changes the meta-gradient itself and moves parameters by about a step, 3e-3

@@ -8,22 +8,9 @@ from l2o_graphs.inr import Siren, siren_apply, siren_init
 from l2o_graphs.tasks import mlp
 from l2o_graphs.weightspace import (FlatMLP, GraphPredictor, NeuralGraphEncoder, ParamNormalizer, StatNN,
                                     mixed_inputs, per_graph_mean)
-from permutations import permute_sequential
+from permutations import permute_sequential, permute_sirens
 
 SIREN_GRAPH = NeuralGraph.from_module(Siren())
-
-
-def _permuted_sirens(params, generator):
-    """Each SIREN's two hidden layers permuted by random permutations of their own."""
-    out = {k: v.clone() for k, v in params.items()}
-    for b in range(next(iter(params.values())).shape[0]):
-        p1, p2 = torch.randperm(32, generator=generator), torch.randperm(32, generator=generator)
-        out["layers.0.weight"][b] = params["layers.0.weight"][b][p1]
-        out["layers.0.bias"][b] = params["layers.0.bias"][b][p1]
-        out["layers.2.weight"][b] = params["layers.2.weight"][b][p2][:, p1]
-        out["layers.2.bias"][b] = params["layers.2.bias"][b][p2]
-        out["layers.4.weight"][b] = params["layers.4.weight"][b][:, p2]
-    return out
 
 
 def _models():
@@ -41,7 +28,7 @@ def test_predictions_are_invariant_to_hidden_neuron_permutations(name):
     params = siren_init(range(4))
     for v in params.values():  # away from the initial scale, so that features are not symmetric
         v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
-    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    permuted = permute_sirens(params, torch.Generator().manual_seed(2))
     assert not torch.equal(permuted["layers.2.weight"], params["layers.2.weight"])
     with torch.no_grad():
         out, out_permuted = model(params), model(permuted)
@@ -54,7 +41,7 @@ def test_the_flat_mlp_is_not_invariant():
     torch.manual_seed(0)
     model = FlatMLP(ParamNormalizer.fit(siren_init(range(100, 132))), {k: v.shape[1:] for k, v in params.items()}, 10)
     with torch.no_grad():
-        diff = (model(params) - model(_permuted_sirens(params, torch.Generator().manual_seed(2)))).abs().max()
+        diff = (model(params) - model(permute_sirens(params, torch.Generator().manual_seed(2)))).abs().max()
     assert diff > 1e-3
 
 
@@ -122,10 +109,10 @@ def test_editing_heads_are_equivariant(net):
     params = siren_init(range(3))
     for v in params.values():
         v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
-    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    permuted = permute_sirens(params, torch.Generator().manual_seed(2))
     with torch.no_grad():
         delta, delta_of_permuted = editor(params), editor(permuted)
-    expected = _permuted_sirens(delta, torch.Generator().manual_seed(2))  # same permutations, same order
+    expected = permute_sirens(delta, torch.Generator().manual_seed(2))  # same permutations, same order
     for name in delta:
         torch.testing.assert_close(delta_of_permuted[name], expected[name], rtol=1e-4, atol=1e-6)
     assert delta["layers.2.weight"].abs().max() > 1e-4
@@ -173,7 +160,7 @@ def test_classifiers_with_probe_features_stay_invariant(net):
     params = siren_init(range(4))
     for v in params.values():
         v.add_(0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)))
-    permuted = _permuted_sirens(params, torch.Generator().manual_seed(2))
+    permuted = permute_sirens(params, torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = model(params)
         torch.testing.assert_close(model(permuted), out, rtol=1e-4, atol=1e-5)

@@ -5,6 +5,7 @@ import torch
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.zoo import ZooSpec, build_predictor, fit_predictor, kendall_tau, load_zoo, make_zoo, sample_member
 from l2o_graphs.zoo.make import ZooEntry, split_of
+from permutations import permute_plain_cnn
 
 TINY = ZooSpec(count=10, steps=(3, 6), checkpoints=(0.0, 1.0), eval_images=64, batch_size=16)
 ARCHS = [{"kind": "cnn", "channels": [4, 5], "kernel": 3, "head": "pool", "activation": "tanh", "residual": False},
@@ -16,25 +17,6 @@ def _entry(arch, seed, index=0):
     torch.manual_seed(seed)
     model = build_optimizee(arch, 1, 28, 10)
     return ZooEntry(index, arch, 0, {n: p.detach() for n, p in model.named_parameters()}, 0.5)
-
-
-def _permuted(entry, generator):
-    """The same plain CNN with the output channels of every conv layer permuted (and the next
-    layer's input channels with them)."""
-    params = dict(entry.params)
-    convs = [n[:-7] for n, p in params.items() if n.endswith(".weight") and p.dim() == 4]
-    linear = [n[:-7] for n, p in params.items() if n.endswith(".weight") and p.dim() == 2][-1]
-    previous = None
-    for layer in convs + [linear]:
-        w = params[f"{layer}.weight"]
-        if previous is not None:
-            w = w[:, previous]
-        if layer != linear:
-            perm = torch.randperm(w.shape[0], generator=generator)
-            w, params[f"{layer}.bias"] = w[perm], params[f"{layer}.bias"][perm]
-            previous = perm
-        params[f"{layer}.weight"] = w
-    return entry._replace(params=params)
 
 
 def test_members_are_diverse_and_reproducible():
@@ -77,7 +59,7 @@ def test_splits_go_by_network(tmp_path):
 def test_predictions_are_invariant_to_channel_permutations(name):
     entries = [_entry(ARCHS[0], 1), _entry(ARCHS[2], 2)]
     model = build_predictor(name, [_entry(a, s) for s in range(3) for a in ARCHS]).eval()
-    permuted = [_permuted(e, torch.Generator().manual_seed(5)) for e in entries]
+    permuted = [permute_plain_cnn(e, torch.Generator().manual_seed(5)) for e in entries]
     assert not torch.equal(permuted[1].params["1.0.weight"], entries[1].params["1.0.weight"])
     with torch.no_grad():
         torch.testing.assert_close(model(permuted), model(entries), rtol=1e-4, atol=1e-6)

@@ -7,6 +7,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import yaml
 
+from l2o_graphs.meta.auxiliary import check_auxiliary
+
 
 @dataclass
 class MetaConfig:
@@ -26,6 +28,9 @@ class MetaConfig:
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         autocast: run the unrolls under bfloat16 autocast (opt-in mixed precision).
         checkpoint_every: outer steps between checkpoints.
+        auxiliary: weight-space tasks whose losses are added on the update network's trunk, as
+            ``{task: {weight, batch, folder, hidden}}`` (see :mod:`l2o_graphs.meta.auxiliary`);
+            empty: none.
     """
 
     net: str = "ng-gnn"
@@ -45,6 +50,7 @@ class MetaConfig:
     device: str = "auto"
     autocast: bool = False
     checkpoint_every: int = 25
+    auxiliary: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.trajectory_length = tuple(self.trajectory_length)
@@ -58,6 +64,7 @@ class MetaConfig:
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"meta-training config: bad value for {bad[0]!r}: {getattr(self, bad[0])!r}")
+        self.auxiliary = check_auxiliary(self.auxiliary or {})
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)

@@ -11,7 +11,8 @@ from l2o_graphs.plots import running_mean
 
 def plot_run(run_dir: Union[str, Path]) -> Path:
     """Write ``meta_curves.png`` (meta-loss with a running mean, meta-gradient norm, learning
-    rate against the outer step) into ``run_dir``; returns its path."""
+    rate and, for runs with auxiliary tasks, the running mean of each auxiliary loss, against the
+    outer step) into ``run_dir``; returns its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +24,8 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a meta-training run directory?")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})
+    fig, axes = plt.subplots(1, 3 + bool(auxiliary), figsize=(13 + 4.3 * bool(auxiliary), 3.6))
     finite = [(s, r["meta_loss"]) for s, r in zip(steps, rows) if math.isfinite(r["meta_loss"])]
     window = max(1, len(finite) // 20)
     axes[0].plot(*zip(*finite), alpha=0.3, label="per step")
@@ -36,6 +38,12 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     axes[1].set(title="meta-gradient norm (before clipping)", xlabel="outer step", yscale="log")
     axes[2].plot(steps, [r["lr"] for r in rows])
     axes[2].set(title="outer learning rate", xlabel="outer step")
+    for key in auxiliary:
+        logged = [(r["step"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        axes[3].plot([s for s, _ in logged], running_mean([v for _, v in logged], window), label=key[len("aux_"):])
+    if auxiliary:
+        axes[3].set(title=f"auxiliary losses (mean of {window})", xlabel="outer step", yscale="log")
+        axes[3].legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     out = run_dir / "meta_curves.png"

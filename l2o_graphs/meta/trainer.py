@@ -4,6 +4,11 @@ with atomic checkpoints, exact resume, metrics and (under ``torchrun``) data par
 Distributed runs split the meta-batch across ranks: every rank draws the same task sequence
 from the same seed, unrolls only its own trajectories, and meta-gradients are summed with
 ``all_reduce``; rank 0 writes checkpoints, metrics and weights.
+
+Auxiliary weight-space tasks (``cfg.auxiliary``, :mod:`l2o_graphs.meta.auxiliary`) add their
+weighted losses on the update network's trunk at every outer step (on rank 0 only, so that the
+all-reduce counts them once); their heads train with the net and are kept in the checkpoint, and
+``weights.pt`` holds the update network alone.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
 from l2o_graphs.meta.unroll import Trajectory, sample_length, unroll
 from l2o_graphs.nn import UpdateNet, build_net
@@ -83,9 +89,14 @@ class MetaTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.net: UpdateNet = build_net(cfg.net, **cfg.net_config).to(self.device)
-        self.outer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+            self.auxiliary = build_auxiliary(cfg.auxiliary, self.net, self.device)
+        # the heads of the auxiliary tasks train with the net; without tasks this is the net alone
+        self.trainable = list(self.net.parameters()) + list(self.auxiliary.parameters())
+        self.outer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.outer, _lr_factor(cfg))
         self.sampler = torch.Generator().manual_seed(cfg.seed)
+        # a stream of its own, so that runs with and without auxiliary tasks see the same tasks
+        self.auxiliary_sampler = torch.Generator().manual_seed(cfg.seed + 1)
         self.trajectories: List[Trajectory] = [_new_trajectory(self.suite, cfg, self.sampler)
                                                for _ in range(cfg.meta_batch)]
         self.step = 0
@@ -112,7 +123,7 @@ class MetaTrainer:
     def outer_step(self) -> Dict[str, float]:
         """One meta-parameter update; returns its metrics."""
         cfg = self.cfg
-        for p in self.net.parameters():  # zeros, not None: every rank all-reduces every gradient
+        for p in self.trainable:  # zeros, not None: every rank all-reduces every gradient
             p.grad = torch.zeros_like(p)
         total = torch.zeros((), device=self.device)
         ended = torch.zeros(len(self.trajectories), device=self.device)  # diverged, so ended early
@@ -130,21 +141,28 @@ class MetaTrainer:
                 loss.backward()
             total += loss.detach()
             ended[i] = float(traj.done)
+        auxiliary: Dict[str, float] = {}
+        if self.rank == 0 and len(self.auxiliary):  # counted once: the all-reduce sums ranks
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
+                weighted, auxiliary = auxiliary_losses(self.auxiliary, self.net, self.auxiliary_sampler)
+            if torch.isfinite(weighted):
+                weighted.backward()
         if self.world > 1:
             dist.all_reduce(total)
             dist.all_reduce(ended)  # every rank replaces the same trajectories at the same time
             for traj, flag in zip(self.trajectories, ended.tolist()):
                 if flag:
                     traj.step = max(traj.step, traj.length)
-            for p in self.net.parameters():
+            for p in self.trainable:
                 dist.all_reduce(p.grad)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip))
+        grad_norm = float(nn.utils.clip_grad_norm_(self.trainable, cfg.clip))
         lr = self.outer.param_groups[0]["lr"]
         if math.isfinite(grad_norm):  # a non-finite meta-gradient skips the update (logged)
             self.outer.step()
         self.schedule.step()
         self.step += 1
-        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr}
+        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr,
+                **{f"aux_{name}": loss for name, loss in auxiliary.items()}}
 
     def run(self, progress: bool = True, stop_after: Optional[int] = None) -> UpdateNet:
         """Train until ``cfg.outer_steps`` (or ``stop_after`` more steps, for tests and
@@ -186,7 +204,8 @@ class MetaTrainer:
             mine = {i: t for part in gathered for i, t in part.items()}
         blob = {"step": self.step, "config": self.cfg.to_dict(), "net": self.net.state_dict(),
                 "outer": self.outer.state_dict(), "schedule": self.schedule.state_dict(),
-                "sampler": self.sampler.get_state(),
+                "sampler": self.sampler.get_state(), "auxiliary": self.auxiliary.state_dict(),
+                "auxiliary_sampler": self.auxiliary_sampler.get_state(),
                 "trajectories": [_to_cpu(mine[i]) if i in mine else self.trajectories[i].to_dict()
                                  for i in range(len(self.trajectories))]}
         _atomic_save(blob, self.run_dir / CHECKPOINT)
@@ -203,6 +222,9 @@ class MetaTrainer:
         self.outer.load_state_dict(blob["outer"])
         self.schedule.load_state_dict(blob["schedule"])
         self.sampler.set_state(blob["sampler"])
+        if "auxiliary" in blob:  # checkpoints written before auxiliary tasks existed have none
+            self.auxiliary.load_state_dict(blob["auxiliary"])
+            self.auxiliary_sampler.set_state(blob["auxiliary_sampler"])
         self.trajectories = [Trajectory.from_dict(t, self.device) for t in blob["trajectories"]]
         self.step = blob["step"]
         metrics = self.run_dir / METRICS

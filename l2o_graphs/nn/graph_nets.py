@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
-from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
+from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES, inv_rms
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
 from l2o_graphs.graph.neural_graph import EDGE_WEIGHT, EdgeSegment
 from l2o_graphs.nn.base import GraphFeatures, TensorDict, UpdateNet, mlp, sinusoidal
@@ -431,6 +431,36 @@ class GraphUpdateNet(UpdateNet):
             out.append(torch.addmm(out_bias, out_weight, hidden.view(hidden.shape[0], -1)))
         return (torch.cat(out, 1) if len(out) > 1 else out[0]).view(2, num_edges, k)
 
+    def _trunk(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
+               time: Tensor) -> Tuple[Tensor, Tensor]:
+        """Node states ``[N, node_dim]`` and edge states ``[edge_dim, E]`` after the graph layers,
+        from node features ``node_x [N, S, F]`` and edge features ``x [F, E, K]``."""
+        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
+        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
+        h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
+             + self.position(self._node_positions(graph).to(node_x.dtype)) + self.node_time(time))
+        e = self._encode_edges(graph, x, kpos, time)
+        wiring = _Wiring.of(graph)
+        for layer in self.layers:
+            h, e = layer(h, e, wiring)
+        return h, e
+
+    def embed(self, params: Mapping[str, Tensor], graph: NeuralGraph) -> Tuple[Tensor, Tensor]:
+        """The trunk's node states ``[N, node_dim]`` and edge states ``[edge_dim, E]`` for a network
+        known only by its parameters ``{name: tensor}``: the features the optimizer would see
+        before its first step (parameter / per-tensor RMS; gradient, moment and time features
+        zero). What auxiliary weight-space tasks read (:mod:`l2o_graphs.meta.auxiliary`);
+        equivariant like :meth:`forward`: relabelling hidden neurons relabels the rows."""
+        features = {}
+        for name, p in params.items():
+            f = p.new_zeros(*p.shape, NUM_FEATURES)
+            f[..., 0] = p * inv_rms(p, tuple(range(p.dim())))
+            features[name] = f
+        node_x, edge_x = graph.gather(features)
+        x = edge_x.permute(2, 0, 1).contiguous()
+        kpos = self._kernel_positions(graph, x.device).to(x.dtype)
+        return self._trunk(graph, node_x, x, kpos, node_x.new_zeros(NUM_TIME_FEATURES))
+
     def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
                 graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
         if graph is None:
@@ -439,16 +469,7 @@ class GraphUpdateNet(UpdateNet):
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
-
-        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
-        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
-        h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-             + self.position(self._node_positions(graph).to(node_x.dtype)) + self.node_time(time))
-
-        e = self._encode_edges(graph, x, kpos, time)
-        wiring = _Wiring.of(graph)
-        for layer in self.layers:
-            h, e = layer(h, e, wiring)
+        h, e = self._trunk(graph, node_x, x, kpos, time)
 
         edge_out = self._decode_edges(graph, x, e, kpos).permute(1, 2, 0)
         hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
