@@ -102,7 +102,6 @@ class SameArchitecture:
         return (self.batch(size), node_x.permute(2, 0, 1).reshape(-1, node_x.shape[1]),
                 edge_x.permute(2, 0, 1).reshape(-1, edge_x.shape[1]))
 
-
     def outputs(self, node_out: Tensor, edge_out: Tensor) -> Dict[str, Tensor]:
         """Inverse of :meth:`inputs` for per-node ``[B * N, S]`` and per-edge ``[B * E, K]``
         values: ``{name: [B, *shape]}``."""

@@ -120,7 +120,8 @@ def fit_predictor(model: nn.Module, train: Sequence[ZooEntry], val: Sequence[Zoo
                   epochs: int = 30, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                   progress: bool = True) -> Dict:
     """MSE on test accuracy; the epoch with the best validation Kendall tau is kept. Returns
-    ``val_tau``, ``test_tau``, ``test_mse``, ``best_epoch``, ``history``, ``seconds``."""
+    ``val_tau``, ``test_tau``, ``test_mse``, ``best_epoch``, ``history``, ``seconds`` and, per
+    test checkpoint, ``test_predicted`` and ``test_true`` accuracy."""
     targets = torch.tensor([e.test_acc for e in train])
 
     def batch_loss(index: Tensor) -> Tensor:
@@ -135,7 +136,8 @@ def fit_predictor(model: nn.Module, train: Sequence[ZooEntry], val: Sequence[Zoo
     truth = torch.tensor([e.test_acc for e in test])
     return {"val_tau": best, "test_tau": kendall_tau(predicted, truth),
             "test_mse": float((predicted - truth).square().mean()), "best_epoch": epoch, "history": history,
-            "seconds": seconds}
+            "seconds": seconds, "test_predicted": [round(float(v), 5) for v in predicted],
+            "test_true": [round(float(v), 5) for v in truth]}
 
 
 def predict_zoo(folder: Union[str, Path], models: Sequence[str] = PREDICTORS, epochs: int = 30, seed: int = 0,
