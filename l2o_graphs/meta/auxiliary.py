@@ -21,7 +21,7 @@ Configured in the meta-training YAML as a mapping from task name to its settings
 """
 from __future__ import annotations
 
-import json
+import abc
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -66,7 +66,7 @@ def check_auxiliary(auxiliary: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
     return {name: out[name] for name in AUXILIARY_TASKS if name in out}
 
 
-class AuxiliaryTask(nn.Module):
+class AuxiliaryTask(nn.Module, abc.ABC):
     """A head on the update network's trunk and a loss on a random batch of networks.
 
     Subclasses hold their training networks and define :meth:`loss`."""
@@ -82,9 +82,9 @@ class AuxiliaryTask(nn.Module):
         outputs = h[graph.node_role == ROLE_OUTPUT].mean(0)
         return self.head(torch.cat([outputs, h.mean(0)]))
 
+    @abc.abstractmethod
     def loss(self, net: GraphUpdateNet, generator: torch.Generator) -> Tensor:
         """The task's loss on ``batch`` networks drawn with ``generator`` (unweighted)."""
-        raise NotImplementedError
 
 
 class InrClassificationTask(AuxiliaryTask):
@@ -115,27 +115,21 @@ class GeneralizationTask(AuxiliaryTask):
 
     def __init__(self, net: GraphUpdateNet, folder: Path, weight: float, batch: int, hidden: int,
                  device: torch.device):
-        from l2o_graphs.tasks.architectures import build_optimizee
         from l2o_graphs.zoo.make import load_zoo
+        from l2o_graphs.zoo.predict import ArchitectureGraphs
 
         super().__init__(net.config["node_dim"], 1, weight, batch, hidden)
         entries = load_zoo(folder, "train")
         if not entries:
             raise ValueError(f"the zoo in {folder} has no training networks")
-        graphs: Dict[str, NeuralGraph] = {}
-        self.entries: List[Tuple[str, Dict[str, Tensor], float]] = []
-        for entry in entries:
-            key = json.dumps(entry.architecture, sort_keys=True)
-            if key not in graphs:
-                module = build_optimizee(entry.architecture, 1, 28, 10)
-                graphs[key] = NeuralGraph.from_module(module).to(device).precompute()
-            self.entries.append((key, {n: p.to(device) for n, p in entry.params.items()}, entry.test_acc))
-        self.graphs = graphs
+        self.graphs = ArchitectureGraphs(device)
+        self.entries: List[Tuple[NeuralGraph, Dict[str, Tensor], float]] = [
+            (self.graphs(e.architecture), {n: p.to(device) for n, p in e.params.items()}, e.test_acc) for e in entries]
 
     def loss(self, net: GraphUpdateNet, generator: torch.Generator) -> Tensor:
         index = torch.randint(len(self.entries), (self.batch,), generator=generator).tolist()
         chosen = [self.entries[i] for i in index]
-        predicted = torch.sigmoid(torch.cat([self.readout(net, params, self.graphs[key]) for key, params, _ in chosen]))
+        predicted = torch.sigmoid(torch.cat([self.readout(net, params, graph) for graph, params, _ in chosen]))
         target = predicted.new_tensor([acc for _, _, acc in chosen])
         return (predicted - target).square().mean()
 

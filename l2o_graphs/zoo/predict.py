@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -40,16 +40,19 @@ def kendall_tau(x: Tensor, y: Tensor) -> float:
     return float(s / torch.sqrt(nx.double() * ny.double())) if nx and ny else float("nan")
 
 
-class _Graphs:
-    """Neural graphs of zoo architectures, built once per architecture."""
+class ArchitectureGraphs:
+    """Neural graphs of zoo architectures, built once per architecture; with ``device``, moved
+    there and precomputed (as the update network's trunk reads them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Optional[torch.device] = None) -> None:
+        self.device = device
         self._cache: Dict[str, NeuralGraph] = {}
 
     def __call__(self, architecture: Dict) -> NeuralGraph:
         key = json.dumps(architecture, sort_keys=True)
         if key not in self._cache:
-            self._cache[key] = NeuralGraph.from_module(build_optimizee(architecture, 1, 28, 10))
+            graph = NeuralGraph.from_module(build_optimizee(architecture, 1, 28, 10))
+            self._cache[key] = graph if self.device is None else graph.to(self.device).precompute()
         return self._cache[key]
 
 
@@ -60,7 +63,7 @@ class GraphAccuracyPredictor(nn.Module):
         super().__init__()
         self.encoder = NeuralGraphEncoder(net, slots=1, kernel_shape=KERNEL_FRAME, **encoder)
         self.head = mlp(2 * self.encoder.node_dim, hidden, 1)
-        self.graphs = _Graphs()
+        self.graphs = ArchitectureGraphs()
 
     def forward(self, entries: Sequence[ZooEntry]) -> Tensor:
         batch, node_x, edge_x = mixed_inputs([self.graphs(e.architecture) for e in entries],
@@ -154,5 +157,5 @@ def predict_zoo(folder: Union[str, Path], models: Sequence[str] = PREDICTORS, ep
     return results
 
 
-__all__: List[str] = ["PREDICTORS", "kendall_tau", "GraphAccuracyPredictor", "StatNNAccuracyPredictor",
+__all__: List[str] = ["PREDICTORS", "kendall_tau", "ArchitectureGraphs", "GraphAccuracyPredictor", "StatNNAccuracyPredictor",
                       "layer_statistics", "build_predictor", "fit_predictor", "predict_zoo"]
