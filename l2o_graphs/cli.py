@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,12 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:  # launched by torchrun
+        # torch._dynamo, imported lazily by the first torch.optim optimizer, keeps references to a
+        # process group that exists when it is imported, which destroy_process_group cannot drop:
+        # gloo's worker threads then outlive it and can abort the interpreter's exit (SIGABRT,
+        # "terminate called without an active exception"). Imported first, it holds none.
+        importlib.import_module("torch._dynamo")
+
         use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
