@@ -157,5 +157,6 @@ def predict_zoo(folder: Union[str, Path], models: Sequence[str] = PREDICTORS, ep
     return results
 
 
-__all__: List[str] = ["PREDICTORS", "kendall_tau", "ArchitectureGraphs", "GraphAccuracyPredictor", "StatNNAccuracyPredictor",
-                      "layer_statistics", "build_predictor", "fit_predictor", "predict_zoo"]
+__all__: List[str] = ["PREDICTORS", "kendall_tau", "ArchitectureGraphs", "GraphAccuracyPredictor",
+                      "StatNNAccuracyPredictor", "layer_statistics", "build_predictor", "fit_predictor",
+                      "predict_zoo"]
