@@ -5,6 +5,7 @@ import torch
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.zoo import ZooSpec, build_predictor, fit_predictor, kendall_tau, load_zoo, make_zoo, sample_member
 from l2o_graphs.zoo.make import ZooEntry, split_of
+from l2o_graphs.zoo.predict import input_scales
 from permutations import permute_plain_cnn
 
 TINY = ZooSpec(count=10, steps=(3, 6), checkpoints=(0.0, 1.0), eval_images=64, batch_size=16)
@@ -74,6 +75,26 @@ def test_a_mixed_architecture_batch_gives_each_network_its_prediction_alone(name
         alone = torch.cat([model([e]) for e in entries])
     torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-6)
     assert together.std() > 0
+
+
+def test_graph_predictors_read_parameters_relative_to_the_training_zoos_scale():
+    train = [_entry(a, s) for s in range(3) for a in ARCHS]
+    node_scale, edge_scale = input_scales(train)
+    biases = torch.cat([p for e in train for p in e.params.values() if p.dim() == 1])
+    assert node_scale.item() == pytest.approx(biases.square().mean().sqrt().item(), rel=1e-5)
+    assert 0.01 < edge_scale.item() < 1.0  # raw conv weights: order 1 / sqrt(fan-in)
+
+    def scaled(entries, c):
+        return [e._replace(params={n: c * p for n, p in e.params.items()}) for e in entries]
+
+    entries = [_entry(a, s) for s, a in enumerate(ARCHS)]
+    base = build_predictor("ng-gnn", train).eval()
+    big = build_predictor("ng-gnn", scaled(train, 40.0)).eval()
+    with torch.no_grad():
+        out = base(entries)
+        # a zoo 40 times larger, read by a predictor fitted to it, looks the same
+        torch.testing.assert_close(big(scaled(entries, 40.0)), out, rtol=1e-4, atol=1e-6)
+        assert (base(scaled(entries, 40.0)) - out).abs().max() > 1e-3
 
 
 def test_kendall_tau_matches_scipy():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -56,19 +56,38 @@ class ArchitectureGraphs:
         return self._cache[key]
 
 
-class GraphAccuracyPredictor(nn.Module):
-    """Encoder over a mixed batch of networks -> predicted test accuracy in (0, 1)."""
+def input_scales(entries: Sequence[ZooEntry]) -> Tuple[Tensor, Tensor]:
+    """Root mean squares of the node features (biases, ``[1]``) and of the edge features (all
+    weight entries, ``[]``) over ``entries``: what :class:`GraphAccuracyPredictor` divides its
+    inputs by. A scale, not a shift, so the zeros around a small kernel in the 7x7 frame and on
+    parameter-free edges stay zeros."""
+    nodes = torch.cat([p.flatten() for e in entries for n, p in e.params.items() if p.dim() == 1])
+    edges = torch.cat([p.flatten() for e in entries for n, p in e.params.items() if p.dim() > 1])
+    return nodes.square().mean().sqrt().reshape(1), edges.square().mean().sqrt()
 
-    def __init__(self, net: str = "ng-gnn", hidden: int = 128, **encoder: object):
+
+class GraphAccuracyPredictor(nn.Module):
+    """Encoder over a mixed batch of networks -> predicted test accuracy in (0, 1).
+
+    ``node_scale`` ``[1]`` and ``edge_scale`` ``[]`` (see :func:`input_scales`) bring the raw
+    parameters, whose typical size is 0.01-0.3 by layer, to order one before the encoder's input
+    projections: unscaled, they are dwarfed by the role, activation and position embeddings."""
+
+    def __init__(self, net: str = "ng-gnn", hidden: int = 128, node_scale: Optional[Tensor] = None,
+                 edge_scale: Optional[Tensor] = None, **encoder: object):
         super().__init__()
         self.encoder = NeuralGraphEncoder(net, slots=1, kernel_shape=KERNEL_FRAME, **encoder)
         self.head = mlp(2 * self.encoder.node_dim, hidden, 1)
         self.graphs = ArchitectureGraphs()
+        node_scale = torch.ones(1) if node_scale is None else node_scale
+        edge_scale = torch.ones(()) if edge_scale is None else edge_scale
+        self.register_buffer("node_scale", node_scale.float().clamp_min(1e-8))
+        self.register_buffer("edge_scale", edge_scale.float().clamp_min(1e-8))
 
     def forward(self, entries: Sequence[ZooEntry]) -> Tensor:
         batch, node_x, edge_x = mixed_inputs([self.graphs(e.architecture) for e in entries],
                                              [e.params for e in entries], KERNEL_FRAME, 1)
-        h, _ = self.encoder(batch, node_x, edge_x)
+        h, _ = self.encoder(batch, node_x / self.node_scale, edge_x / self.edge_scale)
         pooled = torch.cat([per_graph_mean(h, batch, batch.node_role == ROLE_OUTPUT), per_graph_mean(h, batch)], -1)
         return torch.sigmoid(self.head(pooled)).squeeze(-1)
 
@@ -108,7 +127,10 @@ def build_predictor(name: str, train: Sequence[ZooEntry], seed: int = 0) -> nn.M
     if name not in PREDICTORS:
         raise ValueError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS)}")
     torch.manual_seed(seed)
-    return StatNNAccuracyPredictor(train) if name == "statnn" else GraphAccuracyPredictor(name)
+    if name == "statnn":
+        return StatNNAccuracyPredictor(train)
+    node_scale, edge_scale = input_scales(train)
+    return GraphAccuracyPredictor(name, node_scale=node_scale, edge_scale=edge_scale)
 
 
 @torch.no_grad()
@@ -157,6 +179,6 @@ def predict_zoo(folder: Union[str, Path], models: Sequence[str] = PREDICTORS, ep
     return results
 
 
-__all__: List[str] = ["PREDICTORS", "kendall_tau", "ArchitectureGraphs", "GraphAccuracyPredictor",
-                      "StatNNAccuracyPredictor", "layer_statistics", "build_predictor", "fit_predictor",
-                      "predict_zoo"]
+__all__: List[str] = ["PREDICTORS", "kendall_tau", "ArchitectureGraphs", "input_scales",
+                      "GraphAccuracyPredictor", "StatNNAccuracyPredictor", "layer_statistics",
+                      "build_predictor", "fit_predictor", "predict_zoo"]
