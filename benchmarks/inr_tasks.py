@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=sorted(set(CLASSIFIERS) | set(EDITORS)))
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--probes", type=int, default=0, help="classify: probe points of the graph classifiers")
+    parser.add_argument("--dropout", type=float, default=0.0, help="classify: dropout after each graph layer")
     add_run_options(parser)
     args = parser.parse_args()
     if args.threads:
@@ -59,7 +60,7 @@ def main() -> None:
     models = args.models or list(models)
     epochs = args.epochs or epochs
     start = time.perf_counter()
-    extra = {"probes": args.probes} if args.task == "classify" else {}
+    extra = {"probes": args.probes, "dropout": args.dropout} if args.task == "classify" else {}
     results = run(folder, models, epochs=epochs, seed=args.seed, progress=False, **extra)
     info = machine()
     slug = cpu_slug(info)

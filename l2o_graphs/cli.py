@@ -138,7 +138,7 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = classify_inrs if args.inr_command == "classify" else edit_inrs
-    extra = {"probes": args.probes} if run is classify_inrs else {}
+    extra = {"probes": args.probes, "dropout": args.dropout} if run is classify_inrs else {}
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress, **extra)
     scores = ([("val acc", "val_acc", 8, ".4f"), ("test acc", "test_acc", 9, ".4f")] if run is classify_inrs else
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
             task.add_argument("--probes", type=int, default=0,
                               help="graph classifiers also read every neuron's values at this many learnable "
                                    "input points (probe features)")
+            task.add_argument("--dropout", type=float, default=0.0,
+                              help="graph classifiers: dropout on node states after each graph layer")
         task.set_defaults(func=_cmd_inr_task)
 
     zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")

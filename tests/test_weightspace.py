@@ -169,6 +169,19 @@ def test_classifiers_with_probe_features_stay_invariant(net):
         assert (model(params) - out).abs().max() > 1e-4
 
 
+def test_encoder_dropout_acts_in_training_mode_only():
+    from l2o_graphs.inr.classify import build_classifier
+    from l2o_graphs.inr.dataset import InrSet
+
+    train = InrSet(siren_init(range(100, 132)), torch.zeros(32).long(), torch.zeros(32), torch.zeros(32).long())
+    plain, dropped = (build_classifier("ng-gnn", train, probes=4, dropout=p) for p in (0.0, 0.5))
+    params = siren_init(range(3))
+    with torch.no_grad():
+        torch.testing.assert_close(dropped.eval()(params), plain.eval()(params))
+        dropped.train()
+        assert not torch.equal(dropped(params), dropped(params))
+
+
 def test_training_keeps_the_best_epoch_and_survives_missing_validation():
     from l2o_graphs.weightspace.training import fit_classifier
 

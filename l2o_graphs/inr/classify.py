@@ -22,10 +22,12 @@ CLASSIFIERS = ("ng-gnn", "ng-t", "mlp", "statnn")
 NUM_CLASSES = 10
 
 
-def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0) -> nn.Module:
+def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0,
+                     dropout: float = 0.0) -> nn.Module:
     """A fresh classifier ``name`` whose input standardisation is fitted on ``train``; graph
     classifiers with ``probes > 0`` also read every neuron's values at that many learnable
-    input points (probe features)."""
+    input points (probe features), and drop node-state entries with probability ``dropout``
+    after each graph layer while training."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
     torch.manual_seed(seed)
@@ -36,19 +38,19 @@ def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0) -
         return FlatMLP(normalizer, {n: p.shape[1:] for n, p in train.params.items()}, NUM_CLASSES)
     probe = SirenProbe(probes) if probes else None
     return GraphPredictor(NeuralGraph.from_module(Siren()), normalizer, NUM_CLASSES, net=name, probe=probe,
-                          probe_dim=probes)
+                          probe_dim=probes, dropout=dropout)
 
 
 def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS, epochs: int = 20,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                  probes: int = 0) -> Dict[str, Dict]:
+                  probes: int = 0, dropout: float = 0.0) -> Dict[str, Dict]:
     """Train and test every classifier of ``models`` on the INR set in ``folder``; returns per
     model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and ``parameters``."""
     splits = {s: load_inr_set(folder, s) for s in ("train", "val", "test")}
     data = {s: (v.params, v.label) for s, v in splits.items()}
     results = {}
     for name in models:
-        model = build_classifier(name, splits["train"], seed, probes)
+        model = build_classifier(name, splits["train"], seed, probes, dropout)
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, progress=progress)
         result["parameters"] = sum(p.numel() for p in model.parameters())

@@ -33,10 +33,13 @@ class NeuralGraphEncoder(nn.Module):
         node_dim, edge_dim, layers: widths and depth; ``heads`` for NG-T.
         node_extra: width of extra per-node features (probe features, say) that ``forward``
             then takes as ``node_extra [sum N, node_extra]``.
+        dropout: probability of zeroing node-state entries after each graph layer, in training
+            mode only (the paper trains its INR classifiers with 0.2).
     """
 
     def __init__(self, net: str = "ng-gnn", slots: int = 1, kernel_shape: Tuple[int, int] = (1, 1),
-                 node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4, node_extra: int = 0):
+                 node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4, node_extra: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
         if net not in ENCODERS:
             raise ValueError(f"unknown encoder {net!r}; choose one of {', '.join(ENCODERS)}")
@@ -50,6 +53,7 @@ class NeuralGraphEncoder(nn.Module):
         self.position = nn.Linear(2 * POS_DIM, node_dim, bias=False)
         self.edge_kind = nn.Embedding(len(EDGE_KINDS), edge_dim)
         self.extra_in = nn.Linear(node_extra, node_dim) if node_extra else None
+        self.dropout = nn.Dropout(dropout)
         if net == "ng-gnn":
             self.layers = nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers))
         else:
@@ -75,6 +79,7 @@ class NeuralGraphEncoder(nn.Module):
         wiring = _Wiring.of_edges(batch.edge_index, batch.num_nodes)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
+            h = self.dropout(h)
         return h, e
 
 
