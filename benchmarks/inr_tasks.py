@@ -60,7 +60,8 @@ def main() -> None:
     models = args.models or list(models)
     epochs = args.epochs or epochs
     start = time.perf_counter()
-    extra = {"probes": args.probes, "dropout": args.dropout} if args.task == "classify" else {}
+    extra = {"probes": args.probes, "dropout": args.dropout,
+             "log": lambda name, row: print(name, json.dumps(row), flush=True)} if args.task == "classify" else {}
     results = run(folder, models, epochs=epochs, seed=args.seed, progress=False, **extra)
     info = machine()
     slug = cpu_slug(info)

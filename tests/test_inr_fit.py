@@ -168,7 +168,10 @@ def test_classifiers_train_on_an_inr_set(tmp_path, sources):
 
     spec = InrSetSpec("mnist", counts={"train": 24, "val": 8, "test": 8}, steps=30, shard_size=24)
     make_inr_set(spec, tmp_path, progress=False, images=_digits_as(sources))
-    results = classify_inrs(tmp_path, ["ng-gnn", "statnn"], epochs=4, batch_size=8, progress=False)
+    logged = []
+    results = classify_inrs(tmp_path, ["ng-gnn", "statnn"], epochs=4, batch_size=8, progress=False,
+                            log=lambda name, row: logged.append((name, row["epoch"])))
+    assert logged == [(m, e) for m in ("ng-gnn", "statnn") for e in range(1, 5)]
     for r in results.values():
         assert 0 <= r["test_acc"] <= 1 and 1 <= r["best_epoch"] <= 4
         assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]

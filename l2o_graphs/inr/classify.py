@@ -8,7 +8,7 @@ with the best validation accuracy is kept and its test accuracy reported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -43,16 +43,19 @@ def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0,
 
 def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS, epochs: int = 20,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                  probes: int = 0, dropout: float = 0.0) -> Dict[str, Dict]:
+                  probes: int = 0, dropout: float = 0.0,
+                  log: Optional[Callable[[str, Dict[str, float]], None]] = None) -> Dict[str, Dict]:
     """Train and test every classifier of ``models`` on the INR set in ``folder``; returns per
-    model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and ``parameters``."""
+    model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and ``parameters``.
+    ``log(model name, epoch row)`` is called after every epoch."""
     splits = {s: load_inr_set(folder, s) for s in ("train", "val", "test")}
     data = {s: (v.params, v.label) for s, v in splits.items()}
     results = {}
     for name in models:
         model = build_classifier(name, splits["train"], seed, probes, dropout)
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+                                batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                                log=None if log is None else (lambda row, name=name: log(name, row)))
         result["parameters"] = sum(p.numel() for p in model.parameters())
         results[name] = result
     return results
