@@ -49,8 +49,10 @@ def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> f
 
 
 def cpu_slug(info: Dict[str, object]) -> str:
-    """The CPU model of :func:`machine` as a file-name part, e.g. ``amd-epyc``."""
-    return re.sub(r"[^a-z0-9]+", "-", str(info["cpu"]).lower()).strip("-")[:24]
+    """The CPU model of :func:`machine` as a file-name part, e.g. ``amd-epyc`` or ``intel-xeon``
+    (trademark marks and the words "processor" and "cpu" left out)."""
+    name = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b", " ", str(info["cpu"]).lower())
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:24]
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
