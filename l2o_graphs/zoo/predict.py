@@ -61,8 +61,8 @@ def input_scales(entries: Sequence[ZooEntry]) -> Tuple[Tensor, Tensor]:
     weight entries, ``[]``) over ``entries``: what :class:`GraphAccuracyPredictor` divides its
     inputs by. A scale, not a shift, so the zeros around a small kernel in the 7x7 frame and on
     parameter-free edges stay zeros."""
-    nodes = torch.cat([p.flatten() for e in entries for n, p in e.params.items() if p.dim() == 1])
-    edges = torch.cat([p.flatten() for e in entries for n, p in e.params.items() if p.dim() > 1])
+    nodes = torch.cat([p.flatten() for e in entries for p in e.params.values() if p.dim() == 1])
+    edges = torch.cat([p.flatten() for e in entries for p in e.params.values() if p.dim() > 1])
     return nodes.square().mean().sqrt().reshape(1), edges.square().mean().sqrt()
 
 
