@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from l2o_graphs import NeuralGraphOptimizer
 from l2o_graphs.features import NUM_FEATURES
 from l2o_graphs.nn.base import UpdateNet, flatten_features, split_outputs
+from l2o_graphs.rules import RULES
 from l2o_graphs.tasks import ResidualCNN, cnn_flatten, mlp
 from permutations import permute_residual_cnn, permute_sequential, residual_perms
 
@@ -25,18 +26,25 @@ class FlatParameterMLP(UpdateNet):
         return split_outputs(self.net(flat.reshape(1, -1)).reshape(-1, 2), shapes), dict(net_state)
 
 
-def _make_optimizer(model: nn.Module, net: str) -> NeuralGraphOptimizer:
+def _make_optimizer(model: nn.Module, net: str, rule: str = "paper") -> NeuralGraphOptimizer:
     if net == "control":
         opt = NeuralGraphOptimizer(model, weights=None, net="ff")
         with torch.random.fork_rng():
             torch.manual_seed(0)
             opt.net = FlatParameterMLP(sum(p.numel() for p in model.parameters()))
         return opt
-    return NeuralGraphOptimizer(model, weights=None, net=net, seed=0)
+    opt = NeuralGraphOptimizer(model, weights=None, net=net, seed=0, net_config={"update": rule})
+    if RULES[rule].zero_init:  # as after meta-training: outputs that are not zero, so the rule is used
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            for name, p in opt.net.named_parameters():
+                if "dec_out" in name:
+                    nn.init.normal_(p, std=0.5)
+    return opt
 
 
-def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3) -> nn.Module:
-    opt = _make_optimizer(model, net)
+def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3, rule: str = "paper") -> nn.Module:
+    opt = _make_optimizer(model, net, rule)
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
@@ -45,14 +53,14 @@ def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3) -> 
 
 
 def _max_equivariance_error(make: Callable[[], nn.Module], permute: Callable[[nn.Module], nn.Module],
-                            shape: Tuple[int, ...], net: str) -> float:
+                            shape: Tuple[int, ...], net: str, rule: str = "paper") -> float:
     torch.manual_seed(0)
     model = make()
     initial = [p.detach().clone() for p in model.parameters()]
     twin = permute(model)
     x, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
     torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
-    trained, trained_twin = _train(model, net, x, y), _train(twin, net, x, y)
+    trained, trained_twin = _train(model, net, x, y, rule=rule), _train(twin, net, x, y, rule=rule)
     moved = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), initial))
     assert moved > 1e-4, "the optimizer did not move the parameters"
     expected = permute(trained)
@@ -77,6 +85,13 @@ def _case(name: str):
 def test_learned_step_is_equivariant(net, arch):
     make, permute, shape = _case(arch)
     assert _max_equivariance_error(make, permute, shape, net) < 1e-5
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r != "paper"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
+def test_every_update_rule_is_equivariant(rule, arch):
+    make, permute, shape = _case(arch)
+    assert _max_equivariance_error(make, permute, shape, "ng-gnn", rule) < 1e-5
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])

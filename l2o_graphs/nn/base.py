@@ -10,14 +10,9 @@ from torch import Tensor, nn
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.rules import get_rule
 
 TensorDict = Dict[str, Tensor]
-
-UPDATE_RULES = ("paper", "adam-residual")
-"""``paper``: ``delta = -lr * d * lam * exp(m * lam)`` (Kofinas et al.), learned from scratch.
-``adam-residual``: ``delta = -lr * (ADAM_STEP * a + lam * d) * exp(m * lam)`` with ``a`` Adam's
-bias-corrected normalised momentum (beta 0.9): a correction on a hand-designed direction, which
-starts as Adam with learning rate ``ADAM_STEP`` (see l2o_graphs.optim.update)."""
 
 
 class FlatFeatures(NamedTuple):
@@ -50,20 +45,19 @@ class UpdateNet(nn.Module, abc.ABC):
 
     def __init__(self, **config: object):
         super().__init__()
-        rule = config.setdefault("update", "paper")
-        if rule not in UPDATE_RULES:
-            raise ValueError(f"unknown update rule {rule!r}; choose one of {', '.join(UPDATE_RULES)}")
+        get_rule(config.setdefault("update", "paper"))  # refuses unknown names
         self.config = dict(config)
 
     @property
     def update_rule(self) -> str:
-        """How ``(d, m)`` become a step (see :data:`UPDATE_RULES`)."""
+        """How ``(d, m)`` become a step (a name in :data:`l2o_graphs.rules.RULES`)."""
         return str(self.config["update"])
 
     def _init_output(self, layer: nn.Linear) -> None:
-        """The layer producing ``(d, m)``: zero under ``adam-residual``, so that the untrained
-        network takes exactly Adam's step and meta-training learns a correction."""
-        if self.update_rule == "adam-residual":
+        """The layer producing ``(d, m)``: zero under rules marked ``zero_init``, so that the
+        untrained network takes exactly the rule's hand-designed step and meta-training learns a
+        bounded change of it."""
+        if get_rule(self.update_rule).zero_init:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 

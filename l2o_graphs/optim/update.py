@@ -15,10 +15,9 @@ from torch import Tensor
 from l2o_graphs import features as F
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
+from l2o_graphs.rules import RuleState, get_rule
 
 TensorDict = Dict[str, Tensor]
-ADAM_STEP = 1e-3
-"""Step size of the hand-designed direction under the ``adam-residual`` rule."""
 PerTensor = Union[float, Mapping[str, float]]
 
 
@@ -88,8 +87,9 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         state: from :func:`init_state` or a previous call.
         lr: multiplier on the learned step (per name or one for all).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
-        lam: the step scale of ``delta = -lr * d * lam * exp(m * lam)`` (the net's ``update_rule``
-            ``adam-residual`` adds ``ADAM_STEP * a`` to ``lam * d``, see l2o_graphs.nn.base.UPDATE_RULES).
+        lam: the step scale of the ``paper`` and ``adam-residual`` rules (``delta = -lr * d * lam *
+            exp(m * lam)`` for ``paper``); the net's ``update_rule`` names the rule that turns its
+            outputs into a step (:mod:`l2o_graphs.rules`).
         workspace: a dict the caller keeps between calls (:class:`NeuralGraphOptimizer` does): the
             feature buffers are reused from it instead of allocated every call. Features of a
             1 M-parameter model take 52 MB, and on CPUs faulting in fresh pages for them costs
@@ -154,19 +154,17 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
-    residual = net.update_rule == "adam-residual"
+    rule = get_rule(net.update_rule).fn
     for name in active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
-        if residual:
-            adam = F.adam_direction(momenta[name], second[name], max(1, state.updates.get(name, 0) + 1))
-            direction = direction + (ADAM_STEP / lam) * adam
+        step_size = rule(direction, magnitude, RuleState(momenta[name], second[name],
+                                                         max(1, state.updates.get(name, 0) + 1), lam))
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
-        new_params[name] = torch.addcmul(base, direction, torch.exp(magnitude * lam),
-                                         value=-rate * lam).to(p.dtype)
+        new_params[name] = torch.add(base, step_size, alpha=-rate).to(p.dtype)
     new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}
     updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)

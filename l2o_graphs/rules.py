@@ -1,0 +1,111 @@
+"""Update rules: how the update network's outputs become a step, one small pure function each.
+
+A rule maps the network's per-element outputs ``(d, m)`` of one parameter tensor, together with
+that tensor's optimizer state, to ``step`` (same shape as the parameter); the optimizer then sets
+``p <- p * (1 - decay) - lr * step`` where ``lr`` is the param group's multiplier (1 by default)
+and ``decay`` the decoupled weight decay. Rules are registered by name in :data:`RULES` (the name
+is part of a network's config, so a rule is a word in a YAML file).
+
+Rules marked ``zero_init`` start from a zero-initialised output layer: the untrained network
+outputs ``(0, 0)`` and the rule is then exactly its hand-designed base rule; the learned part is
+bounded, so that no output, however large, can blow the step up:
+
+* ``paper`` (Kofinas et al.): ``step = lam * d * exp(lam * m)``; learned from scratch, unbounded.
+* ``adam-residual``: ``step = (ADAM_STEP * a + lam * d) * exp(lam * m)`` with ``a`` Adam's
+  direction; starts as Adam at ``ADAM_STEP``, unbounded.
+* ``adam-scaled``: ``step = ADAM_STEP * (a * exp(LOG_SCALE_BOUND * tanh(m)) + tanh(d))``: Adam's
+  step scaled per element by a factor in ``[1/10, 10]`` plus a correction of at most
+  ``ADAM_STEP`` per element; ``|step| <= ADAM_STEP * (10 |a| + 1)``.
+* ``normalized`` (in the spirit of Celo2): the direction ``v = a * exp(B (s - mean s)) + tanh(d)``
+  (``s = tanh(m)``, ``B = LOG_SCALE_BOUND``) is divided by its RMS over the tensor and scaled by
+  ``ADAM_STEP * exp(B * mean s)``: every tensor moves by an RMS of ``ADAM_STEP`` times a learned
+  per-tensor factor in ``[1/10, 10]``, whatever the scale of its gradients. Untrained it is Adam's
+  direction normalised per tensor (``step = ADAM_STEP * a / RMS(a)``).
+
+``a`` is :func:`l2o_graphs.features.adam_direction` (bias-corrected momentum at beta 0.9 over the
+root of the second moment).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, NamedTuple
+
+import torch
+from torch import Tensor
+
+from l2o_graphs.features import EPS, adam_direction
+
+ADAM_STEP = 1e-3
+"""Step size of the hand-designed base of the ``adam-*`` and ``normalized`` rules."""
+LOG_SCALE_BOUND = math.log(10.0)
+"""The learned log-scale of the bounded rules lies in ``[-LOG_SCALE_BOUND, LOG_SCALE_BOUND]``."""
+
+
+class RuleState(NamedTuple):
+    """What a rule may read of one tensor besides the network's outputs.
+
+    ``momenta``: ``[*shape, 5]`` (after this step's gradient), ``second``: ``[*shape]``,
+    ``updates``: how many updates the tensor's moments have received, this one included (>= 1),
+    ``lam``: the optimizer's ``lam``."""
+
+    momenta: Tensor
+    second: Tensor
+    updates: int
+    lam: float
+
+
+RuleFn = Callable[[Tensor, Tensor, RuleState], Tensor]
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """A registered rule: ``fn(d, m, state) -> step`` (``d``, ``m`` and ``step`` all shaped like
+    the parameter); ``zero_init``: the network's output layer starts at zero, so that the
+    untrained network takes exactly the base rule's step."""
+
+    name: str
+    fn: RuleFn
+    zero_init: bool
+
+
+def paper(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    return d * torch.exp(m * state.lam) * state.lam
+
+
+def adam_residual(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    a = adam_direction(state.momenta, state.second, state.updates)
+    return (d + (ADAM_STEP / state.lam) * a) * torch.exp(m * state.lam) * state.lam
+
+
+def adam_scaled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    a = adam_direction(state.momenta, state.second, state.updates)
+    return ADAM_STEP * torch.addcmul(torch.tanh(d), a, torch.exp(LOG_SCALE_BOUND * torch.tanh(m)))
+
+
+def _rms(x: Tensor) -> Tensor:
+    return torch.sqrt(torch.mean(x * x) + EPS * EPS)
+
+
+def normalized(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    a = adam_direction(state.momenta, state.second, state.updates)
+    s = torch.tanh(m)
+    s_mean = s.mean()
+    v = torch.addcmul(torch.tanh(d), a, torch.exp(LOG_SCALE_BOUND * (s - s_mean)))
+    return v * (ADAM_STEP * torch.exp(LOG_SCALE_BOUND * s_mean) / _rms(v))
+
+
+RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (
+    UpdateRule("paper", paper, zero_init=False),
+    UpdateRule("adam-residual", adam_residual, zero_init=True),
+    UpdateRule("adam-scaled", adam_scaled, zero_init=True),
+    UpdateRule("normalized", normalized, zero_init=True),
+)}
+UPDATE_RULES = tuple(RULES)
+
+
+def get_rule(name: str) -> UpdateRule:
+    """The rule registered as ``name``; ``ValueError`` naming the known ones otherwise."""
+    if name not in RULES:
+        raise ValueError(f"unknown update rule {name!r}; choose one of {', '.join(RULES)}")
+    return RULES[name]

@@ -1,0 +1,108 @@
+"""Update rules: the zero-initialised ones are exactly their hand-designed base before
+meta-training, and no network output can push a bounded rule's step past its documented bound."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.features import BETAS, BETA2, adam_direction
+from l2o_graphs.rules import ADAM_STEP, LOG_SCALE_BOUND, RULES, RuleState, get_rule
+from l2o_graphs.tasks import mlp
+
+ZERO_INIT = [name for name, rule in RULES.items() if rule.zero_init]
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return mlp([12, 10, 8, 10])
+
+
+def _batches(steps: int):
+    gen = torch.Generator().manual_seed(1)
+    return [(torch.randn(6, 12, generator=gen), torch.randint(0, 10, (6,), generator=gen)) for _ in range(steps)]
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 4) -> None:
+    for x, y in _batches(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def test_registry_lists_the_rules_and_refuses_unknown_names():
+    assert {"paper", "adam-residual", "adam-scaled", "normalized"} <= set(RULES)
+    assert not RULES["paper"].zero_init and RULES["adam-scaled"].zero_init
+    with pytest.raises(ValueError, match="unknown update rule 'sgd'; choose one of paper"):
+        get_rule("sgd")
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ff"])
+def test_untrained_adam_scaled_is_torch_adam(net):
+    reference, model = _model(), _model()
+    _train(reference, torch.optim.Adam(reference.parameters(), lr=ADAM_STEP))
+    _train(model, NeuralGraphOptimizer(model, weights=None, net=net, net_config={"update": "adam-scaled"}))
+    for p, q in zip(reference.parameters(), model.parameters()):
+        torch.testing.assert_close(q, p, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("net", ["ng-gnn", "ff"])
+def test_untrained_normalized_is_adam_direction_normalised_per_tensor(net):
+    """Reference: Adam's moments kept by hand, each tensor's direction divided by its RMS."""
+    reference, model = _model(), _model()
+    m1 = [torch.zeros_like(p) for p in reference.parameters()]
+    v = [torch.zeros_like(p) for p in reference.parameters()]
+    for t, (x, y) in enumerate(_batches(4), start=1):
+        reference.zero_grad()
+        nn.functional.cross_entropy(reference(x), y).backward()
+        with torch.no_grad():
+            for p, m_, v_ in zip(reference.parameters(), m1, v):
+                m_.lerp_(p.grad, 1 - 0.9)
+                v_.lerp_(p.grad * p.grad, 1 - BETA2)
+                a = (m_ / (1 - 0.9 ** t)) / ((v_ / (1 - BETA2 ** t)).sqrt() + 1e-8)
+                p.sub_(ADAM_STEP * a / a.pow(2).mean().sqrt())
+    _train(model, NeuralGraphOptimizer(model, weights=None, net=net, net_config={"update": "normalized"}))
+    for p, q in zip(reference.parameters(), model.parameters()):
+        torch.testing.assert_close(q, p, atol=1e-7, rtol=1e-5)
+
+
+def _state(shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    momenta = torch.randn(*shape, len(BETAS), generator=gen)
+    second = torch.rand(*shape, generator=gen) + 0.01
+    return RuleState(momenta, second, updates=7, lam=0.01)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
+def test_bounded_rules_keep_the_step_bounded_for_any_output(scale):
+    gen = torch.Generator().manual_seed(2)
+    shape = (30, 20)
+    state = _state(shape)
+    a = adam_direction(state.momenta, state.second, state.updates)
+    for _ in range(5):
+        d, m = (torch.randn(shape, generator=gen) * scale for _ in range(2))
+        step = get_rule("adam-scaled").fn(d, m, state)
+        assert bool((step.abs() <= ADAM_STEP * (10 * a.abs() + 1) * (1 + 1e-5)).all())
+        step = get_rule("normalized").fn(d, m, state)
+        rms = float(step.pow(2).mean().sqrt())
+        assert ADAM_STEP / 10 * (1 - 1e-5) <= rms <= ADAM_STEP * 10 * (1 + 1e-5)
+        assert torch.isfinite(step).all()
+
+
+def test_paper_rule_is_not_bounded_negative_control():
+    """The same check on the unbounded ``paper`` rule fails: the bound tests can fail."""
+    state = _state((30, 20))
+    d = torch.ones(30, 20)
+    m = torch.full((30, 20), 1e3)
+    step = get_rule("paper").fn(d, m, state)
+    assert float(step.abs().max()) > ADAM_STEP * 10 * 100
+
+
+def test_normalized_learned_scale_reaches_its_bounds():
+    state = _state((8, 8))
+    for sign in (1.0, -1.0):
+        m = torch.full((8, 8), sign * 1e4)
+        step = get_rule("normalized").fn(torch.zeros(8, 8), m, state)
+        rms = float(step.pow(2).mean().sqrt())
+        assert rms == pytest.approx(ADAM_STEP * math.exp(sign * LOG_SCALE_BOUND), rel=1e-5)
