@@ -10,7 +10,8 @@ Where each dataset is looked for, in order:
 3. torchvision's download into ``<root>`` (``download=True``).
 
 ``digits`` is scikit-learn's bundled 8x8 digits (1,797 images), split 1,437 / 360 with a fixed
-permutation.
+permutation; ``mnist-8x8`` and ``fashion_mnist-8x8`` are the 28x28 sets average-pooled to 8x8
+(the tiny meta-training tasks of Celo use such images).
 """
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ _IDX_DATASETS = {
                                  "apt-get install -y dataset-fashion-mnist   (Debian; files land in "
                                  "/usr/share/datasets/fashion-mnist)"),
 }
-DATASET_NAMES = tuple(_IDX_DATASETS) + ("digits",)
+DOWNSAMPLED = {f"{name}-8x8": name for name in _IDX_DATASETS}
+"""Tiny versions of the 28x28 sets: each image averaged over 8x8 cells of the original."""
+DATASET_NAMES = tuple(_IDX_DATASETS) + ("digits",) + tuple(DOWNSAMPLED)
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -122,7 +125,8 @@ def load_images(name: str, split: str = "train", *, root: Union[str, Path, None]
     """Load an image classification dataset as tensors.
 
     Args:
-        name: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"``.
+        name: one of ``DATASET_NAMES``: ``"mnist"``, ``"fashion_mnist"``, ``"digits"``,
+            ``"mnist-8x8"``, ``"fashion_mnist-8x8"``.
         split: ``"train"`` or ``"test"``.
         root: folder to look in and download into (default :func:`data_root`).
         system: also look at this machine's offline sources (see module docstring).
@@ -142,6 +146,9 @@ def load_images(name: str, split: str = "train", *, root: Union[str, Path, None]
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
     if name == "digits":
         return _load_digits(split)
+    if name in DOWNSAMPLED:
+        images, labels = load_images(DOWNSAMPLED[name], split, root=root, system=system, download=download)
+        return torch.nn.functional.adaptive_avg_pool2d(images, 8), labels
 
     spec = _IDX_DATASETS[name]
     base = Path(root).expanduser() if root is not None else data_root()

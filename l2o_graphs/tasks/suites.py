@@ -12,7 +12,9 @@ A suite is plain data::
       - {kind: paper-cnn, widths: [1]}
 
 An optional ``fewshot: {ways: [5], shots: [1, 5], queries: [15]}`` makes every task an
-N-way K-shot task drawn with learn2learn (:mod:`l2o_graphs.tasks.fewshot`).
+N-way K-shot task drawn with learn2learn (:mod:`l2o_graphs.tasks.fewshot`). An optional
+``param_scales: [low, high]`` augments every task with a parameter scale drawn log-uniformly from
+that range (``TaskSpec.param_scale``: the network computes with ``s * v`` from ``v = w0 / s``).
 
 ``[low, high]`` pairs are inclusive integer ranges (widths and channels drawn log-uniformly, one
 per layer); other lists are choices. :func:`parse_suite` checks every field and names the bad
@@ -55,6 +57,7 @@ class Suite:
     batch_sizes: Tuple[int, ...]
     architectures: Tuple[Dict[str, Any], ...]
     fewshot: Optional[Dict[str, Tuple[int, ...]]] = None
+    param_scales: Optional[Tuple[float, float]] = None
 
     def sample(self, generator: torch.Generator) -> TaskSpec:
         """One task: architecture family, its hyper-parameters, dataset, batch size, seed."""
@@ -82,7 +85,11 @@ class Suite:
             arch = {"kind": "paper-cnn", "width": pick(family["widths"])}
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
         fewshot = None if self.fewshot is None else {k: pick(v) for k, v in self.fewshot.items()}
-        return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed, fewshot)
+        scale = 1.0
+        if self.param_scales is not None:
+            low, high = self.param_scales
+            scale = math.exp(math.log(low) + float(torch.rand((), generator=generator)) * math.log(high / low))
+        return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed, fewshot, scale)
 
 
 def _fail(suite: str, where: str, what: str) -> SuiteError:
@@ -112,10 +119,10 @@ def parse_suite(data: Mapping[str, Any]) -> Suite:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise SuiteError("suite: field 'name': expected a non-empty string")
-    unknown = set(data) - {"name", "datasets", "batch_sizes", "architectures", "fewshot"}
+    unknown = set(data) - {"name", "datasets", "batch_sizes", "architectures", "fewshot", "param_scales"}
     if unknown:
         raise _fail(name, sorted(unknown)[0], "unknown field (expected name, datasets, batch_sizes, "
-                                              "architectures, fewshot)")
+                                              "architectures, fewshot, param_scales)")
     for required in ("datasets", "batch_sizes", "architectures"):
         if required not in data:
             raise _fail(name, required, "missing")
@@ -152,7 +159,14 @@ def parse_suite(data: Mapping[str, Any]) -> Suite:
         fewshot = {key: _choices(name, f"fewshot.{key}", f[key], tuple(range(1, 1001))) for key in f}
         if max(fewshot["ways"]) > 10:
             raise _fail(name, "fewshot.ways", "the datasets have 10 classes")
-    return Suite(name, datasets, tuple(sizes), tuple(parsed), fewshot)
+    scales = data.get("param_scales")
+    if scales is not None:
+        if not (isinstance(scales, list) and len(scales) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scales)
+                and 0 < scales[0] <= scales[1]):
+            raise _fail(name, "param_scales", f"expected [low, high], two numbers with 0 < low <= high, got {scales!r}")
+        scales = (float(scales[0]), float(scales[1]))
+    return Suite(name, datasets, tuple(sizes), tuple(parsed), fewshot, scales)
 
 
 _ACTS = ["relu", "gelu", "tanh", "silu"]
@@ -175,6 +189,14 @@ BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
             {"kind": "mlp", "hidden_layers": [1, 2], "width": [16, 64], "activations": _ACTS},
             {"kind": "cnn", "conv_layers": [2, 3], "channels": [8, 32], "kernels": [3], "heads": ["pool"],
              "activations": _ACTS, "residual": [False], "batchnorm": [False]}]},
+    # tiny tasks in the spirit of Celo's meta-training set: small MLPs and CNNs on 8x8 images, so
+    # that PES runs thousands of outer steps in hours on a CPU
+    "tiny": {
+        "name": "tiny", "datasets": ["digits", "mnist-8x8", "fashion_mnist-8x8"], "batch_sizes": [32, 64, 128],
+        "architectures": [
+            {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 64], "activations": _ACTS},
+            {"kind": "cnn", "conv_layers": [2, 3], "channels": [4, 16], "kernels": [3], "heads": ["pool", "flatten"],
+             "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}]},
     # a fixed tiny suite for tests and smoke runs: small MLPs on the 8x8 digits
     "digits-mlp": {"name": "digits-mlp", "datasets": ["digits"], "batch_sizes": [64],
                    "architectures": [{"kind": "mlp", "hidden_layers": [1, 1], "width": [16, 16],

@@ -6,6 +6,7 @@ The optimizee's parameters live outside the module, in a dict, and its loss is c
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -28,25 +29,36 @@ class TaskSpec:
     ``dataset`` one of ``l2o_graphs.data.DATASET_NAMES``; ``seed`` fixes the initialisation (and
     the few-shot draw). ``fewshot`` (``{"ways": N, "shots": K, "queries": Q}``) makes it an
     N-way K-shot task: trained on K images per class, evaluated on Q others (see
-    :func:`~l2o_graphs.tasks.fewshot.fewshot_split`)."""
+    :func:`~l2o_graphs.tasks.fewshot.fewshot_split`). ``param_scale`` ``s`` reparameterises
+    every parameter (task augmentation, as in Celo): the optimizer holds ``v``, the network
+    computes with ``w = s * v`` and ``v`` starts at ``w0 / s``, so the same function is trained
+    with parameters and gradients on another scale (``s = 1``: the plain task)."""
 
     architecture: Dict[str, Any] = field(hash=False)
     dataset: str
     batch_size: int
     seed: int
     fewshot: Optional[Dict[str, int]] = field(default=None, hash=False)
+    param_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.param_scale) and self.param_scale > 0):
+            raise ValueError(f"param_scale must be a positive finite number, got {self.param_scale!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         out = {"architecture": dict(self.architecture), "dataset": self.dataset,
                "batch_size": self.batch_size, "seed": self.seed}
         if self.fewshot is not None:
             out["fewshot"] = dict(self.fewshot)
+        if self.param_scale != 1.0:
+            out["param_scale"] = self.param_scale
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskSpec":
         fewshot = {k: int(v) for k, v in d["fewshot"].items()} if d.get("fewshot") else None
-        return cls(dict(d["architecture"]), str(d["dataset"]), int(d["batch_size"]), int(d["seed"]), fewshot)
+        return cls(dict(d["architecture"]), str(d["dataset"]), int(d["batch_size"]), int(d["seed"]), fewshot,
+                   float(d.get("param_scale", 1.0)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,15 +95,23 @@ class Task:
         self.module.train()
 
     def init_params(self) -> Tuple[TensorDict, TensorDict]:
-        """Fresh ``(params, buffers)`` from the spec's seed (the same every call)."""
-        params = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        """Fresh ``(params, buffers)`` from the spec's seed (the same every call); parameters
+        divided by ``spec.param_scale``."""
+        scale = self.spec.param_scale
+        params = {n: p.detach() / scale if scale != 1.0 else p.detach().clone()
+                  for n, p in self.module.named_parameters()}
         buffers = {n: b.detach().clone() for n, b in self.module.named_buffers()}
         return params, buffers
+
+    def network_params(self, params: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+        """The parameters the network computes with: ``params`` times ``spec.param_scale``."""
+        scale = self.spec.param_scale
+        return params if scale == 1.0 else {n: p * scale for n, p in params.items()}
 
     def loss(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         """Mean cross-entropy of the optimizee with ``params`` on ``(x, y)``; BatchNorm running
         statistics in ``buffers`` are updated in place, as in ``module.train()``."""
-        logits = functional_call(self.module, {**params, **buffers}, (x,))
+        logits = functional_call(self.module, {**self.network_params(params), **buffers}, (x,))
         return nn.functional.cross_entropy(logits, y)
 
     def batch(self, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
@@ -112,7 +132,7 @@ class Task:
             total, correct = 0.0, 0
             for a in range(0, len(y_all), chunk):
                 x, y = x_all[a:a + chunk], y_all[a:a + chunk]
-                logits = functional_call(self.module, {**params, **buffers}, (x,))
+                logits = functional_call(self.module, {**self.network_params(params), **buffers}, (x,))
                 total += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
         finally:

@@ -1,6 +1,7 @@
 """Plain training of a task's network with any ``torch.optim.Optimizer`` (evaluation runs)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Dict, List
 
 import torch
@@ -31,7 +32,7 @@ def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim
 
     Returns ``curve`` (minibatch loss per step), ``train_loss`` (mean loss over up to
     ``EVAL_TRAIN`` training images at the end) and ``test_acc``."""
-    task = Task(TaskSpec(spec.architecture, spec.dataset, spec.batch_size, seed, spec.fewshot))
+    task = Task(dataclasses.replace(spec, seed=seed))
     model = task.module
     params, _ = task.init_params()
     with torch.no_grad():
