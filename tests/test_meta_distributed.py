@@ -30,10 +30,12 @@ sys.exit(code)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("auxiliary", [False, True], ids=["plain", "auxiliary"])
-def test_two_processes_equal_one(tmp_path, auxiliary, request):
+@pytest.mark.parametrize("variant", ["plain", "auxiliary", "pes"])
+def test_two_processes_equal_one(tmp_path, variant, request):
     args = dict(ARGS)
-    if auxiliary:  # computed on rank 0 only: the all-reduce must count them exactly once
+    if variant == "pes":  # each rank unrolls its antithetic pairs; the estimates are summed
+        args.update(estimator="pes", net_config={"update": "adam-scaled"})
+    if variant == "auxiliary":  # computed on rank 0 only: the all-reduce must count them exactly once
         args["auxiliary"] = {"inr-classification": {"folder": str(request.getfixturevalue("inr_folder")), "batch": 2},
                              "generalization": {"folder": str(request.getfixturevalue("zoo_folder")), "batch": 2}}
     config = tmp_path / "config.yaml"
@@ -50,7 +52,8 @@ def test_two_processes_equal_one(tmp_path, auxiliary, request):
     assert "cpu x 2" in done.stdout
     two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)["state_dict"]
     resumable = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
-    assert all("params" in t for t in resumable["trajectories"])  # rank 1's trajectories gathered too
+    runs = [r for t in resumable["trajectories"] for r in ((t["plus"], t["minus"]) if "plus" in t else (t,))]
+    assert all("params" in r for r in runs)  # rank 1's trajectories gathered too
 
     one = MetaTrainer(MetaConfig(**args), tmp_path / "one").run(progress=False).state_dict()
     # equal up to the rounding of summing gradients in another order, which Adam amplifies on

@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import yaml
 
 from l2o_graphs.meta.auxiliary import check_auxiliary
+from l2o_graphs.meta.validation import VALIDATION_TASKS
 
 
 @dataclass
@@ -31,6 +32,14 @@ class MetaConfig:
         auxiliary: weight-space tasks whose losses are added on the update network's trunk, as
             ``{task: {weight, batch, folder, hidden}}`` (see :mod:`l2o_graphs.meta.auxiliary`);
             empty: none.
+        estimator: ``"tbptt"`` (truncated backprop through ``unroll`` steps) or ``"pes"``
+            (persistent evolution strategies, :mod:`l2o_graphs.meta.pes`: forward unrolls only,
+            ``meta_batch`` antithetic pairs of trajectories). pes_sigma: the standard deviation of
+            PES's perturbations of the meta-parameters.
+        validate_every: outer steps between meta-validations (0: none); the first is before the
+            first step. validation_steps: the inner horizon of a validation run.
+            validation_tasks: names in :data:`l2o_graphs.meta.validation.VALIDATION_TASKS`.
+            validation_seeds: initialisations per task.
     """
 
     net: str = "ng-gnn"
@@ -51,24 +60,41 @@ class MetaConfig:
     autocast: bool = False
     checkpoint_every: int = 25
     auxiliary: Dict[str, Any] = field(default_factory=dict)
+    estimator: str = "tbptt"
+    pes_sigma: float = 0.01
+    validate_every: int = 0
+    validation_steps: int = 1000
+    validation_tasks: Tuple[str, ...] = tuple(VALIDATION_TASKS)
+    validation_seeds: int = 1
 
     def __post_init__(self) -> None:
         self.trajectory_length = tuple(self.trajectory_length)
+        self.validation_tasks = tuple(self.validation_tasks)
         checks = [("outer_steps", self.outer_steps >= 1), ("meta_batch", self.meta_batch >= 1),
                   ("unroll", self.unroll >= 1), ("lr", self.lr > 0), ("clip", self.clip > 0),
                   ("lam", self.lam > 0), ("warmup", self.warmup >= 0), ("checkpoint_every", self.checkpoint_every >= 1),
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
                   ("trajectory_length", len(self.trajectory_length) == 2
                    and 1 <= self.trajectory_length[0] <= self.trajectory_length[1]),
-                  ("device", self.device in ("auto", "cpu", "cuda"))]
+                  ("device", self.device in ("auto", "cpu", "cuda")),
+                  ("estimator", self.estimator in ("tbptt", "pes")),
+                  ("pes_sigma", isinstance(self.pes_sigma, (int, float)) and 0 < self.pes_sigma < float("inf")),
+                  ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
+                  ("validation_seeds", self.validation_seeds >= 1),
+                  ("validation_tasks", len(self.validation_tasks) > 0
+                   and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"meta-training config: bad value for {bad[0]!r}: {getattr(self, bad[0])!r}")
         self.auxiliary = check_auxiliary(self.auxiliary or {})
+        if self.estimator == "pes" and (self.auxiliary or self.second_order):
+            raise ValueError("meta-training config: the 'pes' estimator takes neither auxiliary tasks nor "
+                             "second_order (both are gradients through autograd)")
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
         out["trajectory_length"] = list(self.trajectory_length)
+        out["validation_tasks"] = list(self.validation_tasks)
         return out
 
     @classmethod

@@ -12,10 +12,12 @@ all-reduce counts them once); their heads train with the net and are kept in the
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -26,7 +28,9 @@ from torch import nn
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
-from l2o_graphs.meta.unroll import Trajectory, sample_length, unroll
+from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient, set_flat_parameters
+from l2o_graphs.meta.unroll import DIVERGED, Trajectory, TrajectoryPair, sample_length, unroll
+from l2o_graphs.meta.validation import validate
 from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.weights import save_weights
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
@@ -34,8 +38,12 @@ from l2o_graphs.tasks.task import Task, TaskSpec
 from l2o_graphs.tasks.train import is_heldout
 
 CHECKPOINT = "checkpoint.pt"
+CARRY = "carry.pt"
+"""The compact state of a run (no trajectories): enough to carry it on elsewhere."""
 METRICS = "metrics.jsonl"
+VALIDATION = "validation.jsonl"
 WEIGHTS = "weights.pt"
+BEST = "best.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,11 +65,13 @@ def _lr_factor(cfg: MetaConfig):
     return factor
 
 
-def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> Trajectory:
+def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> Union[Trajectory, TrajectoryPair]:
+    """A new trajectory (an antithetic pair of them under PES)."""
     spec = suite.sample(sampler)
     while is_heldout(spec):  # evaluation tasks stay unseen
         spec = suite.sample(sampler)
-    return Trajectory(spec, sample_length(cfg.trajectory_length, sampler))
+    length = sample_length(cfg.trajectory_length, sampler)
+    return TrajectoryPair.new(spec, length) if cfg.estimator == "pes" else Trajectory(spec, length)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -97,12 +107,19 @@ class MetaTrainer:
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         # a stream of its own, so that runs with and without auxiliary tasks see the same tasks
         self.auxiliary_sampler = torch.Generator().manual_seed(cfg.seed + 1)
-        self.trajectories: List[Trajectory] = [_new_trajectory(self.suite, cfg, self.sampler)
-                                               for _ in range(cfg.meta_batch)]
+        # PES's perturbations: a stream of their own, drawn alike on every rank
+        self.noise_sampler = torch.Generator().manual_seed(cfg.seed + 2)
+        self.perturbed = copy.deepcopy(self.net) if cfg.estimator == "pes" else None
+        self.trajectories: List[Union[Trajectory, TrajectoryPair]] = self._draw_trajectories()
         self.step = 0
+        # meta-validation: the last step validated, the best score and its step
+        self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None,
+                                                       "initial_score": None}
         self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
         if resume and (self.run_dir / CHECKPOINT).is_file():
             self._load(self.run_dir / CHECKPOINT)
+        elif resume and (self.run_dir / CARRY).is_file():
+            self._load(self.run_dir / CARRY)
 
     # ------------------------------------------------------------------ pieces
     def _task(self, spec: TaskSpec) -> Tuple[Task, Optional[NeuralGraph]]:
@@ -120,18 +137,83 @@ class MetaTrainer:
     def _mine(self, i: int) -> bool:
         return i % self.world == self.rank
 
+    def _draw_trajectories(self) -> List[Union[Trajectory, TrajectoryPair]]:
+        return [_new_trajectory(self.suite, self.cfg, self.sampler) for _ in range(self.cfg.meta_batch)]
+
     def outer_step(self) -> Dict[str, float]:
         """One meta-parameter update; returns its metrics."""
         cfg = self.cfg
         for p in self.trainable:  # zeros, not None: every rank all-reduces every gradient
             p.grad = torch.zeros_like(p)
+        if cfg.estimator == "pes":
+            total, ended = self._pes_gradients()
+            auxiliary: Dict[str, float] = {}
+        else:
+            total, ended, auxiliary = self._tbptt_gradients()
+        if self.world > 1:
+            dist.all_reduce(total)
+            dist.all_reduce(ended)  # every rank replaces the same trajectories at the same time
+            for traj, flag in zip(self.trajectories, ended.tolist()):
+                if flag:
+                    traj.end()
+            for p in self.trainable:
+                dist.all_reduce(p.grad)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.trainable, cfg.clip))
+        lr = self.outer.param_groups[0]["lr"]
+        if math.isfinite(grad_norm):  # a non-finite meta-gradient skips the update (logged)
+            self.outer.step()
+        self.schedule.step()
+        self.step += 1
+        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr,
+                **{f"aux_{name}": loss for name, loss in auxiliary.items()}}
+
+    def _pes_gradients(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """PES's estimate of the meta-gradient, written into the net's ``.grad`` (this rank's
+        pairs; the ranks' parts are summed by the caller). Returns the mean truncation loss and
+        the flags of pairs that ended early."""
+        cfg = self.cfg
+        theta = flat_parameters(self.net)
+        noise = antithetic_noise(len(self.trajectories), theta.numel(), cfg.pes_sigma, self.noise_sampler).to(theta)
+        losses = torch.zeros(2, len(self.trajectories), device=self.device, dtype=theta.dtype)
+        accumulated = torch.zeros(len(self.trajectories), theta.numel(), device=self.device, dtype=theta.dtype)
+        ended = torch.zeros(len(self.trajectories), device=self.device)
+        for i, pair in enumerate(self.trajectories):
+            if pair.done:
+                pair = self.trajectories[i] = _new_trajectory(self.suite, cfg, self.sampler)
+            if not self._mine(i):
+                pair.advance_schedule(cfg.unroll)
+                continue
+            pair.noise = noise[i] if pair.noise is None or pair.step == 0 else pair.noise + noise[i]
+            task, graph = self._task(pair.plus.spec)
+            for row, (sign, traj) in enumerate(((1.0, pair.plus), (-1.0, pair.minus))):
+                set_flat_parameters(self.perturbed, theta + sign * noise[i])
+                losses[row, i] = unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam,
+                                        differentiable=False)
+            if not bool(torch.isfinite(losses[:, i]).all()):  # a diverged run says nothing: drop the pair
+                losses[:, i] = math.log(DIVERGED)
+            accumulated[i] = pair.noise
+            if pair.done:
+                pair.end()
+            ended[i] = float(pair.done)
+        grad = pes_gradient(losses[0], losses[1], accumulated, cfg.pes_sigma, num_pairs=len(self.trajectories))
+        offset = 0
+        for p in self.net.parameters():
+            p.grad.copy_(grad[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return losses.mean(0).sum() / len(self.trajectories), ended
+
+    def _tbptt_gradients(self) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
+        """Truncated backprop: meta-gradients of this rank's trajectories (and, on rank 0, of the
+        auxiliary tasks) accumulated into ``.grad``; returns the meta-loss, the flags of
+        trajectories that ended early and the auxiliary losses."""
+        cfg = self.cfg
         total = torch.zeros((), device=self.device)
         ended = torch.zeros(len(self.trajectories), device=self.device)  # diverged, so ended early
         for i, traj in enumerate(self.trajectories):
             if traj.done:
                 traj = self.trajectories[i] = _new_trajectory(self.suite, cfg, self.sampler)
             if not self._mine(i):
-                traj.step += cfg.unroll  # another rank unrolls it: keep the schedule in step
+                traj.advance_schedule(cfg.unroll)  # another rank unrolls it: keep the schedule in step
                 continue
             task, graph = self._task(traj.spec)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
@@ -147,22 +229,34 @@ class MetaTrainer:
                 weighted, auxiliary = auxiliary_losses(self.auxiliary, self.net, self.auxiliary_sampler)
             if torch.isfinite(weighted):
                 weighted.backward()
-        if self.world > 1:
-            dist.all_reduce(total)
-            dist.all_reduce(ended)  # every rank replaces the same trajectories at the same time
-            for traj, flag in zip(self.trajectories, ended.tolist()):
-                if flag:
-                    traj.step = max(traj.step, traj.length)
-            for p in self.trainable:
-                dist.all_reduce(p.grad)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.trainable, cfg.clip))
-        lr = self.outer.param_groups[0]["lr"]
-        if math.isfinite(grad_norm):  # a non-finite meta-gradient skips the update (logged)
-            self.outer.step()
-        self.schedule.step()
-        self.step += 1
-        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr,
-                **{f"aux_{name}": loss for name, loss in auxiliary.items()}}
+        return total, ended, auxiliary
+
+    def validate_if_due(self) -> Optional[Dict[str, object]]:
+        """Meta-validate the current network when ``cfg.validate_every`` says so and this step
+        was not validated yet (rank 0); log it to ``validation.jsonl`` and keep the best network
+        as ``best.pt``. Returns the logged row, or None."""
+        cfg, state = self.cfg, self.validation
+        if not cfg.validate_every or self.step % cfg.validate_every or self.rank != 0:
+            return None
+        if state["last_step"] is not None and self.step <= state["last_step"]:
+            return None
+        start = time.perf_counter()
+        result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
+        score = float(result["score"])
+        if state["initial_score"] is None:
+            state["initial_score"] = score
+        improved = state["best_score"] is None or score < state["best_score"]
+        if improved:
+            state["best_score"], state["best_step"] = score, self.step
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_weights(self.net, self.run_dir / BEST, config=cfg.to_dict(), outer_steps=self.step,
+                         validation_score=score)
+        state["last_step"] = self.step
+        row = {"step": self.step, "score": score, "best": improved, "tasks": result["tasks"],
+               "seconds": round(time.perf_counter() - start, 1)}
+        with (self.run_dir / VALIDATION).open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
 
     def run(self, progress: bool = True, stop_after: Optional[int] = None) -> UpdateNet:
         """Train until ``cfg.outer_steps`` (or ``stop_after`` more steps, for tests and
@@ -176,6 +270,7 @@ class MetaTrainer:
         end = cfg.outer_steps if stop_after is None else min(cfg.outer_steps, self.step + stop_after)
         bar = tqdm(total=cfg.outer_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc=f"meta-train {cfg.net}", unit="step")
+        self.validate_if_due()  # the initialisation's score, on a fresh run
         while self.step < end:
             start = time.perf_counter()
             metrics = self.outer_step()
@@ -185,11 +280,20 @@ class MetaTrainer:
             if self.rank == 0:
                 with (self.run_dir / METRICS).open("a") as f:
                     f.write(json.dumps(metrics) + "\n")
+            row = self.validate_if_due()
+            if row is not None:
+                bar.write(f"step {self.step}: validation score {row['score']:+.4f} (log loss ratio to Adam 1e-3; "
+                          f"best {self.validation['best_score']:+.4f} at step {self.validation['best_step']})")
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.outer_steps:
                 self.save()
         bar.close()
         if self.step == cfg.outer_steps and self.rank == 0:
             save_weights(self.net, self.run_dir / WEIGHTS, config=cfg.to_dict(), outer_steps=self.step)
+            state = self.validation
+            if state["best_step"] == 0 and state["last_step"]:
+                warnings.warn(f"meta-training made no network better than its initialisation on the validation "
+                              f"tasks: the best score ({state['best_score']:+.4f}) is step 0's; best.pt holds the "
+                              f"untrained network", RuntimeWarning, stacklevel=2)
         return self.net
 
     # ------------------------------------------------------------------ checkpoints
@@ -202,13 +306,21 @@ class MetaTrainer:
             if self.rank != 0:
                 return
             mine = {i: t for part in gathered for i, t in part.items()}
-        blob = {"step": self.step, "config": self.cfg.to_dict(), "net": self.net.state_dict(),
-                "outer": self.outer.state_dict(), "schedule": self.schedule.state_dict(),
-                "sampler": self.sampler.get_state(), "auxiliary": self.auxiliary.state_dict(),
-                "auxiliary_sampler": self.auxiliary_sampler.get_state(),
-                "trajectories": [_to_cpu(mine[i]) if i in mine else self.trajectories[i].to_dict()
-                                 for i in range(len(self.trajectories))]}
+        carry = self.compact_state()
+        _atomic_save(carry, self.run_dir / CARRY)
+        blob = {**carry, "trajectories": [_to_cpu(mine[i]) if i in mine else self.trajectories[i].to_dict()
+                                          for i in range(len(self.trajectories))]}
         _atomic_save(blob, self.run_dir / CHECKPOINT)
+
+    def compact_state(self) -> Dict[str, Any]:
+        """Everything but the trajectories (kilobytes to a few MB): meta-parameters, outer
+        optimizer and schedule, random streams, validation record. A run resumed from it draws
+        new trajectories and goes on."""
+        return {"step": self.step, "config": self.cfg.to_dict(), "net": self.net.state_dict(),
+                "outer": self.outer.state_dict(), "schedule": self.schedule.state_dict(),
+                "sampler": self.sampler.get_state(), "noise_sampler": self.noise_sampler.get_state(),
+                "auxiliary": self.auxiliary.state_dict(), "auxiliary_sampler": self.auxiliary_sampler.get_state(),
+                "validation": dict(self.validation)}
 
     def _load(self, path: Path) -> None:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -225,13 +337,21 @@ class MetaTrainer:
         if "auxiliary" in blob:  # checkpoints written before auxiliary tasks existed have none
             self.auxiliary.load_state_dict(blob["auxiliary"])
             self.auxiliary_sampler.set_state(blob["auxiliary_sampler"])
-        self.trajectories = [Trajectory.from_dict(t, self.device) for t in blob["trajectories"]]
+        if "noise_sampler" in blob:
+            self.noise_sampler.set_state(blob["noise_sampler"])
+            self.validation.update(blob["validation"])
+        if "trajectories" in blob:
+            kind = TrajectoryPair if self.cfg.estimator == "pes" else Trajectory
+            self.trajectories = [kind.from_dict(t, self.device) for t in blob["trajectories"]]
+        else:  # the compact state: trajectories are drawn anew from the restored task stream
+            self.trajectories = self._draw_trajectories()
         self.step = blob["step"]
-        metrics = self.run_dir / METRICS
-        if self.rank == 0 and metrics.is_file():  # drop what was logged after the checkpoint
-            lines = metrics.read_text().splitlines()
-            kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= self.step]
-            metrics.write_text("".join(line + "\n" for line in kept))
+        for name in (METRICS, VALIDATION):
+            log = self.run_dir / name
+            if self.rank == 0 and log.is_file():  # drop what was logged after the checkpoint
+                lines = log.read_text().splitlines()
+                kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= self.step]
+                log.write_text("".join(line + "\n" for line in kept))
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -50,6 +50,14 @@ class Trajectory:
     def done(self) -> bool:
         return self.step >= self.length
 
+    def end(self) -> None:
+        """Mark the run finished (it diverged, or another rank says so)."""
+        self.step = max(self.step, self.length)
+
+    def advance_schedule(self, steps: int) -> None:
+        """Count ``steps`` inner steps unrolled by another process."""
+        self.step += steps
+
     def to_dict(self) -> Dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only (loads with ``weights_only=True``)."""
         out: Dict[str, Any] = {"spec": self.spec.to_dict(), "length": self.length, "step": self.step,
@@ -75,6 +83,46 @@ class Trajectory:
         return traj
 
 
+@dataclass
+class TrajectoryPair:
+    """An antithetic pair for PES: the same inner training run twice (same task, initialisation
+    and batches), one with the meta-parameters plus the perturbations, one minus them; ``noise``
+    ``[P]`` sums the perturbations the ``plus`` run received since it started (None before)."""
+
+    plus: Trajectory
+    minus: Trajectory
+    noise: Optional[Tensor] = None
+
+    @classmethod
+    def new(cls, spec: TaskSpec, length: int) -> "TrajectoryPair":
+        return cls(Trajectory(spec, length), Trajectory(spec, length))
+
+    @property
+    def done(self) -> bool:
+        return self.plus.done or self.minus.done
+
+    @property
+    def step(self) -> int:
+        return self.plus.step
+
+    def end(self) -> None:
+        """Mark both runs finished (one diverged, or another rank says so)."""
+        self.plus.end()
+        self.minus.end()
+
+    def advance_schedule(self, steps: int) -> None:
+        """Count ``steps`` inner steps unrolled by another process."""
+        self.plus.advance_schedule(steps)
+        self.minus.advance_schedule(steps)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"plus": self.plus.to_dict(), "minus": self.minus.to_dict(), "noise": self.noise}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], device: torch.device) -> "TrajectoryPair":
+        return cls(Trajectory.from_dict(d["plus"], device), Trajectory.from_dict(d["minus"], device), d["noise"])
+
+
 def start(traj: Trajectory, task: Task, net: UpdateNet) -> None:
     """Materialise the trajectory's initial parameters and optimizer state (in place)."""
     traj.params, traj.buffers = task.init_params()
@@ -89,15 +137,19 @@ def _detached(state: OptState) -> OptState:
 
 
 def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Trajectory, steps: int, *,
-           second_order: bool = False, lam: float = 0.01, diverged: float = DIVERGED) -> Tensor:
+           second_order: bool = False, lam: float = 0.01, diverged: float = DIVERGED,
+           differentiable: bool = True) -> Tensor:
     """Advance ``traj`` by ``steps`` learned updates (in place); return the meta-loss.
 
     The meta-loss is the mean, over the updates, of ``log(loss / loss at the trajectory's
     start)``, the optimizee's loss taken on a fresh batch right after each update: the ratio keeps
     any task from dominating by its scale, the log keeps a diverging trajectory from dominating
-    the meta-gradient (its gradient is divided by its loss). It is differentiable with respect to ``net``'s parameters through every update of the
-    truncation. First order (default): the optimizee's gradients enter the updates as constants,
-    as in Andrychowicz et al.; ``second_order=True`` differentiates through them too.
+    the meta-gradient (its gradient is divided by its loss). With ``differentiable`` (truncated
+    backprop) it is differentiable with respect to ``net``'s parameters through every update of
+    the truncation. First order (default): the optimizee's gradients enter the updates as
+    constants, as in Andrychowicz et al.; ``second_order=True`` differentiates through them too.
+    Without ``differentiable`` (evolution strategies) the updates run without autograd, one step
+    at a time, and the meta-loss is a plain number.
     Afterwards parameters and state are detached: the next truncation starts from them; a
     trajectory whose loss went above ``diverged`` times its start (or is not finite) is ended.
     """
@@ -110,13 +162,16 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
         traj.base_loss = max(float(loss.detach()), 1e-8)
     terms = []
     for k in range(steps):
-        grads = torch.autograd.grad(loss, list(params.values()), retain_graph=k > 0, create_graph=second_order,
-                                    allow_unused=True)
-        new, state = learned_update(net, graph, params, dict(zip(params, grads)), state, lam=lam)
+        grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable and k > 0,
+                                    create_graph=differentiable and second_order, allow_unused=True)
+        with torch.set_grad_enabled(differentiable):
+            new, state = learned_update(net, graph, params, dict(zip(params, grads)), state, lam=lam)
         params = {n: new.get(n, p) for n, p in params.items()}
+        if not differentiable:
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
         # the loss on the next batch is both this update's meta-loss and the next update's input
         loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
-        terms.append(loss)
+        terms.append(loss if differentiable else loss.detach())
     traj.params = {n: p.detach() for n, p in params.items()}
     traj.state = _detached(state)
     traj.step += steps

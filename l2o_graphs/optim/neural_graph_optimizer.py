@@ -29,14 +29,17 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     Args:
         params: the model itself, or ``model.parameters()`` / param groups as for any optimizer.
         weights: ``"default"`` (the weights shipped in ``l2o_graphs/pretrained/``), a path to a
-            weights file, or None for freshly initialised meta-parameters (``seed``).
+            weights file, an :class:`~l2o_graphs.nn.UpdateNet` instance (used as it is, not
+            copied: meta-validation passes the network being trained), or None for freshly
+            initialised meta-parameters (``seed``).
         module: the model the parameters belong to, when ``params`` is not the model; without
             it every tensor becomes its own block graph (with a warning).
         net: ``"ng-gnn"``, ``"ng-t"``, ``"ff"`` or ``"lstm"``.
         lr: multiplier on the learned step (per param group; schedulers change it).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
-        lam: step scale of ``delta = -lr * d * lam * exp(m * lam)`` (``net_config={"update":
-            "adam-residual"}`` learns a correction on Adam's step instead, see ``UPDATE_RULES``).
+        lam: step scale of the ``paper`` rule ``delta = -lr * d * lam * exp(m * lam)`` (other
+            rules, chosen with ``net_config={"update": name}``, are listed in
+            :mod:`l2o_graphs.rules`).
         seed: initialisation seed when ``weights=None``.
         net_config: overrides of the net's hyper-parameters when ``weights=None``.
         autocast: run the update network under bfloat16 autocast (features, moments and the
@@ -54,7 +57,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Union[nn.Module, Iterable[Tensor], Iterable[Dict[str, Any]]],
-                 weights: Union[str, Path, None] = DEFAULT, *, module: Optional[nn.Module] = None,
+                 weights: Union[str, Path, UpdateNet, None] = DEFAULT, *, module: Optional[nn.Module] = None,
                  net: str = "ng-gnn", lr: float = 1.0, weight_decay: float = 0.0, lam: float = 0.01,
                  seed: int = 0, net_config: Optional[Dict[str, Any]] = None,
                  autocast: Optional[bool] = None, compile: bool = False):
@@ -68,6 +71,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
         if not lam > 0:
             raise ValueError(f"invalid lam {lam}: must be > 0")
+        if isinstance(weights, UpdateNet):
+            net = net_name(weights)
         if net not in NETS:
             raise ValueError(f"unknown net {net!r}; choose one of {', '.join(NETS)}")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
@@ -83,8 +88,12 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def _make_net(weights: Union[str, Path, None], net: str, seed: int,
+    def _make_net(weights: Union[str, Path, UpdateNet, None], net: str, seed: int,
                   net_config: Optional[Dict[str, Any]]) -> UpdateNet:
+        if isinstance(weights, UpdateNet):
+            if net_config is not None:
+                raise ValueError("net_config only applies to freshly initialised nets (weights=None)")
+            return weights
         if weights is None:
             return _fresh_net(net, seed, net_config)
         if net_config is not None:

@@ -1,0 +1,67 @@
+"""Meta-validation: an update network scored at the evaluation horizon on tasks of its own.
+
+The validation tasks are neither meta-training tasks (the tiny suites train on 8x8 images; these
+are 28x28 networks) nor held-out benchmark tasks (:data:`l2o_graphs.tasks.train.HELDOUT_TASKS`):
+a run selects its checkpoint on them, so they must not be what the benchmark reports.
+
+The score of a network is the mean over tasks and seeds of ``log(L_net / L_adam)``, the final
+train losses of the learned optimizer and of Adam at learning rate 1e-3 trained from the same
+initialisation on the same batches: 0 is Adam's level, negative is better.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Dict, Mapping, Sequence
+
+import torch
+
+from l2o_graphs.nn import UpdateNet
+from l2o_graphs.optim import NeuralGraphOptimizer
+from l2o_graphs.tasks.task import TaskSpec
+from l2o_graphs.tasks.train import is_heldout, train_with
+
+VALIDATION_TASKS: Dict[str, TaskSpec] = {
+    "mlp-784-64-32-10-tanh-fmnist": TaskSpec({"kind": "mlp", "hidden": [64, 32], "activation": "tanh"},
+                                             "fashion_mnist", 64, 0),
+    "cnn-8-16-16-k5-flatten-silu-mnist": TaskSpec(
+        {"kind": "cnn", "channels": [8, 16, 16], "kernel": 5, "head": "flatten", "activation": "silu",
+         "batchnorm": False, "residual": False}, "mnist", 64, 0),
+}
+"""Validation tasks (``seed`` is replaced per run)."""
+REFERENCE_LR = 1e-3
+
+assert not any(is_heldout(spec) for spec in VALIDATION_TASKS.values())
+
+
+@functools.lru_cache(maxsize=64)
+def _adam_loss(task: str, steps: int, seed: int) -> float:
+    spec = VALIDATION_TASKS[task]
+    return float(train_with(spec, lambda m: torch.optim.Adam(m.parameters(), lr=REFERENCE_LR), steps, seed)["train_loss"])
+
+
+def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
+             lam: float = 0.01) -> Dict[str, object]:
+    """Train every task in ``tasks`` (names in :data:`VALIDATION_TASKS`) for ``steps`` steps with
+    ``net`` as a :class:`~l2o_graphs.optim.NeuralGraphOptimizer` and with Adam(1e-3), ``seeds``
+    initialisations each.
+
+    Returns ``{"score": mean log-ratio (lower is better; a diverged run counts as log 10),
+    "tasks": {name: {"loss": mean learned loss, "adam": mean Adam loss}}}``."""
+    unknown = [t for t in tasks if t not in VALIDATION_TASKS]
+    if unknown:
+        raise ValueError(f"unknown validation task {unknown[0]!r}; choose from {', '.join(VALIDATION_TASKS)}")
+    ratios = []
+    per_task: Dict[str, Mapping[str, float]] = {}
+    for name in tasks:
+        learned, adam = [], []
+        for seed in range(seeds):
+            run = train_with(VALIDATION_TASKS[name], lambda m: NeuralGraphOptimizer(m, weights=net, lam=lam),
+                             steps, seed)
+            loss, reference = float(run["train_loss"]), _adam_loss(name, steps, seed)
+            ratio = math.log(loss / reference) if math.isfinite(loss) and loss > 0 else math.log(10.0)
+            ratios.append(min(ratio, math.log(10.0)))
+            learned.append(loss)
+            adam.append(reference)
+        per_task[name] = {"loss": sum(learned) / seeds, "adam": sum(adam) / seeds}
+    return {"score": sum(ratios) / len(ratios), "tasks": per_task}

@@ -1,0 +1,78 @@
+"""Meta-validation: scored on tasks of its own, best.pt is the best-scoring network, the schedule of
+evaluations survives a resume, and a run that never beats its initialisation says so."""
+import json
+
+import pytest
+import torch
+
+from l2o_graphs.meta import MetaConfig, MetaTrainer
+from l2o_graphs.meta.trainer import BEST, VALIDATION
+from l2o_graphs.meta.validation import VALIDATION_TASKS, validate
+from l2o_graphs.optim import load_weights
+from l2o_graphs.tasks.train import HELDOUT_TASKS, is_heldout
+
+
+def _config(**overrides):
+    base = dict(net="ng-gnn", net_config={"update": "adam-scaled"}, suite="digits-mlp", estimator="pes",
+                outer_steps=6, meta_batch=2, unroll=4, trajectory_length=(8, 12), warmup=1, lr=3e-2,
+                checkpoint_every=3, device="cpu", validate_every=2, validation_steps=15,
+                validation_tasks=["mlp-784-64-32-10-tanh-fmnist"])
+    return MetaConfig(**{**base, **overrides})
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / VALIDATION).read_text().splitlines()]
+
+
+def test_validation_tasks_are_neither_heldout_nor_tiny():
+    assert not any(is_heldout(spec) for spec in VALIDATION_TASKS.values())
+    held = {(str(h.architecture), h.dataset) for h in HELDOUT_TASKS.values()}
+    assert all((str(v.architecture), v.dataset) not in held for v in VALIDATION_TASKS.values())
+    assert all(not spec.dataset.endswith("8x8") and spec.dataset != "digits" for spec in VALIDATION_TASKS.values())
+
+
+def test_untrained_zero_init_net_scores_adams_level():
+    from l2o_graphs.nn import build_net
+
+    result = validate(build_net("ng-gnn", update="adam-scaled"), ["mlp-784-64-32-10-tanh-fmnist"], steps=15)
+    assert abs(result["score"]) < 1e-5  # it is Adam at 1e-3, the reference
+
+
+def test_best_checkpoint_is_the_best_scoring_network(tmp_path):
+    trainer = MetaTrainer(_config(), tmp_path / "run")
+    trainer.run(progress=False)
+    rows = _rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == [0, 2, 4, 6]
+    best = min(rows, key=lambda r: r["score"])
+    blob = torch.load(tmp_path / "run" / BEST, weights_only=True)
+    assert blob["metadata"]["outer_steps"] == best["step"]
+    assert blob["metadata"]["validation_score"] == pytest.approx(best["score"])
+    assert trainer.validation["best_step"] == best["step"]
+    # the saved network scores what was logged: it is the network of that step
+    again = validate(load_weights(tmp_path / "run" / BEST), ["mlp-784-64-32-10-tanh-fmnist"], steps=15)
+    assert again["score"] == pytest.approx(best["score"], abs=1e-6)
+    assert len({round(r["score"], 8) for r in rows}) > 1  # meta-training changed the network
+
+
+def test_validation_schedule_survives_resume(tmp_path):
+    MetaTrainer(_config(), tmp_path / "straight").run(progress=False)
+    MetaTrainer(_config(), tmp_path / "killed").run(progress=False, stop_after=5)  # validated at 4, checkpoint at 3
+    resumed = MetaTrainer(_config(), tmp_path / "killed", resume=True)
+    assert resumed.step == 3 and resumed.validation["last_step"] == 2
+    resumed.run(progress=False)
+    straight, killed = _rows(tmp_path / "straight"), _rows(tmp_path / "killed")
+    assert [r["step"] for r in killed] == [0, 2, 4, 6]  # step 4's row, logged before the kill, once
+    for a, b in zip(straight, killed):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-7)
+
+
+def test_run_that_never_beats_its_initialisation_says_so(tmp_path):
+    with pytest.warns(RuntimeWarning, match="no network better than its initialisation"):
+        MetaTrainer(_config(lr=1e-12, outer_steps=2), tmp_path / "run").run(progress=False)
+
+
+def test_bad_validation_settings_are_refused():
+    with pytest.raises(ValueError, match="'validation_tasks'"):
+        _config(validation_tasks=["mlp-784-128-128-10-mnist"])  # a held-out task is not a validation task
+    with pytest.raises(ValueError, match="'validate_every'"):
+        _config(validate_every=-1)
