@@ -1,14 +1,22 @@
 """Learned optimizers against tuned Adam and SGD on held-out tasks that no meta-training used.
 
-Run: ``python benchmarks/heldout.py --learned ng-gnn=l2o_graphs/pretrained/ng-gnn.pt [--steps 1000
---seeds 5] [--tasks ...] [--metasgd-steps N]``. Adam and SGD (momentum 0.9) are tuned per task over their learning-rate grids (best
-final train loss, averaged over seeds). Writes ``benchmarks/results/heldout_<machine>.json`` (``heldout_<tasks>_<machine>.json`` for
-a subset of the tasks) and
-one loss-curve PNG per task (``heldout_<task>_<machine>.png``).
+Run: ``python benchmarks/heldout.py --learned ng-gnn=l2o_graphs/pretrained/ng-gnn.pt [--learned-lrs 0.1 0.3 1 3 10
+30 100] [--steps 1000 --seeds 5] [--tasks ...] [--baselines-from FILE]``.
+
+Every optimizer runs each of its settings (Adam and SGD: learning rates; a learned optimizer: its
+``lr`` multiplier, 1 when untuned) for ``--seeds`` initialisations; the best setting per task is
+the one with the lowest mean final train loss. For every learned optimizer the untuned setting
+(``lr=1``) is reported beside the tuned one, with its **speedup over tuned Adam** in
+learned_optimization's convention (:mod:`l2o_graphs.speedup`) on the train-loss curve measured
+every ``--eval-every`` steps. ``--baselines-from`` takes Adam's and SGD's runs from an earlier
+result file of the same tasks, steps and seeds instead of rerunning them.
+
+Writes ``benchmarks/results/heldout_<machine>[_<tag>].json`` and one loss-curve PNG per task.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -24,47 +32,63 @@ from common import RESULTS, cpu_slug, machine, write_result  # noqa: E402
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
 from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
 from l2o_graphs.plots import plot_loss_curves  # noqa: E402
+from l2o_graphs.speedup import speedup  # noqa: E402
 from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa: E402
 
-LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+BASELINES = ("adam", "sgd-momentum")
 # Adam moves each of MetaSGD's per-element rates by about its learning rate per outer step, so
 # 1e-2 lets them random-walk to negative and large values within a few hundred steps
 METASGD_OUTER_GRID = (1e-3, 1e-4)
 
 
 def _summary(runs: List[Dict]) -> Dict:
-    """Mean and standard deviation over seeds; runs whose loss is not finite (diverged) are
-    counted and left out."""
+    """Mean and standard deviation over seeds, the seed-mean curves; runs whose loss is not
+    finite (diverged) are counted and left out of the means."""
+    finite = [r for r in runs if math.isfinite(r["train_loss"])]
     out: Dict[str, object] = {}
     for key in ("train_loss", "test_acc"):
-        values = [r[key] for r in runs if math.isfinite(r["train_loss"])]
+        values = [r[key] for r in finite]
         out[key] = {"mean": statistics.mean(values) if values else None,
                     "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-    out["diverged"] = sum(not math.isfinite(r["train_loss"]) for r in runs)
+    out["diverged"] = len(runs) - len(finite)
+    # curves of every seed (NaN after a divergence), averaged: a diverged seed makes the mean NaN
+    out["eval_curve"] = [statistics.mean(c) for c in zip(*(r["eval_curve"] for r in runs))]
+    out["mean_curve"] = [statistics.mean(c) for c in zip(*(r["curve"] for r in finite))] if finite else []
     return out
+
+
+def _score(summary: Dict) -> float:
+    loss = summary["train_loss"]["mean"]
+    return math.inf if loss is None or summary["diverged"] else loss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--learned", nargs="*", default=[], metavar="NAME=WEIGHTS",
                         help="learned optimizers to evaluate, e.g. ng-gnn=l2o_graphs/pretrained/ng-gnn.pt")
+    parser.add_argument("--learned-lrs", type=float, nargs="+", default=[1.0],
+                        help="lr multipliers a learned optimizer is tuned over (1 = untuned, always included)")
     parser.add_argument("--tasks", nargs="+", default=list(HELDOUT), choices=list(HELDOUT))
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--baselines", nargs="*", default=["adam", "sgd-momentum"], choices=["adam", "sgd-momentum"],
+    parser.add_argument("--eval-every", type=int, default=50, help="steps between points of the train-loss curve")
+    parser.add_argument("--baselines", nargs="*", default=["adam"], choices=list(BASELINES),
                         help="tuned baselines to sweep (none: --baselines with no value)")
+    parser.add_argument("--baselines-from", type=Path,
+                        help="a result JSON of this script with the same tasks, steps and seeds: its baselines "
+                             "are reused instead of rerun")
     parser.add_argument("--metasgd-steps", type=int, default=0,
                         help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
                              "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
-    parser.add_argument("--metasgd-outer-lrs", type=float, nargs="+", default=list(METASGD_OUTER_GRID),
-                        help="outer Adam learning rates MetaSGD is meta-trained with, one run each; the best "
-                             "is kept by the baselines' criterion")
+    parser.add_argument("--metasgd-outer-lrs", type=float, nargs="+", default=list(METASGD_OUTER_GRID))
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--tag", default="", help="suffix of the result file names (runs split in parts)")
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    learned_lrs = sorted({1.0, *args.learned_lrs})
     candidates: Dict[str, Dict[str, Callable]] = {}
     if "adam" in args.baselines:
         candidates["adam"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.Adam(m.parameters(), lr=lr))(lr)
@@ -73,10 +97,20 @@ def main() -> None:
         candidates["sgd-momentum"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr,
                                                                                       momentum=0.9))(lr)
                                       for lr in SGD_GRID}
+    learned_names = []
     for item in args.learned:
         name, _, path = item.partition("=")
         net = torch.load(path, weights_only=True)["net"]
-        candidates[name] = {"learned": (lambda path, net: lambda m: NeuralGraphOptimizer(m, weights=path, net=net))(path, net)}
+        learned_names.append(name)
+        candidates[name] = {f"lr={lr:g}": (lambda path, net, lr: lambda m: NeuralGraphOptimizer(
+            m, weights=path, net=net, lr=lr))(path, net, lr) for lr in learned_lrs}
+    reused: Dict[str, Dict] = {}
+    if args.baselines_from:
+        earlier = json.loads(args.baselines_from.read_text())
+        if (earlier["steps"], earlier["seeds"], earlier.get("eval_every")) != (args.steps, args.seeds, args.eval_every):
+            raise SystemExit(f"{args.baselines_from} has steps/seeds/eval_every {earlier['steps']}/{earlier['seeds']}/"
+                             f"{earlier.get('eval_every')}, this run {args.steps}/{args.seeds}/{args.eval_every}")
+        reused = earlier["results"]
 
     info = machine()
     slug = cpu_slug(info)
@@ -93,35 +127,60 @@ def main() -> None:
                                          outer_lr=outer_lr)
                 task_candidates["metasgd"][f"outer {outer_lr:g}"] = (
                     lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs))
+        for baseline in BASELINES:
+            if baseline in reused.get(task_name, {}):
+                results[task_name][baseline] = reused[task_name][baseline]
+                task_candidates.pop(baseline, None)
         for opt_name, settings in task_candidates.items():
-            best = None
+            by_setting = {}
             for setting, make in settings.items():
-                runs = [train_with(spec, make, args.steps, seed) for seed in range(args.seeds)]
-                summary = _summary(runs)
+                runs = [train_with(spec, make, args.steps, seed, eval_every=args.eval_every)
+                        for seed in range(args.seeds)]
+                summary = by_setting[setting] = _summary(runs)
                 loss, acc = summary["train_loss"], summary["test_acc"]
                 shown = (f"train loss {loss['mean']:.4f} ± {loss['std']:.4f}  test acc {acc['mean']:.4f}"
                          if loss["mean"] is not None else "diverged")
                 print(f"{task_name:<26} {opt_name:<13} {setting:<8} {shown} ({summary['diverged']} diverged) "
                       f"[{time.perf_counter() - start:.0f} s]", flush=True)
-                score = math.inf if loss["mean"] is None or summary["diverged"] else loss["mean"]
-                if best is None or score < best[0]:
-                    best = (score, setting, summary, runs)
-            _, setting, summary, runs = best
-            curve = [statistics.mean(c) for c in zip(*(r["curve"] for r in runs if math.isfinite(r["train_loss"])))]
-            results[task_name][opt_name] = {"setting": setting, **summary, "mean_curve": curve}
+            best = min(by_setting, key=lambda s: _score(by_setting[s]))
+            results[task_name][opt_name] = {"best": best, "best_curve": by_setting[best]["mean_curve"],
+                                            "settings": by_setting}
+        adam = results[task_name].get("adam")
+        eval_steps = sorted({*range(args.eval_every, args.steps, args.eval_every), args.steps})
+        for name in learned_names:
+            entry = results[task_name][name]
+            for key, setting in (("untuned", "lr=1"), ("tuned", entry["best"])):
+                s = entry["settings"][setting]
+                final = s["eval_curve"][-1] if s["eval_curve"] else math.nan
+                entry[key] = {"setting": setting, "train_loss": s["train_loss"], "test_acc": s["test_acc"],
+                              "diverged": s["diverged"], "final_eval_loss": final}
+                if adam is not None and math.isfinite(final):
+                    curves = {lr: [v["eval_curve"]] for lr, v in adam["settings"].items()}
+                    entry[key]["speedup_over_tuned_adam"] = speedup(curves, eval_steps, final)
+                if adam is not None:
+                    ref = adam["settings"]["0.001"]["train_loss"]["mean"]
+                    best_adam = adam["settings"][adam["best"]]["train_loss"]["mean"]
+                    mine = s["train_loss"]["mean"]
+                    entry[key]["vs_adam_1e-3"] = None if mine is None else mine / ref
+                    entry[key]["vs_tuned_adam"] = None if mine is None else mine / best_adam
         plot_loss_curves({f"{task_name}: mean over {args.seeds} seeds": {
-            f"{name} ({r['setting']})": r["mean_curve"] for name, r in results[task_name].items()}},
+            f"{name} ({r['best']})": r["best_curve"] for name, r in results[task_name].items()}},
             RESULTS / f"heldout_{task_name}_{slug}{'_' + args.tag if args.tag else ''}.png")
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
-               "machine": info, "steps": args.steps, "metasgd_outer_steps": args.metasgd_steps, "seeds": args.seeds, "wall_s": round(time.perf_counter() - start),
-               "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID),
+               "machine": info, "steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every,
+               "metasgd_outer_steps": args.metasgd_steps, "wall_s": round(time.perf_counter() - start),
+               "baselines_from": str(args.baselines_from) if args.baselines_from else None,
+               "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID), "learned_lr": learned_lrs,
                           "metasgd_outer_lr": args.metasgd_outer_lrs if args.metasgd_steps else None,
                           "criterion": "lowest mean final train loss over seeds"},
-               "results": {t: {o: {k: v for k, v in r.items() if k != "mean_curve"} for o, r in res.items()}
-                           for t, res in results.items()}}
-    tasks = "" if len(args.tasks) == len(HELDOUT) else "_" + "+".join(args.tasks)
-    name = f"heldout{tasks}_{slug}{'_' + args.tag if args.tag else ''}.json"
-    print(f"wrote {write_result(name, payload)}")
+               "results": {t: {o: {**r, "settings": {k: {kk: vv for kk, vv in v.items() if kk != "mean_curve"}
+                                                       for k, v in r["settings"].items()}}
+                               for o, r in res.items()} for t, res in results.items()}}
+    speedups = {t: res[n]["untuned"].get("speedup_over_tuned_adam", "n/a")
+                for t, res in results.items() for n in learned_names}
+    if speedups:
+        print("speedup over tuned Adam (untuned learned optimizer; None = beyond the horizon):", speedups)
+    print(f"wrote {write_result(f'heldout_{slug}' + (f'_{args.tag}' if args.tag else '') + '.json', payload)}")
 
 
 if __name__ == "__main__":

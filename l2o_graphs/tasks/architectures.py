@@ -153,7 +153,8 @@ def build_optimizee(arch: Dict[str, object], in_channels: int, image_size: int, 
     """An optimizee from a plain-data description (as task specs and YAML suites hold them):
     ``{"kind": "mlp", "hidden": [64, 64], "activation": "relu"}``,
     ``{"kind": "cnn", "channels": [16, 32], "kernel": 3, "head": "pool", "activation": "relu",
-    "batchnorm": False, "residual": False}`` or ``{"kind": "paper-cnn", "width": 1}``."""
+    "batchnorm": False, "residual": False}``, ``{"kind": "paper-cnn", "width": 1}`` or
+    ``{"kind": "resnet", "channels": 16, "blocks": 2}`` (:class:`ResidualCNN`)."""
     arch = dict(arch)
     kind = arch.pop("kind")
     if kind == "mlp":
@@ -163,4 +164,6 @@ def build_optimizee(arch: Dict[str, object], in_channels: int, image_size: int, 
         return conv_net(in_channels=in_channels, image_size=image_size, num_classes=num_classes, **arch)
     if kind == "paper-cnn":
         return paper_cnn(in_channels=in_channels, num_classes=num_classes, **arch)
-    raise ValueError(f"unknown optimizee kind {kind!r}; choose mlp, cnn or paper-cnn")
+    if kind == "resnet":
+        return ResidualCNN(in_channels=in_channels, num_classes=num_classes, **arch)
+    raise ValueError(f"unknown optimizee kind {kind!r}; choose mlp, cnn, paper-cnn or resnet")

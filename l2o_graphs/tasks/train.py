@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Dict, List
 
 import torch
@@ -14,6 +15,11 @@ HELDOUT_TASKS: Dict[str, TaskSpec] = {
     "mlp-784-128-128-10-mnist": TaskSpec({"kind": "mlp", "hidden": [128, 128], "activation": "relu"}, "mnist", 128, 0),
     "cnn5-fmnist": TaskSpec({"kind": "cnn", "channels": [16, 32, 32, 64, 64], "kernel": 3, "head": "pool",
                              "activation": "relu", "batchnorm": False, "residual": False}, "fashion_mnist", 128, 0),
+    # outside every meta-training family: a residual CNN of two-conv blocks with BatchNorm, and an
+    # MLP wider and deeper than any suite draws (suites: at most 4 hidden layers of 256)
+    "resnet8x2-bn-fmnist": TaskSpec({"kind": "resnet", "channels": 8, "blocks": 2}, "fashion_mnist", 128, 0),
+    "mlp-784-512-384-256-128-64-10-gelu-fmnist": TaskSpec(
+        {"kind": "mlp", "hidden": [512, 384, 256, 128, 64], "activation": "gelu"}, "fashion_mnist", 128, 0),
 }
 """Evaluation tasks no meta-training suite draws (``seed`` is replaced per run)."""
 
@@ -24,14 +30,19 @@ def is_heldout(spec: TaskSpec) -> bool:
 
 EVAL_TRAIN = 10000
 """The final train loss is measured on the first 10k training images (all of smaller sets)."""
+EVAL_CURVE = 2000
+"""The train-loss curve (``eval_every``) is measured on the first 2k training images."""
 
 
 def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
-               seed: int) -> Dict[str, object]:
+               seed: int, eval_every: int = 0) -> Dict[str, object]:
     """Train ``spec``'s network, initialised with ``seed``, for ``steps`` minibatch steps.
 
     Returns ``curve`` (minibatch loss per step), ``train_loss`` (mean loss over up to
-    ``EVAL_TRAIN`` training images at the end) and ``test_acc``."""
+    ``EVAL_TRAIN`` training images at the end) and ``test_acc``; with ``eval_every`` also
+    ``eval_steps`` and ``eval_curve``, the mean loss on the first ``EVAL_CURVE`` training images
+    after every ``eval_every`` steps and after the last (a NaN loss ends the run early, the rest
+    of both curves NaN)."""
     task = Task(dataclasses.replace(spec, seed=seed))
     model = task.module
     params, _ = task.init_params()
@@ -41,14 +52,25 @@ def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim
     optimizer = make_optimizer(model)
     batches = torch.Generator().manual_seed(10_000 + seed)
     curve: List[float] = []
-    for _ in range(steps):
+    current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    eval_steps = sorted({*range(eval_every, steps, eval_every), steps}) if eval_every else []
+    eval_curve: List[float] = []
+    for step in range(1, steps + 1):
         x, y = task.batch(batches)
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
         curve.append(loss.item())
-    current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+        if eval_steps and step == eval_steps[len(eval_curve)]:
+            eval_curve.append(task.evaluate(current, buffers, split="train", limit=EVAL_CURVE)[0])
+        if not math.isfinite(curve[-1]):  # diverged: nothing more to learn from this run
+            curve += [math.nan] * (steps - step)
+            eval_curve += [math.nan] * (len(eval_steps) - len(eval_curve))
+            break
     train_loss, _ = task.evaluate(current, buffers, split="train", limit=EVAL_TRAIN)
     _, test_acc = task.evaluate(current, buffers, split="test")
-    return {"curve": curve, "train_loss": train_loss, "test_acc": test_acc}
+    out = {"curve": curve, "train_loss": train_loss, "test_acc": test_acc}
+    if eval_every:
+        out.update(eval_steps=eval_steps, eval_curve=eval_curve)
+    return out

@@ -1,0 +1,24 @@
+"""Speedup over tuned Adam (learned_optimization's convention) against a hand-computed example."""
+import math
+
+from l2o_graphs.speedup import speedup, tuned_curve
+
+
+def test_tuned_curve_is_running_min_of_best_seed_mean():
+    curves = {"a": [[4.0, 3.0, 2.5, 2.6], [4.0, 3.0, 2.5, 2.6]],  # seed mean 4, 3, 2.5, 2.6
+              "b": [[3.0, 3.5, 1.0, 0.5], [5.0, 3.5, 3.0, 0.5]]}  # seed mean 4, 3.5, 2.0, 0.5
+    assert tuned_curve(curves).tolist() == [4.0, 3.0, 2.0, 0.5]
+
+
+def test_speedup_is_first_step_reaching_the_target_over_the_horizon():
+    curves = {"a": [[4.0, 3.0, 2.5, 2.6]], "b": [[4.0, 3.5, 2.0, 0.5]]}
+    steps = [250, 500, 750, 1000]
+    assert speedup(curves, steps, target=3.0) == 0.5  # tuned reaches 3.0 at step 500 of 1000
+    assert speedup(curves, steps, target=2.2) == 0.75
+    assert speedup(curves, steps, target=0.4) is None  # never: the learned one is ahead at the horizon
+    assert speedup(curves, steps, target=9.0) == 0.25
+
+
+def test_diverged_settings_never_reach_anything():
+    curves = {"diverged": [[math.nan, math.nan]], "slow": [[3.0, 2.0]]}
+    assert speedup(curves, [1, 2], target=2.5) == 1.0
