@@ -103,10 +103,10 @@ def test_pes_recovers_a_linear_loss_gradient():
 
 def test_flat_parameters_round_trip():
     net = build_net("ng-gnn", update="adam-scaled")
-    flat = flat_parameters(net)
+    flat = flat_parameters(net.parameters())
     assert flat.numel() == sum(p.numel() for p in net.parameters())
     other = build_net("ng-gnn", update="adam-scaled")
-    set_flat_parameters(other, flat)
+    set_flat_parameters(other.parameters(), flat)
     for a, b in zip(net.parameters(), other.parameters()):
         assert torch.equal(a, b)
 
@@ -120,14 +120,14 @@ def _config(**overrides):
 
 def test_pes_meta_training_moves_the_meta_parameters_and_resumes_exactly(tmp_path):
     cfg = _config()
-    initial = flat_parameters(MetaTrainer(cfg, tmp_path / "fresh").net)
+    initial = flat_parameters(MetaTrainer(cfg, tmp_path / "fresh").net.parameters())
     straight = MetaTrainer(cfg, tmp_path / "a").run(progress=False)
-    assert not torch.equal(flat_parameters(straight), initial)
+    assert not torch.equal(flat_parameters(straight.parameters()), initial)
     MetaTrainer(cfg, tmp_path / "b").run(progress=False, stop_after=4)  # "killed" one step after a checkpoint
     resumed = MetaTrainer(cfg, tmp_path / "b", resume=True)
     assert resumed.step == 3
     resumed.run(progress=False)
-    assert torch.equal(flat_parameters(resumed.net), flat_parameters(straight))
+    assert torch.equal(flat_parameters(resumed.net.parameters()), flat_parameters(straight.parameters()))
     logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4, 5, 6]
 
@@ -146,11 +146,23 @@ def test_compact_state_is_small_and_carries_a_run_on(tmp_path):
     (moved / CARRY).write_bytes(carry.read_bytes())
     carried = MetaTrainer(cfg, moved, resume=True)
     assert carried.step == 3 and not (moved / CHECKPOINT).exists()
-    assert torch.equal(flat_parameters(carried.net), flat_parameters(trainer.net))
+    assert torch.equal(flat_parameters(carried.net.parameters()), flat_parameters(trainer.net.parameters()))
     assert carried.outer.state_dict()["state"][0]["exp_avg"].equal(trainer.outer.state_dict()["state"][0]["exp_avg"])
     assert torch.equal(carried.noise_sampler.get_state(), trainer.noise_sampler.get_state())
     carried.run(progress=False)
     assert carried.step == 5
+
+
+@pytest.mark.parametrize("estimator", ["pes", "tbptt"])
+def test_only_the_chosen_meta_parameters_change(tmp_path, estimator):
+    cfg = _config(estimator=estimator, meta_parameters=["edge_dec_out", "node_dec_out"], outer_steps=3)
+    before = dict(MetaTrainer(cfg, tmp_path / "fresh").net.named_parameters())
+    after = dict(MetaTrainer(cfg, tmp_path / "run").run(progress=False).named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and changed <= {"edge_dec_out.weight", "edge_dec_out.bias", "node_dec_out.weight",
+                                   "node_dec_out.bias"}
+    with pytest.raises(ValueError, match="no parameter of NGGNN starts with 'decoder'"):
+        MetaTrainer(_config(meta_parameters=["decoder"]), tmp_path / "bad")
 
 
 def test_pes_config_refuses_autograd_only_options():

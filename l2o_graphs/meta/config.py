@@ -40,6 +40,11 @@ class MetaConfig:
             first step. validation_steps: the inner horizon of a validation run.
             validation_tasks: names in :data:`l2o_graphs.meta.validation.VALIDATION_TASKS`.
             validation_seeds: initialisations per task.
+        meta_parameters: name prefixes of the net's parameters that meta-training changes (the
+            others keep their initial values); empty: all. Evolution strategies' variance grows
+            with the number of meta-parameters: training the output layers alone
+            (``[edge_dec_out, node_dec_out]`` for the graph nets) learns a readout of the
+            untrained network's equivariant features with a few dozen of them.
     """
 
     net: str = "ng-gnn"
@@ -66,10 +71,12 @@ class MetaConfig:
     validation_steps: int = 1000
     validation_tasks: Tuple[str, ...] = tuple(VALIDATION_TASKS)
     validation_seeds: int = 1
+    meta_parameters: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.trajectory_length = tuple(self.trajectory_length)
         self.validation_tasks = tuple(self.validation_tasks)
+        self.meta_parameters = tuple(self.meta_parameters)
         checks = [("outer_steps", self.outer_steps >= 1), ("meta_batch", self.meta_batch >= 1),
                   ("unroll", self.unroll >= 1), ("lr", self.lr > 0), ("clip", self.clip > 0),
                   ("lam", self.lam > 0), ("warmup", self.warmup >= 0), ("checkpoint_every", self.checkpoint_every >= 1),
@@ -95,6 +102,7 @@ class MetaConfig:
         out = asdict(self)
         out["trajectory_length"] = list(self.trajectory_length)
         out["validation_tasks"] = list(self.validation_tasks)
+        out["meta_parameters"] = list(self.meta_parameters)
         return out
 
     @classmethod

@@ -15,7 +15,7 @@ meta-trainer (:mod:`l2o_graphs.meta.trainer`) owns the particles.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -46,12 +46,13 @@ def pes_gradient(loss_plus: Tensor, loss_minus: Tensor, accumulated: Tensor, sig
     return (diff @ accumulated) / (2 * n * sigma ** 2)
 
 
-def flat_parameters(net: nn.Module) -> Tensor:
-    """All of ``net``'s parameters as one detached ``[P]`` vector (in ``parameters()`` order)."""
-    return nn.utils.parameters_to_vector(net.parameters()).detach()
+def flat_parameters(params: Iterable[Tensor]) -> Tensor:
+    """The tensors ``params`` (a net's ``parameters()``, or the meta-parameters trained) as one
+    detached ``[P]`` vector, in order."""
+    return nn.utils.parameters_to_vector(list(params)).detach()
 
 
-def set_flat_parameters(net: nn.Module, flat: Tensor) -> None:
-    """Write ``flat`` (as from :func:`flat_parameters`) into ``net``'s parameters, in place."""
+def set_flat_parameters(params: Iterable[Tensor], flat: Tensor) -> None:
+    """Write ``flat`` (as from :func:`flat_parameters`) into the tensors ``params``, in place."""
     with torch.no_grad():
-        nn.utils.vector_to_parameters(flat, net.parameters())
+        nn.utils.vector_to_parameters(flat, list(params))

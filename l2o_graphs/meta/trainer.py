@@ -74,6 +74,17 @@ def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> 
     return TrajectoryPair.new(spec, length) if cfg.estimator == "pes" else Trajectory(spec, length)
 
 
+def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
+    """The parameters of ``net`` whose names start with one of ``prefixes`` (all when empty)."""
+    named = list(net.named_parameters())
+    if not prefixes:
+        return [p for _, p in named]
+    unmatched = [prefix for prefix in prefixes if not any(n.startswith(prefix) for n, _ in named)]
+    if unmatched:
+        raise ValueError(f"meta_parameters: no parameter of {type(net).__name__} starts with {unmatched[0]!r}")
+    return [p for n, p in named if n.startswith(tuple(prefixes))]
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -101,7 +112,10 @@ class MetaTrainer:
             self.net: UpdateNet = build_net(cfg.net, **cfg.net_config).to(self.device)
             self.auxiliary = build_auxiliary(cfg.auxiliary, self.net, self.device)
         # the heads of the auxiliary tasks train with the net; without tasks this is the net alone
-        self.trainable = list(self.net.parameters()) + list(self.auxiliary.parameters())
+        self.meta_params = _select(self.net, cfg.meta_parameters)
+        for name, p in self.net.named_parameters():  # the others stay as initialised
+            p.requires_grad_(any(p is q for q in self.meta_params))
+        self.trainable = self.meta_params + list(self.auxiliary.parameters())
         self.outer = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.outer, _lr_factor(cfg))
         self.sampler = torch.Generator().manual_seed(cfg.seed)
@@ -172,7 +186,9 @@ class MetaTrainer:
         pairs; the ranks' parts are summed by the caller). Returns the mean truncation loss and
         the flags of pairs that ended early."""
         cfg = self.cfg
-        theta = flat_parameters(self.net)
+        theta = flat_parameters(self.meta_params)
+        self.perturbed.load_state_dict(self.net.state_dict())
+        perturbed = _select(self.perturbed, cfg.meta_parameters)
         noise = antithetic_noise(len(self.trajectories), theta.numel(), cfg.pes_sigma, self.noise_sampler).to(theta)
         losses = torch.zeros(2, len(self.trajectories), device=self.device, dtype=theta.dtype)
         accumulated = torch.zeros(len(self.trajectories), theta.numel(), device=self.device, dtype=theta.dtype)
@@ -186,7 +202,7 @@ class MetaTrainer:
             pair.noise = noise[i] if pair.noise is None or pair.step == 0 else pair.noise + noise[i]
             task, graph = self._task(pair.plus.spec)
             for row, (sign, traj) in enumerate(((1.0, pair.plus), (-1.0, pair.minus))):
-                set_flat_parameters(self.perturbed, theta + sign * noise[i])
+                set_flat_parameters(perturbed, theta + sign * noise[i])
                 losses[row, i] = unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam,
                                         differentiable=False)
             if not bool(torch.isfinite(losses[:, i]).all()):  # a diverged run says nothing: drop the pair
@@ -197,7 +213,7 @@ class MetaTrainer:
             ended[i] = float(pair.done)
         grad = pes_gradient(losses[0], losses[1], accumulated, cfg.pes_sigma, num_pairs=len(self.trajectories))
         offset = 0
-        for p in self.net.parameters():
+        for p in self.meta_params:
             p.grad.copy_(grad[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
         return losses.mean(0).sum() / len(self.trajectories), ended
