@@ -1,11 +1,15 @@
-"""Record a finished meta-training run in ``benchmarks/results/`` and, with ``--ship``, install
-its weights as the package default.
+"""Record a meta-training run in ``benchmarks/results/`` and, with ``--ship``, install its
+weights as the package default.
 
 Run: ``python benchmarks/record_meta_run.py runs/ng-gnn-default --command "l2o-graphs meta-train
---config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--ship]``.
+--config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--weights best]
+[--ship] [--carry]``.
 Writes ``meta_train_<run>.json`` (command, config, machine, wall time from the run directory's
-file times, first and last meta-losses) and ``meta_curves_<run>.png``; ``--ship`` copies
-``weights.pt`` to ``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB).
+file times, first and last meta-losses, the validation scores of a meta-validated run) and
+``meta_curves_<run>.png``; ``--ship`` copies the chosen weights (``weights.pt`` of a finished run,
+or ``best.pt``, the best-validated network so far) to ``l2o_graphs/pretrained/<net>.pt`` (refused
+over 2 MB); ``--carry`` copies the run's compact state ``carry.pt`` to ``benchmarks/carry/<run>.pt``,
+from where a later session carries the run on (copy it into an empty run directory, ``--resume``).
 """
 from __future__ import annotations
 
@@ -31,12 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--command", required=True, help="the exact command that produced the run")
-    parser.add_argument("--ship", action="store_true", help="install weights.pt as the package default")
+    parser.add_argument("--weights", choices=["final", "best"], default="final",
+                        help="weights.pt (the finished run) or best.pt (the best-validated network so far)")
+    parser.add_argument("--ship", action="store_true", help="install the chosen weights as the package default")
+    parser.add_argument("--carry", action="store_true", help="keep the run's carry.pt in benchmarks/carry/")
     args = parser.parse_args()
     run = args.run_dir
-    weights = run / "weights.pt"
+    weights = run / ("weights.pt" if args.weights == "final" else "best.pt")
     if not weights.is_file():
-        raise SystemExit(f"{weights} does not exist: the run has not finished")
+        raise SystemExit(f"{weights} does not exist" + (": the run has not finished" if args.weights == "final" else ""))
     config = json.loads((run / "config.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     net = torch.load(weights, weights_only=True)["net"]
@@ -47,13 +54,22 @@ def main() -> None:
     payload = {
         "benchmark": "meta_train", "command": args.command, "machine": host, "config": config,
         "outer_steps": len(rows),
-        "wall_s": round(weights.stat().st_mtime - (run / "config.json").stat().st_mtime),
+        "wall_s": round((run / "metrics.jsonl").stat().st_mtime - (run / "config.json").stat().st_mtime),
+        "weights": args.weights,
+        "weights_outer_steps": torch.load(weights, weights_only=True)["metadata"].get("outer_steps"),
         "step_seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 3),
+        # inner steps unrolled per outer step: a trajectory per meta-batch slot, two under PES
+        "inner_steps_per_second": round(config["meta_batch"] * config["unroll"]
+                                        * (2 if config.get("estimator") == "pes" else 1)
+                                        / statistics.mean(r["seconds"] for r in rows), 1),
         "meta_loss_first_tenth": round(statistics.mean(r["meta_loss"] for r in rows[:tenth]), 4),
         "meta_loss_last_tenth": round(statistics.mean(r["meta_loss"] for r in rows[-tenth:]), 4),
         **{f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
            for key in auxiliary for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))},
         "weights_bytes": weights.stat().st_size,
+        "validation": [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                       for line in (run / "validation.jsonl").read_text().splitlines() if line.strip()]
+        if (run / "validation.jsonl").is_file() else None,
         "note": "meta-loss = mean log(loss after an update / loss at the trajectory's start); lower is better",
     }
     print(f"wrote {write_result(f'meta_train_{run.name}.json', payload)}")
@@ -64,6 +80,11 @@ def main() -> None:
         PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, PRETRAINED_DIR / f"{net}.pt")
         print(f"shipped {PRETRAINED_DIR / f'{net}.pt'}")
+    if args.carry:
+        carry = Path(__file__).resolve().parent / "carry" / f"{run.name}.pt"
+        carry.parent.mkdir(exist_ok=True)
+        shutil.copyfile(run / "carry.pt", carry)
+        print(f"kept {carry} ({carry.stat().st_size} bytes): copy it to RUN_DIR/carry.pt and --resume")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from l2o_graphs.plots import running_mean
 
 def plot_run(run_dir: Union[str, Path]) -> Path:
     """Write ``meta_curves.png`` (meta-loss with a running mean, meta-gradient norm, learning
-    rate and, for runs with auxiliary tasks, the running mean of each auxiliary loss, against the
-    outer step) into ``run_dir``; returns its path."""
+    rate, for runs with auxiliary tasks the running mean of each auxiliary loss, and for
+    meta-validated runs the validation score, against the outer step) into ``run_dir``; returns
+    its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +26,11 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in rows]
     auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})
-    fig, axes = plt.subplots(1, 3 + bool(auxiliary), figsize=(13 + 4.3 * bool(auxiliary), 3.6))
+    validation_path = run_dir / "validation.jsonl"
+    validation = ([json.loads(line) for line in validation_path.read_text().splitlines() if line.strip()]
+                  if validation_path.is_file() else [])
+    extra = bool(auxiliary) + bool(validation)
+    fig, axes = plt.subplots(1, 3 + extra, figsize=(13 + 4.3 * extra, 3.6))
     finite = [(s, r["meta_loss"]) for s, r in zip(steps, rows) if math.isfinite(r["meta_loss"])]
     window = max(1, len(finite) // 20)
     axes[0].plot(*zip(*finite), alpha=0.3, label="per step")
@@ -44,6 +49,14 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     if auxiliary:
         axes[3].set(title=f"auxiliary losses (mean of {window})", xlabel="outer step", yscale="log")
         axes[3].legend()
+    if validation:
+        ax = axes[-1]
+        ax.plot([r["step"] for r in validation], [r["score"] for r in validation], marker="o")
+        best = min(validation, key=lambda r: r["score"])
+        ax.plot([best["step"]], [best["score"]], marker="*", markersize=14, color="tab:red", label="best.pt")
+        ax.axhline(0.0, color="gray", linestyle="--", label="Adam 1e-3")
+        ax.set(title="validation: mean log(loss / Adam's)", xlabel="outer step")
+        ax.legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     out = run_dir / "meta_curves.png"
