@@ -76,3 +76,19 @@ def test_bad_validation_settings_are_refused():
         _config(validation_tasks=["mlp-784-128-128-10-mnist"])  # a held-out task is not a validation task
     with pytest.raises(ValueError, match="'validate_every'"):
         _config(validate_every=-1)
+
+
+def test_meta_training_never_draws_a_validation_task():
+    from l2o_graphs.meta.trainer import _new_trajectory
+    from l2o_graphs.meta.validation import is_validation
+    from l2o_graphs.tasks.suites import parse_suite
+
+    suite = parse_suite({"name": "near-validation", "datasets": ["fashion_mnist"], "batch_sizes": [64],
+                         "architectures": [{"kind": "mlp", "hidden_layers": [2, 2], "width": [32, 64],
+                                            "activations": ["tanh"]}]})
+    gen = torch.Generator().manual_seed(0)
+    plain = [suite.sample(gen) for _ in range(6000)]
+    assert any(is_validation(spec) for spec in plain)  # the suite does draw it...
+    sampler = torch.Generator().manual_seed(0)
+    drawn = [_new_trajectory(suite, MetaConfig(), sampler).spec for _ in range(6000)]
+    assert not any(is_validation(spec) for spec in drawn)  # ...and meta-training skips it

@@ -30,7 +30,7 @@ from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
 from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient, set_flat_parameters
 from l2o_graphs.meta.unroll import DIVERGED, Trajectory, TrajectoryPair, sample_length, unroll
-from l2o_graphs.meta.validation import validate
+from l2o_graphs.meta.validation import is_validation, validate
 from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.weights import save_weights
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
@@ -68,7 +68,7 @@ def _lr_factor(cfg: MetaConfig):
 def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> Union[Trajectory, TrajectoryPair]:
     """A new trajectory (an antithetic pair of them under PES)."""
     spec = suite.sample(sampler)
-    while is_heldout(spec):  # evaluation tasks stay unseen
+    while is_heldout(spec) or is_validation(spec):  # evaluation and validation tasks stay unseen
         spec = suite.sample(sampler)
     length = sample_length(cfg.trajectory_length, sampler)
     return TrajectoryPair.new(spec, length) if cfg.estimator == "pes" else Trajectory(spec, length)

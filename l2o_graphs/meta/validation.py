@@ -34,6 +34,12 @@ REFERENCE_LR = 1e-3
 assert not any(is_heldout(spec) for spec in VALIDATION_TASKS.values())
 
 
+def is_validation(spec: TaskSpec) -> bool:
+    """Whether ``spec`` is one of :data:`VALIDATION_TASKS` (same network and dataset): meta-training
+    never draws one."""
+    return any(spec.architecture == v.architecture and spec.dataset == v.dataset for v in VALIDATION_TASKS.values())
+
+
 @functools.lru_cache(maxsize=64)
 def _adam_loss(task: str, steps: int, seed: int) -> float:
     spec = VALIDATION_TASKS[task]

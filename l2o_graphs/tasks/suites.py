@@ -197,6 +197,14 @@ BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
             {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 64], "activations": _ACTS},
             {"kind": "cnn", "conv_layers": [2, 3], "channels": [4, 16], "kernels": [3], "heads": ["pool", "flatten"],
              "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}]},
+    # small networks on the 28x28 sets: the scale of the held-out networks at a fraction of their
+    # cost (a PES step costs about the same as on "tiny": the update network's overhead dominates)
+    "small": {
+        "name": "small", "datasets": ["mnist", "fashion_mnist"], "batch_sizes": [32, 64, 128],
+        "architectures": [
+            {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 128], "activations": _ACTS},
+            {"kind": "cnn", "conv_layers": [2, 4], "channels": [4, 24], "kernels": [3, 5], "heads": ["pool", "flatten"],
+             "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}]},
     # a fixed tiny suite for tests and smoke runs: small MLPs on the 8x8 digits
     "digits-mlp": {"name": "digits-mlp", "datasets": ["digits"], "batch_sizes": [64],
                    "architectures": [{"kind": "mlp", "hidden_layers": [1, 1], "width": [16, 16],
