@@ -1,15 +1,16 @@
 """Learned optimizers against tuned Adam and SGD on held-out tasks that no meta-training used.
 
 Run: ``python benchmarks/heldout.py --learned ng-gnn=l2o_graphs/pretrained/ng-gnn.pt [--learned-lrs 0.1 0.3 1 3 10
-30 100] [--steps 1000 --seeds 5] [--tasks ...] [--baselines-from FILE]``.
+30 100] [--steps 1000 --seeds 5] [--tasks ...] [--reuse FILE ...]``.
 
 Every optimizer runs each of its settings (Adam and SGD: learning rates; a learned optimizer: its
 ``lr`` multiplier, 1 when untuned) for ``--seeds`` initialisations; the best setting per task is
 the one with the lowest mean final train loss. For every learned optimizer the untuned setting
 (``lr=1``) is reported beside the tuned one, with its **speedup over tuned Adam** in
 learned_optimization's convention (:mod:`l2o_graphs.speedup`) on the train-loss curve measured
-every ``--eval-every`` steps. ``--baselines-from`` takes Adam's and SGD's runs from an earlier
-result file of the same tasks, steps and seeds instead of rerunning them.
+every ``--eval-every`` steps. ``--reuse`` takes every optimizer's runs found in earlier result
+files of the same steps, seeds and curve spacing instead of rerunning them (a sweep split over
+several processes or sessions is merged this way; with nothing left to run it only reports).
 
 Writes ``benchmarks/results/heldout_<machine>[_<tag>].json`` and one loss-curve PNG per task.
 """
@@ -76,9 +77,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50, help="steps between points of the train-loss curve")
     parser.add_argument("--baselines", nargs="*", default=["adam"], choices=list(BASELINES),
                         help="tuned baselines to sweep (none: --baselines with no value)")
-    parser.add_argument("--baselines-from", type=Path,
-                        help="a result JSON of this script with the same tasks, steps and seeds: its baselines "
-                             "are reused instead of rerun")
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[],
+                        help="result JSONs of this script with the same steps, seeds and --eval-every: the "
+                             "optimizers they hold are taken from them instead of rerun")
     parser.add_argument("--metasgd-steps", type=int, default=0,
                         help="meta-train learn2learn's MetaSGD for this many outer steps per task (its rates "
                              "fit one architecture) on MNIST and Fashion-MNIST, then evaluate it; 0 skips it")
@@ -97,20 +98,19 @@ def main() -> None:
         candidates["sgd-momentum"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr,
                                                                                       momentum=0.9))(lr)
                                       for lr in SGD_GRID}
-    learned_names = []
     for item in args.learned:
         name, _, path = item.partition("=")
         net = torch.load(path, weights_only=True)["net"]
-        learned_names.append(name)
         candidates[name] = {f"lr={lr:g}": (lambda path, net, lr: lambda m: NeuralGraphOptimizer(
             m, weights=path, net=net, lr=lr))(path, net, lr) for lr in learned_lrs}
-    reused: Dict[str, Dict] = {}
-    if args.baselines_from:
-        earlier = json.loads(args.baselines_from.read_text())
+    reused: Dict[str, Dict[str, Dict]] = {}
+    for path in args.reuse:
+        earlier = json.loads(path.read_text())
         if (earlier["steps"], earlier["seeds"], earlier.get("eval_every")) != (args.steps, args.seeds, args.eval_every):
-            raise SystemExit(f"{args.baselines_from} has steps/seeds/eval_every {earlier['steps']}/{earlier['seeds']}/"
+            raise SystemExit(f"{path} has steps/seeds/eval_every {earlier['steps']}/{earlier['seeds']}/"
                              f"{earlier.get('eval_every')}, this run {args.steps}/{args.seeds}/{args.eval_every}")
-        reused = earlier["results"]
+        for task_name, by_optimizer in earlier["results"].items():
+            reused.setdefault(task_name, {}).update(by_optimizer)
 
     info = machine()
     slug = cpu_slug(info)
@@ -127,10 +127,9 @@ def main() -> None:
                                          outer_lr=outer_lr)
                 task_candidates["metasgd"][f"outer {outer_lr:g}"] = (
                     lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs))
-        for baseline in BASELINES:
-            if baseline in reused.get(task_name, {}):
-                results[task_name][baseline] = reused[task_name][baseline]
-                task_candidates.pop(baseline, None)
+        for opt_name, entry in reused.get(task_name, {}).items():
+            results[task_name][opt_name] = entry
+            task_candidates.pop(opt_name, None)
         for opt_name, settings in task_candidates.items():
             by_setting = {}
             for setting, make in settings.items():
@@ -144,10 +143,10 @@ def main() -> None:
                       f"[{time.perf_counter() - start:.0f} s]", flush=True)
             best = min(by_setting, key=lambda s: _score(by_setting[s]))
             results[task_name][opt_name] = {"best": best, "best_curve": by_setting[best]["mean_curve"],
-                                            "settings": by_setting}
+                                            "settings": by_setting, "learned": opt_name not in BASELINES + ("metasgd",)}
         adam = results[task_name].get("adam")
         eval_steps = sorted({*range(args.eval_every, args.steps, args.eval_every), args.steps})
-        for name in learned_names:
+        for name in [n for n, r in results[task_name].items() if r.get("learned")]:
             entry = results[task_name][name]
             for key, setting in (("untuned", "lr=1"), ("tuned", entry["best"])):
                 s = entry["settings"][setting]
@@ -169,15 +168,15 @@ def main() -> None:
     payload = {"benchmark": "heldout", "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:]),
                "machine": info, "steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every,
                "metasgd_outer_steps": args.metasgd_steps, "wall_s": round(time.perf_counter() - start),
-               "baselines_from": str(args.baselines_from) if args.baselines_from else None,
+               "reused": [str(p) for p in args.reuse],
                "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID), "learned_lr": learned_lrs,
                           "metasgd_outer_lr": args.metasgd_outer_lrs if args.metasgd_steps else None,
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {**r, "settings": {k: {kk: vv for kk, vv in v.items() if kk != "mean_curve"}
                                                        for k, v in r["settings"].items()}}
                                for o, r in res.items()} for t, res in results.items()}}
-    speedups = {t: res[n]["untuned"].get("speedup_over_tuned_adam", "n/a")
-                for t, res in results.items() for n in learned_names}
+    speedups = {f"{t} {n}": r["untuned"].get("speedup_over_tuned_adam", "n/a")
+                for t, res in results.items() for n, r in res.items() if r.get("learned")}
     if speedups:
         print("speedup over tuned Adam (untuned learned optimizer; None = beyond the horizon):", speedups)
     print(f"wrote {write_result(f'heldout_{slug}' + (f'_{args.tag}' if args.tag else '') + '.json', payload)}")
