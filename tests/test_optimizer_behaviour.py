@@ -266,14 +266,19 @@ def test_weights_saved_before_an_activation_was_added_still_load(tmp_path, net):
         build_net(net).load_state_dict(state)
 
 
-def test_the_shipped_weights_predate_the_sine_activation_and_load():
+def test_weights_saved_before_the_sine_activation_load(tmp_path):
+    """Weights files written before 'sin' joined ACTIVATION_NAMES hold one row fewer: they load,
+    the known rows as saved and a zero row for the new activation."""
     from l2o_graphs.graph import ACTIVATION_NAMES
-    from l2o_graphs.optim.neural_graph_optimizer import PRETRAINED_DIR
 
-    blob = torch.load(PRETRAINED_DIR / "ng-gnn.pt", weights_only=True)
+    save_weights(build_net("ng-gnn"), tmp_path / "now.pt")
+    blob = torch.load(tmp_path / "now.pt", weights_only=True)
+    blob["state_dict"]["activation.weight"] = blob["state_dict"]["activation.weight"][:-1].clone()
+    torch.save(blob, tmp_path / "older.pt")
     assert blob["state_dict"]["activation.weight"].shape[0] == len(ACTIVATION_NAMES) - 1
-    net = load_weights(PRETRAINED_DIR / "ng-gnn.pt", expected_net="ng-gnn")
+    net = load_weights(tmp_path / "older.pt", expected_net="ng-gnn")
     assert torch.equal(net.activation.weight[:-1], blob["state_dict"]["activation.weight"])
+    assert torch.equal(net.activation.weight[-1], torch.zeros_like(net.activation.weight[-1]))
 
 
 def test_weights_file_of_the_wrong_kind(tmp_path):
