@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--eval-every", type=int, default=50, help="steps between points of the train-loss curve")
+    parser.add_argument("--adam-lrs", type=float, nargs="+", default=list(LR_GRID),
+                        help="Adam's learning-rate grid (default: 7 log-spaced rates, 1e-4 to 1e-1)")
     parser.add_argument("--baselines", nargs="*", default=["adam"], choices=list(BASELINES),
                         help="tuned baselines to sweep (none: --baselines with no value)")
     parser.add_argument("--reuse", type=Path, nargs="+", default=[],
@@ -93,7 +95,7 @@ def main() -> None:
     candidates: Dict[str, Dict[str, Callable]] = {}
     if "adam" in args.baselines:
         candidates["adam"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.Adam(m.parameters(), lr=lr))(lr)
-                              for lr in LR_GRID}
+                              for lr in args.adam_lrs}
     if "sgd-momentum" in args.baselines:
         candidates["sgd-momentum"] = {f"{lr:g}": (lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr,
                                                                                       momentum=0.9))(lr)
@@ -153,14 +155,16 @@ def main() -> None:
                 final = s["eval_curve"][-1] if s["eval_curve"] else math.nan
                 entry[key] = {"setting": setting, "train_loss": s["train_loss"], "test_acc": s["test_acc"],
                               "diverged": s["diverged"], "final_eval_loss": final}
-                if adam is not None and math.isfinite(final):
+                mine = s["train_loss"]["mean"]
+                if adam is not None and "0.001" in adam["settings"]:
+                    ref = adam["settings"]["0.001"]["train_loss"]["mean"]
+                    entry[key]["vs_adam_1e-3"] = None if mine is None else mine / ref
+                tuned = adam is not None and len(adam["settings"]) > 1  # a grid, not one rate
+                if tuned and math.isfinite(final):
                     curves = {lr: [v["eval_curve"]] for lr, v in adam["settings"].items()}
                     entry[key]["speedup_over_tuned_adam"] = speedup(curves, eval_steps, final)
-                if adam is not None:
-                    ref = adam["settings"]["0.001"]["train_loss"]["mean"]
+                if tuned:
                     best_adam = adam["settings"][adam["best"]]["train_loss"]["mean"]
-                    mine = s["train_loss"]["mean"]
-                    entry[key]["vs_adam_1e-3"] = None if mine is None else mine / ref
                     entry[key]["vs_tuned_adam"] = None if mine is None else mine / best_adam
         plot_loss_curves({f"{task_name}: mean over {args.seeds} seeds": {
             f"{name} ({r['best']})": r["best_curve"] for name, r in results[task_name].items()}},
@@ -169,7 +173,7 @@ def main() -> None:
                "machine": info, "steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every,
                "metasgd_outer_steps": args.metasgd_steps, "wall_s": round(time.perf_counter() - start),
                "reused": [str(p) for p in args.reuse],
-               "tuning": {"adam": list(LR_GRID), "sgd-momentum": list(SGD_GRID), "learned_lr": learned_lrs,
+               "tuning": {"adam": list(args.adam_lrs), "sgd-momentum": list(SGD_GRID), "learned_lr": learned_lrs,
                           "metasgd_outer_lr": args.metasgd_outer_lrs if args.metasgd_steps else None,
                           "criterion": "lowest mean final train loss over seeds"},
                "results": {t: {o: {**r, "settings": {k: {kk: vv for kk, vv in v.items() if kk != "mean_curve"}
