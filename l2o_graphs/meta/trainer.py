@@ -111,9 +111,10 @@ class MetaTrainer:
             torch.manual_seed(cfg.seed)
             self.net: UpdateNet = build_net(cfg.net, **cfg.net_config).to(self.device)
             self.auxiliary = build_auxiliary(cfg.auxiliary, self.net, self.device)
-        # the heads of the auxiliary tasks train with the net; without tasks this is the net alone
+        # the net's meta-parameters (cfg.meta_parameters; the others stay as initialised) and the
+        # heads of the auxiliary tasks, which train with them
         self.meta_params = _select(self.net, cfg.meta_parameters)
-        for name, p in self.net.named_parameters():  # the others stay as initialised
+        for p in self.net.parameters():
             p.requires_grad_(any(p is q for q in self.meta_params))
         self.trainable = self.meta_params + list(self.auxiliary.parameters())
         self.outer = torch.optim.Adam(self.trainable, lr=cfg.lr)
