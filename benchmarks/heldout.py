@@ -34,7 +34,7 @@ from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
 from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
 from l2o_graphs.plots import plot_loss_curves  # noqa: E402
 from l2o_graphs.speedup import speedup  # noqa: E402
-from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, train_with  # noqa: E402
+from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, eval_schedule, train_with  # noqa: E402
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -147,7 +147,7 @@ def main() -> None:
             results[task_name][opt_name] = {"best": best, "best_curve": by_setting[best]["mean_curve"],
                                             "settings": by_setting, "learned": opt_name not in BASELINES + ("metasgd",)}
         adam = results[task_name].get("adam")
-        eval_steps = sorted({*range(args.eval_every, args.steps, args.eval_every), args.steps})
+        eval_steps = eval_schedule(args.steps, args.eval_every)
         for name in [n for n, r in results[task_name].items() if r.get("learned")]:
             entry = results[task_name][name]
             for key, setting in (("untuned", "lr=1"), ("tuned", entry["best"])):

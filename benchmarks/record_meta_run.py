@@ -46,7 +46,8 @@ def main() -> None:
         raise SystemExit(f"{weights} does not exist" + (": the run has not finished" if args.weights == "final" else ""))
     config = json.loads((run / "config.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    net = torch.load(weights, weights_only=True)["net"]
+    blob = torch.load(weights, weights_only=True)
+    net = blob["net"]
     tenth = max(1, len(rows) // 10)
     auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})  # auxiliary task losses
     host = machine()
@@ -56,7 +57,7 @@ def main() -> None:
         "outer_steps": len(rows),
         "wall_s": round((run / "metrics.jsonl").stat().st_mtime - (run / "config.json").stat().st_mtime),
         "weights": args.weights,
-        "weights_outer_steps": torch.load(weights, weights_only=True)["metadata"].get("outer_steps"),
+        "weights_outer_steps": blob["metadata"].get("outer_steps"),
         "step_seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 3),
         # inner steps unrolled per outer step: a trajectory per meta-batch slot, two under PES
         "inner_steps_per_second": round(config["meta_batch"] * config["unroll"]

@@ -34,7 +34,7 @@ from typing import Callable, Dict, NamedTuple
 import torch
 from torch import Tensor
 
-from l2o_graphs.features import EPS, adam_direction
+from l2o_graphs.features import adam_direction, inv_rms
 
 ADAM_STEP = 1e-3
 """Step size of the hand-designed base of the ``adam-*`` and ``normalized`` rules."""
@@ -83,16 +83,12 @@ def adam_scaled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
     return ADAM_STEP * torch.addcmul(torch.tanh(d), a, torch.exp(LOG_SCALE_BOUND * torch.tanh(m)))
 
 
-def _rms(x: Tensor) -> Tensor:
-    return torch.sqrt(torch.mean(x * x) + EPS * EPS)
-
-
 def normalized(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
     a = adam_direction(state.momenta, state.second, state.updates)
     s = torch.tanh(m)
     s_mean = s.mean()
     v = torch.addcmul(torch.tanh(d), a, torch.exp(LOG_SCALE_BOUND * (s - s_mean)))
-    return v * (ADAM_STEP * torch.exp(LOG_SCALE_BOUND * s_mean) / _rms(v))
+    return v * (ADAM_STEP * torch.exp(LOG_SCALE_BOUND * s_mean) * inv_rms(v, tuple(range(v.dim()))))
 
 
 RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (

@@ -128,8 +128,7 @@ class MetaTrainer:
         self.trajectories: List[Union[Trajectory, TrajectoryPair]] = self._draw_trajectories()
         self.step = 0
         # meta-validation: the last step validated, the best score and its step
-        self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None,
-                                                       "initial_score": None}
+        self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None}
         self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
         if resume and (self.run_dir / CHECKPOINT).is_file():
             self._load(self.run_dir / CHECKPOINT)
@@ -260,8 +259,6 @@ class MetaTrainer:
         start = time.perf_counter()
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
         score = float(result["score"])
-        if state["initial_score"] is None:
-            state["initial_score"] = score
         improved = state["best_score"] is None or score < state["best_score"]
         if improved:
             state["best_score"], state["best_step"] = score, self.step
@@ -356,7 +353,7 @@ class MetaTrainer:
             self.auxiliary_sampler.set_state(blob["auxiliary_sampler"])
         if "noise_sampler" in blob:
             self.noise_sampler.set_state(blob["noise_sampler"])
-            self.validation.update(blob["validation"])
+            self.validation.update({k: blob["validation"][k] for k in self.validation})
         if "trajectories" in blob:
             kind = TrajectoryPair if self.cfg.estimator == "pes" else Trajectory
             self.trajectories = [kind.from_dict(t, self.device) for t in blob["trajectories"]]

@@ -7,7 +7,6 @@ kept in the autograd graph, and returns the truncation's meta-loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -16,6 +15,7 @@ from torch import Tensor
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import UpdateNet
 from l2o_graphs.optim.update import OptState, init_state, learned_update
+from l2o_graphs.tasks.suites import log_uniform
 from l2o_graphs.tasks.task import Task, TaskSpec
 
 TensorDict = Dict[str, Tensor]
@@ -27,9 +27,7 @@ DIVERGED = 10.0
 
 def sample_length(bounds: Tuple[int, int], generator: torch.Generator) -> int:
     """A trajectory length drawn log-uniformly from ``[low, high]``."""
-    low, high = bounds
-    u = float(torch.rand((), generator=generator))
-    return int(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))))
+    return int(round(log_uniform(*bounds, generator)))
 
 
 @dataclass

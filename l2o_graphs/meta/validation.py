@@ -1,7 +1,7 @@
 """Meta-validation: an update network scored at the evaluation horizon on tasks of its own.
 
-The validation tasks are neither meta-training tasks (the tiny suites train on 8x8 images; these
-are 28x28 networks) nor held-out benchmark tasks (:data:`l2o_graphs.tasks.train.HELDOUT_TASKS`):
+The validation tasks are neither meta-training tasks (the trainer never draws them, as it never
+draws held-out ones) nor held-out benchmark tasks (:data:`l2o_graphs.tasks.train.HELDOUT_TASKS`):
 a run selects its checkpoint on them, so they must not be what the benchmark reports.
 
 The score of a network is the mean over tasks and seeds of ``log(L_net / L_adam)``, the final
@@ -19,7 +19,7 @@ import torch
 from l2o_graphs.nn import UpdateNet
 from l2o_graphs.optim import NeuralGraphOptimizer
 from l2o_graphs.tasks.task import TaskSpec
-from l2o_graphs.tasks.train import is_heldout, train_with
+from l2o_graphs.tasks.train import is_heldout, same_network_as_any, train_with
 
 VALIDATION_TASKS: Dict[str, TaskSpec] = {
     "mlp-784-64-32-10-tanh-fmnist": TaskSpec({"kind": "mlp", "hidden": [64, 32], "activation": "tanh"},
@@ -37,7 +37,7 @@ assert not any(is_heldout(spec) for spec in VALIDATION_TASKS.values())
 def is_validation(spec: TaskSpec) -> bool:
     """Whether ``spec`` is one of :data:`VALIDATION_TASKS` (same network and dataset): meta-training
     never draws one."""
-    return any(spec.architecture == v.architecture and spec.dataset == v.dataset for v in VALIDATION_TASKS.values())
+    return same_network_as_any(spec, VALIDATION_TASKS)
 
 
 @functools.lru_cache(maxsize=64)

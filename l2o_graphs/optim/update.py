@@ -154,17 +154,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
+    updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     rule = get_rule(net.update_rule).fn
     for name in active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
-        step_size = rule(direction, magnitude, RuleState(momenta[name], second[name],
-                                                         max(1, state.updates.get(name, 0) + 1), lam))
+        step_size = rule(direction, magnitude, RuleState(momenta[name], second[name], updates[name], lam))
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
         new_params[name] = torch.add(base, step_size, alpha=-rate).to(p.dtype)
     new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}
-    updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)

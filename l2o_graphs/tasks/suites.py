@@ -35,6 +35,12 @@ from l2o_graphs.tasks.architectures import ACTIVATION_MODULES
 from l2o_graphs.tasks.task import TaskSpec
 
 
+def log_uniform(low: float, high: float, generator: torch.Generator) -> float:
+    """A number drawn log-uniformly from ``[low, high]`` with ``generator`` (one uniform draw)."""
+    u = float(torch.rand((), generator=generator))
+    return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
 class SuiteError(ValueError):
     """A suite description with a missing, unknown or malformed field."""
 
@@ -85,10 +91,7 @@ class Suite:
             arch = {"kind": "paper-cnn", "width": pick(family["widths"])}
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
         fewshot = None if self.fewshot is None else {k: pick(v) for k, v in self.fewshot.items()}
-        scale = 1.0
-        if self.param_scales is not None:
-            low, high = self.param_scales
-            scale = math.exp(math.log(low) + float(torch.rand((), generator=generator)) * math.log(high / low))
+        scale = 1.0 if self.param_scales is None else log_uniform(*self.param_scales, generator)
         return TaskSpec(arch, pick(self.datasets), pick(self.batch_sizes), seed, fewshot, scale)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -24,14 +24,25 @@ HELDOUT_TASKS: Dict[str, TaskSpec] = {
 """Evaluation tasks no meta-training suite draws (``seed`` is replaced per run)."""
 
 
+def same_network_as_any(spec: TaskSpec, tasks: Mapping[str, TaskSpec]) -> bool:
+    """Whether ``spec`` has the network and dataset of one of ``tasks`` (seeds and batch sizes aside)."""
+    return any(spec.architecture == t.architecture and spec.dataset == t.dataset for t in tasks.values())
+
+
 def is_heldout(spec: TaskSpec) -> bool:
     """Whether ``spec`` is one of :data:`HELDOUT_TASKS` (same network and dataset)."""
-    return any(spec.architecture == h.architecture and spec.dataset == h.dataset for h in HELDOUT_TASKS.values())
+    return same_network_as_any(spec, HELDOUT_TASKS)
 
 EVAL_TRAIN = 10000
 """The final train loss is measured on the first 10k training images (all of smaller sets)."""
 EVAL_CURVE = 2000
 """The train-loss curve (``eval_every``) is measured on the first 2k training images."""
+
+
+def eval_schedule(steps: int, every: int) -> List[int]:
+    """The steps after which :func:`train_with` measures its train-loss curve: every ``every``
+    steps and after the last."""
+    return sorted({*range(every, steps, every), steps})
 
 
 def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
@@ -53,7 +64,7 @@ def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim
     batches = torch.Generator().manual_seed(10_000 + seed)
     curve: List[float] = []
     current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
-    eval_steps = sorted({*range(eval_every, steps, eval_every), steps}) if eval_every else []
+    eval_steps = eval_schedule(steps, eval_every) if eval_every else []
     eval_curve: List[float] = []
     for step in range(1, steps + 1):
         x, y = task.batch(batches)
