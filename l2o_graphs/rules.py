@@ -22,6 +22,13 @@ bounded, so that no output, however large, can blow the step up:
   per-tensor factor in ``[1/10, 10]``, whatever the scale of its gradients. Untrained it is Adam's
   direction normalised per tensor (``step = ADAM_STEP * a / RMS(a)``).
 
+* ``adam-pooled``: ``step = ADAM_STEP * a * exp(B * tanh(mean m) + B_N * tanh(row-mean d))``: Adam's
+  step scaled by a learned factor per tensor (``mean m`` over the whole tensor, a factor in
+  ``[1/10, 10]``) and one per neuron (``d`` averaged over each output neuron's incoming weights,
+  the first dimension's rows; ``B_N = NEURON_LOG_SCALE_BOUND``, a factor in ``[1/2, 2]``).
+  No per-element freedom: the network's context across a neuron's edges and across layers sets
+  the scales, Adam sets the direction. ``|step| <= 20 * ADAM_STEP * |a|``.
+
 ``a`` is :func:`l2o_graphs.features.adam_direction` (bias-corrected momentum at beta 0.9 over the
 root of the second moment).
 """
@@ -40,6 +47,8 @@ ADAM_STEP = 1e-3
 """Step size of the hand-designed base of the ``adam-*`` and ``normalized`` rules."""
 LOG_SCALE_BOUND = math.log(10.0)
 """The learned log-scale of the bounded rules lies in ``[-LOG_SCALE_BOUND, LOG_SCALE_BOUND]``."""
+NEURON_LOG_SCALE_BOUND = math.log(2.0)
+"""``adam-pooled``'s per-neuron log-scale lies in ``[-NEURON_LOG_SCALE_BOUND, NEURON_LOG_SCALE_BOUND]``."""
 
 
 class RuleState(NamedTuple):
@@ -91,11 +100,25 @@ def normalized(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
     return v * (ADAM_STEP * torch.exp(LOG_SCALE_BOUND * s_mean) * inv_rms(v, tuple(range(v.dim()))))
 
 
+def neuron_mean(x: Tensor) -> Tensor:
+    """Mean of ``x`` (``[out, ...]``) over all dimensions but the first, kept for broadcasting
+    (``[out, 1, ...]``); a 1-D tensor is its own per-neuron value."""
+    return x.mean(dim=tuple(range(1, x.dim())), keepdim=True) if x.dim() > 1 else x
+
+
+def adam_pooled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    a = adam_direction(state.momenta, state.second, state.updates)
+    log_scale = (LOG_SCALE_BOUND * torch.tanh(m.mean())
+                 + NEURON_LOG_SCALE_BOUND * torch.tanh(neuron_mean(d)))
+    return ADAM_STEP * a * torch.exp(log_scale)
+
+
 RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (
     UpdateRule("paper", paper, zero_init=False),
     UpdateRule("adam-residual", adam_residual, zero_init=True),
     UpdateRule("adam-scaled", adam_scaled, zero_init=True),
     UpdateRule("normalized", normalized, zero_init=True),
+    UpdateRule("adam-pooled", adam_pooled, zero_init=True),
 )}
 UPDATE_RULES = tuple(RULES)
 

@@ -38,6 +38,20 @@ def test_untrained_zero_init_net_scores_adams_level():
     assert abs(result["score"]) < 1e-5  # it is Adam at 1e-3, the reference
 
 
+def test_worst_is_the_worst_tasks_mean_log_ratio():
+    from l2o_graphs.nn import build_net
+
+    net = build_net("ng-gnn", update="adam-scaled")
+    with torch.no_grad():
+        net.edge_dec_out.bias.fill_(2.0)  # a much larger step than Adam's: the ratios differ by task
+        net.node_dec_out.bias.fill_(2.0)
+    tasks = ["mlp-784-64-32-10-tanh-fmnist", "cnn-8-16-16-k5-flatten-silu-mnist"]
+    result = validate(net, tasks, steps=6, seeds=2)
+    ratios = [result["tasks"][t]["log_ratio"] for t in tasks]
+    assert result["worst"] == max(ratios) and ratios[0] != ratios[1]
+    assert result["score"] == pytest.approx(sum(ratios) / 2)
+
+
 def test_best_checkpoint_is_the_best_scoring_network(tmp_path):
     trainer = MetaTrainer(_config(), tmp_path / "run")
     trainer.run(progress=False)
@@ -76,6 +90,8 @@ def test_bad_validation_settings_are_refused():
         _config(validation_tasks=["mlp-784-128-128-10-mnist"])  # a held-out task is not a validation task
     with pytest.raises(ValueError, match="'validate_every'"):
         _config(validate_every=-1)
+    with pytest.raises(ValueError, match="'validation_metric'"):
+        _config(validation_metric="median")
 
 
 def test_meta_training_never_draws_a_validation_task():

@@ -8,7 +8,7 @@ from torch import nn
 
 from l2o_graphs import NeuralGraphOptimizer
 from l2o_graphs.features import BETAS, BETA2, adam_direction
-from l2o_graphs.rules import ADAM_STEP, LOG_SCALE_BOUND, RULES, RuleState, get_rule
+from l2o_graphs.rules import ADAM_STEP, LOG_SCALE_BOUND, NEURON_LOG_SCALE_BOUND, RULES, RuleState, get_rule
 from l2o_graphs.tasks import mlp
 
 ZERO_INIT = [name for name, rule in RULES.items() if rule.zero_init]
@@ -38,11 +38,12 @@ def test_registry_lists_the_rules_and_refuses_unknown_names():
         get_rule("sgd")
 
 
+@pytest.mark.parametrize("rule", ["adam-scaled", "adam-pooled"])
 @pytest.mark.parametrize("net", ["ng-gnn", "ff"])
-def test_untrained_adam_scaled_is_torch_adam(net):
+def test_untrained_adam_based_rules_are_torch_adam(net, rule):
     reference, model = _model(), _model()
     _train(reference, torch.optim.Adam(reference.parameters(), lr=ADAM_STEP))
-    _train(model, NeuralGraphOptimizer(model, weights=None, net=net, net_config={"update": "adam-scaled"}))
+    _train(model, NeuralGraphOptimizer(model, weights=None, net=net, net_config={"update": rule}))
     for p, q in zip(reference.parameters(), model.parameters()):
         torch.testing.assert_close(q, p, atol=1e-7, rtol=1e-6)
 
@@ -84,6 +85,8 @@ def test_bounded_rules_keep_the_step_bounded_for_any_output(scale):
         d, m = (torch.randn(shape, generator=gen) * scale for _ in range(2))
         step = get_rule("adam-scaled").fn(d, m, state)
         assert bool((step.abs() <= ADAM_STEP * (10 * a.abs() + 1) * (1 + 1e-5)).all())
+        step = get_rule("adam-pooled").fn(d, m, state)
+        assert bool((step.abs() <= 20 * ADAM_STEP * a.abs() * (1 + 1e-5)).all())
         step = get_rule("normalized").fn(d, m, state)
         rms = float(step.pow(2).mean().sqrt())
         assert ADAM_STEP / 10 * (1 - 1e-5) <= rms <= ADAM_STEP * 10 * (1 + 1e-5)
@@ -106,3 +109,28 @@ def test_normalized_learned_scale_reaches_its_bounds():
         step = get_rule("normalized").fn(torch.zeros(8, 8), m, state)
         rms = float(step.pow(2).mean().sqrt())
         assert rms == pytest.approx(ADAM_STEP * math.exp(sign * LOG_SCALE_BOUND), rel=1e-5)
+
+
+def test_adam_pooled_scales_whole_tensors_and_neurons_not_elements():
+    """Reference: the factor per tensor from the mean of ``m``, per row from the row-mean of
+    ``d``; elements of one row move by the same multiple of Adam's step whatever their own
+    outputs, and both factors reach their bounds."""
+    gen = torch.Generator().manual_seed(3)
+    shape = (6, 4, 3, 3)  # a conv weight: 6 output channels
+    state = _state(shape, seed=4)
+    a = adam_direction(state.momenta, state.second, state.updates)
+    d, m = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    step = get_rule("adam-pooled").fn(d, m, state)
+    factor = step / (ADAM_STEP * a)
+    expected = torch.exp(LOG_SCALE_BOUND * torch.tanh(m.mean())
+                         + NEURON_LOG_SCALE_BOUND * torch.tanh(d.mean(dim=(1, 2, 3)))).view(6, 1, 1, 1)
+    torch.testing.assert_close(factor, expected.expand(shape), rtol=1e-5, atol=0)
+    shuffled = get_rule("adam-pooled").fn(d, m[torch.randperm(6, generator=gen)], state)
+    torch.testing.assert_close(shuffled, step, rtol=1e-5, atol=0)  # only m's tensor mean counts
+    huge = get_rule("adam-pooled").fn(torch.full(shape, 1e4), torch.full(shape, 1e4), state)
+    torch.testing.assert_close(huge / (ADAM_STEP * a), torch.full(shape, 20.0), rtol=1e-5, atol=0)
+    bias_state = _state((6,), seed=5)
+    bias_d = torch.randn(6, generator=gen)
+    bias_step = get_rule("adam-pooled").fn(bias_d, torch.zeros(6), bias_state)
+    bias_a = adam_direction(bias_state.momenta, bias_state.second, bias_state.updates)
+    torch.testing.assert_close(bias_step, ADAM_STEP * bias_a * torch.exp(NEURON_LOG_SCALE_BOUND * torch.tanh(bias_d)))

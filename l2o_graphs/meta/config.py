@@ -39,7 +39,9 @@ class MetaConfig:
         validate_every: outer steps between meta-validations (0: none); the first is before the
             first step. validation_steps: the inner horizon of a validation run.
             validation_tasks: names in :data:`l2o_graphs.meta.validation.VALIDATION_TASKS`.
-            validation_seeds: initialisations per task.
+            validation_seeds: initialisations per task. validation_metric: what ``best.pt``
+            minimises, ``"mean"`` (the mean log loss ratio to Adam over tasks and seeds) or
+            ``"worst"`` (the worst task's).
         meta_parameters: name prefixes of the net's parameters that meta-training changes (the
             others keep their initial values); empty: all. Evolution strategies' variance grows
             with the number of meta-parameters: training the output layers alone
@@ -71,6 +73,7 @@ class MetaConfig:
     validation_steps: int = 1000
     validation_tasks: Tuple[str, ...] = tuple(VALIDATION_TASKS)
     validation_seeds: int = 1
+    validation_metric: str = "mean"
     meta_parameters: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class MetaConfig:
                   ("pes_sigma", isinstance(self.pes_sigma, (int, float)) and 0 < self.pes_sigma < float("inf")),
                   ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
                   ("validation_seeds", self.validation_seeds >= 1),
+                  ("validation_metric", self.validation_metric in ("mean", "worst")),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]

@@ -258,7 +258,7 @@ class MetaTrainer:
             return None
         start = time.perf_counter()
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
-        score = float(result["score"])
+        score = float(result["score"] if cfg.validation_metric == "mean" else result["worst"])
         improved = state["best_score"] is None or score < state["best_score"]
         if improved:
             state["best_score"], state["best_step"] = score, self.step
@@ -266,7 +266,8 @@ class MetaTrainer:
             save_weights(self.net, self.run_dir / BEST, config=cfg.to_dict(), outer_steps=self.step,
                          validation_score=score)
         state["last_step"] = self.step
-        row = {"step": self.step, "score": score, "best": improved, "tasks": result["tasks"],
+        row = {"step": self.step, "score": score, "metric": cfg.validation_metric, "mean": result["score"],
+               "worst": result["worst"], "best": improved, "tasks": result["tasks"],
                "seconds": round(time.perf_counter() - start, 1)}
         with (self.run_dir / VALIDATION).open("a") as f:
             f.write(json.dumps(row) + "\n")

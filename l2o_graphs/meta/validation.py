@@ -6,7 +6,9 @@ a run selects its checkpoint on them, so they must not be what the benchmark rep
 
 The score of a network is the mean over tasks and seeds of ``log(L_net / L_adam)``, the final
 train losses of the learned optimizer and of Adam at learning rate 1e-3 trained from the same
-initialisation on the same batches: 0 is Adam's level, negative is better.
+initialisation on the same batches: 0 is Adam's level, negative is better. The worst task's
+mean log-ratio is reported too: a checkpoint can be selected on it (``validation_metric: worst``)
+when what matters is never falling behind Adam on any task.
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ VALIDATION_TASKS: Dict[str, TaskSpec] = {
     "cnn-8-16-16-k5-flatten-silu-mnist": TaskSpec(
         {"kind": "cnn", "channels": [8, 16, 16], "kernel": 5, "head": "flatten", "activation": "silu",
          "batchnorm": False, "residual": False}, "mnist", 64, 0),
+    # beyond the suites' sizes and layer kinds, as the held-out benchmark is, without being it:
+    # a wider and deeper MLP than any suite draws, and a residual CNN with BatchNorm
+    "mlp-784-256-256-256-10-relu-mnist": TaskSpec({"kind": "mlp", "hidden": [256, 256, 256], "activation": "relu"},
+                                                  "mnist", 128, 0),
+    "resnet12x1-bn-mnist": TaskSpec({"kind": "resnet", "channels": 12, "blocks": 1}, "mnist", 128, 0),
 }
 """Validation tasks (``seed`` is replaced per run)."""
 REFERENCE_LR = 1e-3
@@ -53,21 +60,25 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
     initialisations each.
 
     Returns ``{"score": mean log-ratio (lower is better; a diverged run counts as log 10),
-    "tasks": {name: {"loss": mean learned loss, "adam": mean Adam loss}}}``."""
+    "worst": the largest of the tasks' mean log-ratios,
+    "tasks": {name: {"loss": mean learned loss, "adam": mean Adam loss, "log_ratio": mean log-ratio}}}``."""
     unknown = [t for t in tasks if t not in VALIDATION_TASKS]
     if unknown:
         raise ValueError(f"unknown validation task {unknown[0]!r}; choose from {', '.join(VALIDATION_TASKS)}")
     ratios = []
     per_task: Dict[str, Mapping[str, float]] = {}
     for name in tasks:
-        learned, adam = [], []
+        learned, adam, task_ratios = [], [], []
         for seed in range(seeds):
             run = train_with(VALIDATION_TASKS[name], lambda m: NeuralGraphOptimizer(m, weights=net, lam=lam),
                              steps, seed)
             loss, reference = float(run["train_loss"]), _adam_loss(name, steps, seed)
             ratio = math.log(loss / reference) if math.isfinite(loss) and loss > 0 else math.log(10.0)
-            ratios.append(min(ratio, math.log(10.0)))
+            task_ratios.append(min(ratio, math.log(10.0)))
             learned.append(loss)
             adam.append(reference)
-        per_task[name] = {"loss": sum(learned) / seeds, "adam": sum(adam) / seeds}
-    return {"score": sum(ratios) / len(ratios), "tasks": per_task}
+        ratios += task_ratios
+        per_task[name] = {"loss": sum(learned) / seeds, "adam": sum(adam) / seeds,
+                          "log_ratio": sum(task_ratios) / seeds}
+    return {"score": sum(ratios) / len(ratios), "worst": max(t["log_ratio"] for t in per_task.values()),
+            "tasks": per_task}
