@@ -10,7 +10,8 @@ the one with the lowest mean final train loss. For every learned optimizer the u
 learned_optimization's convention (:mod:`l2o_graphs.speedup`) on the train-loss curve measured
 every ``--eval-every`` steps. ``--reuse`` takes every optimizer's runs found in earlier result
 files of the same steps, seeds and curve spacing instead of rerunning them (a sweep split over
-several processes or sessions is merged this way; with nothing left to run it only reports).
+several processes or sessions is merged this way, settings of one optimizer from several files
+included; with nothing left to run it only reports).
 
 Writes ``benchmarks/results/heldout_<machine>[_<tag>].json`` and one loss-curve PNG per task.
 """
@@ -65,6 +66,15 @@ def _score(summary: Dict) -> float:
     return math.inf if loss is None or summary["diverged"] else loss
 
 
+def _merge(first: Dict, second: Dict) -> Dict:
+    """One optimizer's entries from two runs over different settings, as one: the union of the
+    settings (the second's win where both ran one), the best of them and its curve."""
+    settings = {**first["settings"], **second["settings"]}
+    best = min(settings, key=lambda s: _score(settings[s]))
+    source = second if best in second["settings"] else first
+    return {"best": best, "best_curve": source["best_curve"], "settings": settings, "learned": first["learned"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--learned", nargs="*", default=[], metavar="NAME=WEIGHTS",
@@ -112,7 +122,9 @@ def main() -> None:
             raise SystemExit(f"{path} has steps/seeds/eval_every {earlier['steps']}/{earlier['seeds']}/"
                              f"{earlier.get('eval_every')}, this run {args.steps}/{args.seeds}/{args.eval_every}")
         for task_name, by_optimizer in earlier["results"].items():
-            reused.setdefault(task_name, {}).update(by_optimizer)
+            for opt_name, entry in by_optimizer.items():
+                merged = reused.setdefault(task_name, {})
+                merged[opt_name] = _merge(merged[opt_name], entry) if opt_name in merged else entry
 
     info = machine()
     slug = cpu_slug(info)
@@ -131,7 +143,9 @@ def main() -> None:
                     lambda m, lrs=lrs: MetaSGDOptimizer(m.parameters(), lrs))
         for opt_name, entry in reused.get(task_name, {}).items():
             results[task_name][opt_name] = entry
-            task_candidates.pop(opt_name, None)
+            left = {k: v for k, v in task_candidates.pop(opt_name, {}).items() if k not in entry["settings"]}
+            if left:  # settings no earlier file ran: run them and merge
+                task_candidates[opt_name] = left
         for opt_name, settings in task_candidates.items():
             by_setting = {}
             for setting, make in settings.items():
@@ -144,8 +158,10 @@ def main() -> None:
                 print(f"{task_name:<26} {opt_name:<13} {setting:<8} {shown} ({summary['diverged']} diverged) "
                       f"[{time.perf_counter() - start:.0f} s]", flush=True)
             best = min(by_setting, key=lambda s: _score(by_setting[s]))
-            results[task_name][opt_name] = {"best": best, "best_curve": by_setting[best]["mean_curve"],
-                                            "settings": by_setting, "learned": opt_name not in BASELINES + ("metasgd",)}
+            entry = {"best": best, "best_curve": by_setting[best]["mean_curve"], "settings": by_setting,
+                     "learned": opt_name not in BASELINES + ("metasgd",)}
+            earlier = results[task_name].get(opt_name)
+            results[task_name][opt_name] = _merge(earlier, entry) if earlier else entry
         adam = results[task_name].get("adam")
         eval_steps = eval_schedule(args.steps, args.eval_every)
         for name in [n for n, r in results[task_name].items() if r.get("learned")]:
