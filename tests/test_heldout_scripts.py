@@ -1,5 +1,6 @@
 """benchmarks/heldout.py's --reuse: one optimizer's settings from several result files merge into
-one entry whose best is the best of the union (a learning-rate grid split over processes)."""
+one entry whose best is the best of the union (a learning-rate grid split over processes); and
+heldout_table.py's verdicts (the floor, ties with tuned Adam) follow the numbers."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -9,13 +10,17 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def heldout():
     sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("heldout_script", BENCHMARKS / "heldout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+    yield _load("heldout")
     sys.path.remove(str(BENCHMARKS))
 
 
@@ -48,3 +53,29 @@ def test_a_diverged_setting_is_never_best(heldout):
     second = {"best": "lr=100", "best_curve": [], "learned": True,
               "settings": {"lr=100": {"train_loss": {"mean": 0.01, "std": 0.0}, "diverged": 2}}}
     assert heldout._merge(first, second)["best"] == "lr=1"
+
+
+def _setting(loss):
+    return {"train_loss": {"mean": loss, "std": 0.01}, "test_acc": {"mean": 0.9, "std": 0.0}, "diverged": 0}
+
+
+def _payload(learned_losses):
+    results = {}
+    for i, mine in enumerate(learned_losses):
+        adam = {"0.0001": _setting(0.9), "0.001": _setting(0.5), "0.003": _setting(0.4)}
+        untuned = {"setting": "lr=1", "vs_adam_1e-3": mine / 0.5, "vs_tuned_adam": mine / 0.4,
+                   "speedup_over_tuned_adam": 0.5}
+        results[f"task{i}"] = {"adam": {"best": "0.003", "settings": adam},
+                               "ng-gnn": {"best": "lr=1", "settings": {"lr=1": _setting(mine)},
+                                          "untuned": untuned, "tuned": untuned}}
+    return {"results": results}
+
+
+def test_table_reports_the_floor_from_the_numbers():
+    table = _load("heldout_table").table
+    met = table(_payload([0.3, 0.45, 0.5]), "ng-gnn")
+    assert "floor (untuned ≤ Adam 1e-3 on every task): met (3 of 3)" in met
+    assert "untuned ≤ tuned Adam on 1 task(s)" in met
+    assert "| 0.3000 ± 0.0100, 90.0 % | 0.60 | 0.75 | 0.50 |" in met
+    missed = table(_payload([0.3, 0.51]), "ng-gnn")  # one task a little behind Adam at 1e-3
+    assert "missed (1 of 2)" in missed
