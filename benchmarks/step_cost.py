@@ -1,6 +1,8 @@
 """Cost of one optimizer step: every learned net against torch.optim.Adam, same model, same process.
 
 Run: ``.venv/bin/python benchmarks/step_cost.py`` (CPU). On a GPU machine
+``--shipped`` adds ``NeuralGraphOptimizer(model)`` (the shipped
+weights and update rule) to the nets, which start untrained under their default rule.
 ``benchmarks/gpu_checks.sh`` runs it with ``--device cuda --autocast --compile`` up to the 37 M
 MLP. Writes ``benchmarks/results/step_cost_<device>_<machine>[_bf16][_compiled].json``. Models:
 MLPs on 784 inputs with about 0.1 M, 1 M, 10 M (and 37 M) parameters. Targets (issue 3): NG-GNN's
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the update network")
     parser.add_argument("--compile", action="store_true", help="torch.compile the update network")
+    parser.add_argument("--shipped", action="store_true",
+                        help="also time NeuralGraphOptimizer(model), the shipped default weights and rule")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
@@ -63,9 +67,9 @@ def main() -> None:
         adam_state = _state_bytes_per_param(adam, n_params)
         row = {"size": size, "params": n_params, "adam_state_bytes_per_param": adam_state, "nets": {}}
         timings = {}
-        for net in args.nets:
-            opt = NeuralGraphOptimizer(model, weights=None, net=net, lr=1e-3, autocast=args.autocast,
-                                       compile=args.compile)
+        for net in [*args.nets, *(["shipped"] if args.shipped else [])]:
+            settings = dict(weights=None, net=net) if net != "shipped" else {}
+            opt = NeuralGraphOptimizer(model, lr=1e-3, autocast=args.autocast, compile=args.compile, **settings)
             timings[net] = (median_ms(opt.step, repeats=args.repeats, warmup=3 if args.compile else 1),
                             _state_bytes_per_param(opt, n_params))
             del opt
