@@ -44,8 +44,7 @@ def recorded_factors() -> Iterator[Dict[str, Dict[str, List[float]]]]:
     original = rules.RULES["adam-pooled"]
 
     def recording(d, m, state):
-        layer = torch.exp(rules.LOG_SCALE_BOUND * torch.tanh(m.mean()))
-        neuron = torch.exp(rules.NEURON_LOG_SCALE_BOUND * torch.tanh(rules.neuron_mean(d)))
+        layer, neuron = (torch.exp(log_scale) for log_scale in rules.pooled_log_scales(d, m))
         a, b = next(w for w in WINDOWS if w[0] <= state.updates <= w[1])
         entry = record[f"{'x'.join(map(str, d.shape))} @ steps {a}-{b}"]
         entry["layer"].append(float(layer))

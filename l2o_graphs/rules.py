@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -106,11 +106,16 @@ def neuron_mean(x: Tensor) -> Tensor:
     return x.mean(dim=tuple(range(1, x.dim())), keepdim=True) if x.dim() > 1 else x
 
 
+def pooled_log_scales(d: Tensor, m: Tensor) -> Tuple[Tensor, Tensor]:
+    """``adam-pooled``'s learned log-scales: the tensor's (a scalar, from ``m``'s mean) and each
+    output neuron's (``[out, 1, ...]``, from ``d``'s row means)."""
+    return LOG_SCALE_BOUND * torch.tanh(m.mean()), NEURON_LOG_SCALE_BOUND * torch.tanh(neuron_mean(d))
+
+
 def adam_pooled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
     a = adam_direction(state.momenta, state.second, state.updates)
-    log_scale = (LOG_SCALE_BOUND * torch.tanh(m.mean())
-                 + NEURON_LOG_SCALE_BOUND * torch.tanh(neuron_mean(d)))
-    return ADAM_STEP * a * torch.exp(log_scale)
+    layer, neuron = pooled_log_scales(d, m)
+    return ADAM_STEP * a * torch.exp(layer + neuron)
 
 
 RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (

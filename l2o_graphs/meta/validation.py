@@ -65,7 +65,6 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
     unknown = [t for t in tasks if t not in VALIDATION_TASKS]
     if unknown:
         raise ValueError(f"unknown validation task {unknown[0]!r}; choose from {', '.join(VALIDATION_TASKS)}")
-    ratios = []
     per_task: Dict[str, Mapping[str, float]] = {}
     for name in tasks:
         learned, adam, task_ratios = [], [], []
@@ -77,8 +76,7 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
             task_ratios.append(min(ratio, math.log(10.0)))
             learned.append(loss)
             adam.append(reference)
-        ratios += task_ratios
         per_task[name] = {"loss": sum(learned) / seeds, "adam": sum(adam) / seeds,
                           "log_ratio": sum(task_ratios) / seeds}
-    return {"score": sum(ratios) / len(ratios), "worst": max(t["log_ratio"] for t in per_task.values()),
-            "tasks": per_task}
+    task_means = [t["log_ratio"] for t in per_task.values()]  # every task has `seeds` runs
+    return {"score": sum(task_means) / len(task_means), "worst": max(task_means), "tasks": per_task}
