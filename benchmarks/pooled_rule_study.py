@@ -1,10 +1,11 @@
-"""What an ``adam-pooled`` network learned: its factors on Adam's step, and whether the per-neuron
-part helps (meta-validation with and without it).
+"""What an ``adam-pooled`` or ``adam-layer`` network learned: its factors on Adam's step, and
+whether the per-neuron part helps (meta-validation with and without it).
 
 Run: ``python benchmarks/pooled_rule_study.py WEIGHTS [--seeds 3] [--steps 1000] [--tag NAME]``.
 
-The ``adam-pooled`` rule reads the network's ``m`` output pooled over each tensor (a per-layer
-factor) and its ``d`` output pooled over each output neuron (a per-neuron factor). Zeroing the
+Both rules read the network's ``m`` output pooled over each tensor (``adam-layer``: over the
+weight of the tensor's layer) for a per-tensor factor, and its ``d`` output pooled over each output
+neuron for a per-neuron factor. Zeroing the
 rows of both output layers that produce ``d`` removes the per-neuron factors exactly (each becomes
 1) and leaves the per-layer ones as they are. Both networks are scored on every validation task
 (:data:`l2o_graphs.meta.validation.VALIDATION_TASKS`, never the held-out benchmark) against Adam at
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import sys
 import time
 from collections import defaultdict
@@ -35,16 +37,21 @@ from l2o_graphs.optim import load_weights  # noqa: E402
 WINDOWS = ((1, 10), (11, 100), (101, 1000), (1001, 10 ** 9))
 
 
+POOLED_RULES = ("adam-pooled", "adam-layer")
+
+
 @contextlib.contextmanager
-def recorded_factors() -> Iterator[Dict[str, Dict[str, List[float]]]]:
-    """Within the block, the ``adam-pooled`` rule also records its factors: ``{"<shape> @ steps
-    a-b": {"layer": [...], "neuron_mean": [...], "neuron_min": [...], "neuron_max": [...]}}``.
-    (The registry entry is swapped for a recording copy and restored afterwards.)"""
+def recorded_factors(rule: str) -> Iterator[Dict[str, Dict[str, List[float]]]]:
+    """Within the block, ``rule`` (one of :data:`POOLED_RULES`) also records its factors:
+    ``{"<shape> @ steps a-b": {"layer": [...], "neuron_mean": [...], "neuron_min": [...],
+    "neuron_max": [...]}}``. (The registry entry is swapped for a recording copy and restored
+    afterwards.)"""
     record: Dict[str, Dict[str, List[float]]] = defaultdict(lambda: defaultdict(list))
-    original = rules.RULES["adam-pooled"]
+    original = rules.RULES[rule]
 
     def recording(d, m, state):
-        layer, neuron = (torch.exp(log_scale) for log_scale in rules.pooled_log_scales(d, m))
+        m_mean = m.mean() if state.layer_m is None else state.layer_m
+        layer, neuron = (torch.exp(log_scale) for log_scale in rules.pooled_log_scales(d, m_mean))
         a, b = next(w for w in WINDOWS if w[0] <= state.updates <= w[1])
         entry = record[f"{'x'.join(map(str, d.shape))} @ steps {a}-{b}"]
         entry["layer"].append(float(layer))
@@ -52,11 +59,11 @@ def recorded_factors() -> Iterator[Dict[str, Dict[str, List[float]]]]:
             entry[key].append(float(value))
         return original.fn(d, m, state)
 
-    rules.RULES["adam-pooled"] = rules.UpdateRule(original.name, recording, original.zero_init)
+    rules.RULES[rule] = dataclasses.replace(original, fn=recording)
     try:
         yield record
     finally:
-        rules.RULES["adam-pooled"] = original
+        rules.RULES[rule] = original
 
 
 def _summary(entry: Dict[str, List[float]]) -> Dict[str, float]:
@@ -87,11 +94,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     net = load_weights(args.weights)
-    if net.update_rule != "adam-pooled":
-        raise SystemExit(f"{args.weights} uses the {net.update_rule!r} rule, not 'adam-pooled'")
+    if net.update_rule not in POOLED_RULES:
+        raise SystemExit(f"{args.weights} uses the {net.update_rule!r} rule, not one of {', '.join(POOLED_RULES)}")
     start = time.perf_counter()
     results = {}
-    with recorded_factors() as record:
+    with recorded_factors(net.update_rule) as record:
         results["full"] = validate(net, args.tasks, args.steps, args.seeds)
     factors = {key: _summary(entry) for key, entry in sorted(record.items())}
     results["no per-neuron scales"] = validate(without_neuron_scales(net), args.tasks, args.steps, args.seeds)

@@ -28,6 +28,12 @@ bounded, so that no output, however large, can blow the step up:
   the first dimension's rows; ``B_N = NEURON_LOG_SCALE_BOUND``, a factor in ``[1/2, 2]``).
   No per-element freedom: the network's context across a neuron's edges and across layers sets
   the scales, Adam sets the direction. ``|step| <= 20 * ADAM_STEP * |a|``.
+* ``adam-layer``: ``adam-pooled`` with the per-tensor factor shared by a layer: a bias or
+  normalisation parameter takes the factor of the weight feeding its neurons (``mean m`` over
+  that weight, ``RuleState.layer_m``) instead of one of its own. Under ``adam-pooled`` the 1-D
+  tensors' factors stay near 1 when the meta-training suite gives them little to gain, while
+  behind a normalisation only these parameters' step size changes the function (a weight
+  followed by BatchNorm is scale-invariant). Same bound.
 
 ``a`` is :func:`l2o_graphs.features.adam_direction` (bias-corrected momentum at beta 0.9 over the
 root of the second moment).
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -56,12 +62,16 @@ class RuleState(NamedTuple):
 
     ``momenta``: ``[*shape, 5]`` (after this step's gradient), ``second``: ``[*shape]``,
     ``updates``: how many updates the tensor's moments have received, this one included (>= 1),
-    ``lam``: the optimizer's ``lam``."""
+    ``lam``: the optimizer's ``lam``, ``layer_m``: the mean of the network's ``m`` output over the
+    tensor's layer, a scalar (the weight's own ``m`` for a weight; for a bias or normalisation
+    parameter, that of the weight feeding its neurons, :attr:`NeuralGraph.layer_owner`); None:
+    the tensor is its own layer (``m.mean()``)."""
 
     momenta: Tensor
     second: Tensor
     updates: int
     lam: float
+    layer_m: Optional[Tensor] = None
 
 
 RuleFn = Callable[[Tensor, Tensor, RuleState], Tensor]
@@ -71,11 +81,13 @@ RuleFn = Callable[[Tensor, Tensor, RuleState], Tensor]
 class UpdateRule:
     """A registered rule: ``fn(d, m, state) -> step`` (``d``, ``m`` and ``step`` all shaped like
     the parameter); ``zero_init``: the network's output layer starts at zero, so that the
-    untrained network takes exactly the base rule's step."""
+    untrained network takes exactly the base rule's step; ``pools_layers``: the rule reads
+    ``state.layer_m``, which the optimizer then fills from the neural graph's layers."""
 
     name: str
     fn: RuleFn
     zero_init: bool
+    pools_layers: bool = False
 
 
 def paper(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
@@ -106,16 +118,25 @@ def neuron_mean(x: Tensor) -> Tensor:
     return x.mean(dim=tuple(range(1, x.dim())), keepdim=True) if x.dim() > 1 else x
 
 
-def pooled_log_scales(d: Tensor, m: Tensor) -> Tuple[Tensor, Tensor]:
-    """``adam-pooled``'s learned log-scales: the tensor's (a scalar, from ``m``'s mean) and each
-    output neuron's (``[out, 1, ...]``, from ``d``'s row means)."""
-    return LOG_SCALE_BOUND * torch.tanh(m.mean()), NEURON_LOG_SCALE_BOUND * torch.tanh(neuron_mean(d))
+def pooled_log_scales(d: Tensor, m_mean: Tensor) -> Tuple[Tensor, Tensor]:
+    """The learned log-scales of ``adam-pooled`` and ``adam-layer``: the tensor's (a scalar, from
+    ``m_mean``, the mean of ``m`` over the tensor or its layer) and each output neuron's
+    (``[out, 1, ...]``, from ``d``'s row means)."""
+    return LOG_SCALE_BOUND * torch.tanh(m_mean), NEURON_LOG_SCALE_BOUND * torch.tanh(neuron_mean(d))
+
+
+def _adam_times_pooled(d: Tensor, m_mean: Tensor, state: RuleState) -> Tensor:
+    a = adam_direction(state.momenta, state.second, state.updates)
+    layer, neuron = pooled_log_scales(d, m_mean)
+    return ADAM_STEP * a * torch.exp(layer + neuron)
 
 
 def adam_pooled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
-    a = adam_direction(state.momenta, state.second, state.updates)
-    layer, neuron = pooled_log_scales(d, m)
-    return ADAM_STEP * a * torch.exp(layer + neuron)
+    return _adam_times_pooled(d, m.mean(), state)
+
+
+def adam_layer(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
+    return _adam_times_pooled(d, m.mean() if state.layer_m is None else state.layer_m, state)
 
 
 RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (
@@ -124,6 +145,7 @@ RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (
     UpdateRule("adam-scaled", adam_scaled, zero_init=True),
     UpdateRule("normalized", normalized, zero_init=True),
     UpdateRule("adam-pooled", adam_pooled, zero_init=True),
+    UpdateRule("adam-layer", adam_layer, zero_init=True, pools_layers=True),
 )}
 UPDATE_RULES = tuple(RULES)
 

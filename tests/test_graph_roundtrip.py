@@ -191,3 +191,19 @@ def test_no_warning_for_fully_understood_models():
         warnings.simplefilter("error")
         for model in (mlp([4, 3]), paper_cnn(width=2), ResidualCNN(channels=4, blocks=1)):
             NeuralGraph.from_module(model)
+
+
+def test_layer_owner_ties_biases_and_norms_to_the_weight_feeding_their_neurons():
+    resnet = ResidualCNN(channels=6, blocks=1)
+    owner = NeuralGraph.from_module(resnet).layer_owner
+    assert set(owner) == {name for name, _ in resnet.named_parameters()}
+    assert owner["stem_bn.weight"] == owner["stem_bn.bias"] == "stem.weight"
+    assert owner["blocks.0.bn1.bias"] == "blocks.0.conv1.weight"
+    assert owner["blocks.0.bn2.weight"] == "blocks.0.conv2.weight"
+    assert owner["head.bias"] == "head.weight"
+    assert all(owner[name] == name for name, p in resnet.named_parameters() if p.dim() > 1)
+    # a normalisation of the inputs sits on neurons that no weight feeds: its own layer
+    normed = nn.Sequential(nn.LayerNorm(5), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    assert NeuralGraph.from_module(normed).layer_owner == {
+        "0.weight": "0.weight", "0.bias": "0.bias", "1.weight": "1.weight", "1.bias": "1.weight",
+        "3.weight": "3.weight", "3.bias": "3.weight"}

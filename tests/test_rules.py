@@ -38,7 +38,7 @@ def test_registry_lists_the_rules_and_refuses_unknown_names():
         get_rule("sgd")
 
 
-@pytest.mark.parametrize("rule", ["adam-scaled", "adam-pooled"])
+@pytest.mark.parametrize("rule", ["adam-scaled", "adam-pooled", "adam-layer"])
 @pytest.mark.parametrize("net", ["ng-gnn", "ff"])
 def test_untrained_adam_based_rules_are_torch_adam(net, rule):
     reference, model = _model(), _model()
@@ -85,8 +85,9 @@ def test_bounded_rules_keep_the_step_bounded_for_any_output(scale):
         d, m = (torch.randn(shape, generator=gen) * scale for _ in range(2))
         step = get_rule("adam-scaled").fn(d, m, state)
         assert bool((step.abs() <= ADAM_STEP * (10 * a.abs() + 1) * (1 + 1e-5)).all())
-        step = get_rule("adam-pooled").fn(d, m, state)
-        assert bool((step.abs() <= 20 * ADAM_STEP * a.abs() * (1 + 1e-5)).all())
+        for pooled in ("adam-pooled", "adam-layer"):
+            step = get_rule(pooled).fn(d, m, state._replace(layer_m=m.mean() * scale))
+            assert bool((step.abs() <= 20 * ADAM_STEP * a.abs() * (1 + 1e-5)).all())
         step = get_rule("normalized").fn(d, m, state)
         rms = float(step.pow(2).mean().sqrt())
         assert ADAM_STEP / 10 * (1 - 1e-5) <= rms <= ADAM_STEP * 10 * (1 + 1e-5)
@@ -134,3 +135,42 @@ def test_adam_pooled_scales_whole_tensors_and_neurons_not_elements():
     bias_step = get_rule("adam-pooled").fn(bias_d, torch.zeros(6), bias_state)
     bias_a = adam_direction(bias_state.momenta, bias_state.second, bias_state.updates)
     torch.testing.assert_close(bias_step, ADAM_STEP * bias_a * torch.exp(NEURON_LOG_SCALE_BOUND * torch.tanh(bias_d)))
+
+
+@pytest.mark.parametrize("rule", ["adam-layer", "adam-pooled"])
+def test_adam_layer_gives_biases_the_factor_of_the_weight_feeding_their_neurons(rule):
+    """Reference: one step of an MLP from the network's captured outputs. Under ``adam-layer`` a
+    bias moves by Adam's step times its weight's tensor factor (from the mean of the weight's
+    ``m``) and its own per-neuron factor; ``adam-pooled`` (the negative control) uses the bias's
+    own ``m`` and must miss the reference for the biases while matching it for the weights."""
+    model = _model()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = NeuralGraphOptimizer(model, weights=None, net="ng-gnn", net_config={"update": rule})
+    torch.manual_seed(3)
+    for name, p in opt.net.named_parameters():
+        if "dec_out" in name:
+            nn.init.normal_(p, std=0.5)
+    captured = {}
+    forward = opt.net.forward
+
+    def capture(*args):
+        outputs, state = forward(*args)
+        captured.update({n: o.detach().clone() for n, o in outputs.items()})
+        return outputs, state
+
+    opt.net.forward = capture
+    x, y = _batches(1)[0]
+    nn.functional.cross_entropy(model(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt.step()
+    misses = []
+    for name, p in model.named_parameters():
+        owner = name.replace("bias", "weight")
+        d = captured[name][..., 0]
+        layer = LOG_SCALE_BOUND * torch.tanh(captured[owner][..., 1].mean())
+        a = grads[name] / (grads[name].abs() + 1e-8)  # Adam's first step
+        per_neuron = d.mean(dim=1, keepdim=True) if d.dim() == 2 else d  # a bias: one neuron per element
+        expected = initial[name] - ADAM_STEP * a * torch.exp(layer + NEURON_LOG_SCALE_BOUND * torch.tanh(per_neuron))
+        if not torch.allclose(p.detach(), expected, rtol=1e-5, atol=1e-8):
+            misses.append(name)
+    assert misses == ([] if rule == "adam-layer" else ["1.bias", "3.bias", "5.bias"])

@@ -197,7 +197,7 @@ class NeuralGraph:
         """Evaluate every cached derived quantity now (they need host syncs; a compiled update
         network then reads them without graph breaks). Returns ``self``."""
         for name in ("node_mask", "edge_mask", "non_weight_edges", "edges_fully_covered",
-                     "has_parameterless_edges", "edge_segments", "degrees", "_place_by_name"):
+                     "has_parameterless_edges", "edge_segments", "degrees", "_place_by_name", "layer_owner"):
             getattr(self, name)
         return self
 
@@ -272,6 +272,28 @@ class NeuralGraph:
             return edges[place.start:place.start + place.rows, r0:r0 + kh, c0:c0 + kw], (place.rows, kh, kw)
         block = (int(torch.Size(place.shape).numel()),)
         return (node_x[place.nodes, place.slot] if isinstance(place.nodes, slice) else None), block
+
+    @cached_property
+    def layer_owner(self) -> Dict[str, str]:
+        """``{parameter name: name of its layer's weight}``: a parameter stored on nodes (a bias,
+        a normalisation scale or shift) belongs to the first weight, in parameter order, whose
+        edges end on its first node (the weight feeding those neurons); a weight, and a node
+        parameter that no weight feeds (a normalisation of the inputs), is its own owner."""
+        weights = sorted(self.edge_places, key=lambda p: self.param_names.index(p.name))
+        feeder = torch.full((self.num_nodes,), -1, dtype=torch.long)
+        targets = self.edge_index[1].cpu()
+        for index in reversed(range(len(weights))):  # the first weight in parameter order wins
+            place = weights[index]
+            feeder[targets[place.start:place.start + place.rows]] = index
+        owner = {p.name: p.name for p in weights}
+        for place in self.node_places:
+            if not torch.Size(place.shape).numel():
+                owner[place.name] = place.name
+                continue
+            first = place.nodes.start if isinstance(place.nodes, slice) else int(place.nodes[0])
+            index = int(feeder[first])
+            owner[place.name] = weights[index].name if index >= 0 else place.name
+        return owner
 
     @cached_property
     def _place_by_name(self) -> Dict[str, Union[EdgePlacement, NodePlacement]]:

@@ -155,12 +155,15 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
     updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
-    rule = get_rule(net.update_rule).fn
+    rule = get_rule(net.update_rule)
+    owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
     for name in active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
-        step_size = rule(direction, magnitude, RuleState(momenta[name], second[name], updates[name], lam))
+        layer_m = outputs[owner[name]][..., 1].to(dtype).mean() if name in owner else None
+        step_size = rule.fn(direction, magnitude,
+                            RuleState(momenta[name], second[name], updates[name], lam, layer_m))
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
