@@ -55,7 +55,8 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
         best = min(validation, key=lambda r: r["score"])
         ax.plot([best["step"]], [best["score"]], marker="*", markersize=14, color="tab:red", label="best.pt")
         ax.axhline(0.0, color="gray", linestyle="--", label="Adam 1e-3")
-        ax.set(title="validation: mean log(loss / Adam's)", xlabel="outer step")
+        metric = "mean" if validation[-1].get("metric", "mean") == "mean" else "worst task's"
+        ax.set(title=f"validation: {metric} log(loss / Adam's)", xlabel="outer step")
         ax.legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
