@@ -279,7 +279,8 @@ class NeuralGraph:
         a normalisation scale or shift) belongs to the first weight, in parameter order, whose
         edges end on its first node (the weight feeding those neurons); a weight, and a node
         parameter that no weight feeds (a normalisation of the inputs), is its own owner."""
-        weights = sorted(self.edge_places, key=lambda p: self.param_names.index(p.name))
+        position = {name: i for i, name in enumerate(self.param_names)}
+        weights = sorted(self.edge_places, key=lambda p: position[p.name])
         feeder = torch.full((self.num_nodes,), -1, dtype=torch.long)
         targets = self.edge_index[1].cpu()
         for index in reversed(range(len(weights))):  # the first weight in parameter order wins

@@ -157,11 +157,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     rule = get_rule(net.update_rule)
     owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
+    layer_means: Dict[str, Tensor] = {}
     for name in active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
-        layer_m = outputs[owner[name]][..., 1].to(dtype).mean() if name in owner else None
+        layer_m = None
+        if name in owner:  # a weight's mean serves its biases and norms too: computed once
+            if owner[name] not in layer_means:
+                layer_means[owner[name]] = outputs[owner[name]][..., 1].to(dtype).mean()
+            layer_m = layer_means[owner[name]]
         step_size = rule.fn(direction, magnitude,
                             RuleState(momenta[name], second[name], updates[name], lam, layer_m))
         rate = _per_tensor(lr, name)
