@@ -50,7 +50,7 @@ def recorded_factors(rule: str) -> Iterator[Dict[str, Dict[str, List[float]]]]:
     original = rules.RULES[rule]
 
     def recording(d, m, state):
-        m_mean = m.mean() if state.layer_m is None else state.layer_m
+        m_mean = rules.layer_mean(m, state)
         layer, neuron = (torch.exp(log_scale) for log_scale in rules.pooled_log_scales(d, m_mean))
         a, b = next(w for w in WINDOWS if w[0] <= state.updates <= w[1])
         entry = record[f"{'x'.join(map(str, d.shape))} @ steps {a}-{b}"]

@@ -135,8 +135,14 @@ def adam_pooled(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
     return _adam_times_pooled(d, m.mean(), state)
 
 
+def layer_mean(m: Tensor, state: RuleState) -> Tensor:
+    """The mean of ``m`` that ``adam-layer``'s per-layer factor reads: ``state.layer_m`` (the mean
+    over the weight of the tensor's layer) when the caller filled it, else the mean over ``m``."""
+    return m.mean() if state.layer_m is None else state.layer_m
+
+
 def adam_layer(d: Tensor, m: Tensor, state: RuleState) -> Tensor:
-    return _adam_times_pooled(d, m.mean() if state.layer_m is None else state.layer_m, state)
+    return _adam_times_pooled(d, layer_mean(m, state), state)
 
 
 RULES: Dict[str, UpdateRule] = {rule.name: rule for rule in (
