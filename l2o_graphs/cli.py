@@ -177,6 +177,54 @@ def _cmd_zoo_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep_run(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import SweepError, load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(args.file)
+        run_dir = args.run_dir or Path("runs/sweeps") / spec.name
+        trials = len(spec.trials())
+        print(f"sweep {spec.name}: {len(spec.tasks)} task(s), {len(spec.optimizers)} optimizer(s), {trials} trial(s) "
+              f"of {spec.steps} steps; " + (f"Ray cluster {args.ray}" if args.ray else f"{args.workers} local worker(s)")
+              + f"; results in {run_dir}")
+        counts = run_sweep(spec, run_dir, workers=args.workers, ray=args.ray, threads=args.threads or 0,
+                           progress=not args.no_progress)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"ran {counts['done']} trial(s), {counts['failed']} failed, {counts['skipped']} already done "
+          f"({counts['wall_s']:.0f} s); next: l2o-graphs sweep report {run_dir}")
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_sweep_status(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import SweepError, sweep_status
+
+    try:
+        status = sweep_status(args.run_dir)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"sweep {status['name']}: {status['total']} trial(s): {status['done']} done, {status['running']} running, "
+          f"{status['interrupted']} interrupted (rerun to continue), {status['failed']} failed, {status['left']} left")
+    for trial, error in status["failed_trials"]:
+        print(f"  failed: {trial}: {error}")
+    return 0
+
+
+def _cmd_sweep_report(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import SweepError, write_report
+
+    try:
+        paths = write_report(args.run_dir, args.out)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -302,6 +350,35 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_predict.add_argument("--threads", type=int, help="torch CPU threads")
     zoo_predict.add_argument("--no-progress", action="store_true")
     zoo_predict.set_defaults(func=_cmd_zoo_predict)
+
+    sweep = sub.add_parser("sweep", help="benchmark sweeps: optimizers x tasks x grids x seeds, tables and plots")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+    sweep_run = sweep_sub.add_parser(
+        "run", help="run (or continue) the trials of a sweep file",
+        description="Run every trial (task x optimizer x setting x seed) of a sweep YAML (see "
+                    "l2o_graphs.sweep.spec) not yet recorded in RUN_DIR/results.sqlite: finished trials are "
+                    "skipped, interrupted and failed ones run again. Local worker processes by default, or a "
+                    "Ray cluster with --ray.")
+    sweep_run.add_argument("file", type=Path, help="the sweep YAML")
+    sweep_run.add_argument("--run-dir", type=Path, help="default: runs/sweeps/NAME")
+    sweep_run.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sweep_run.add_argument("--ray", metavar="ADDRESS",
+                           help="run on Ray instead: auto (this machine's cluster), local (a new one here) or host:port")
+    sweep_run.add_argument("--threads", type=int, help="torch CPU threads per trial (default: cores / workers)")
+    sweep_run.add_argument("--no-progress", action="store_true")
+    sweep_run.set_defaults(func=_cmd_sweep_run)
+    sweep_status = sweep_sub.add_parser("status", help="done / running / failed / left trials of a sweep")
+    sweep_status.add_argument("run_dir", type=Path)
+    sweep_status.set_defaults(func=_cmd_sweep_status)
+    sweep_report = sweep_sub.add_parser(
+        "report", help="tables (Markdown, CSV) and plots of a sweep",
+        description="Per task the best setting of every optimizer (flagged at the edge of its grid), final "
+                    "train loss, test loss and accuracy (mean ± std over seeds), steps and seconds to the "
+                    "tuned baseline's final loss and the speedup over it; median and IQM of the speedups "
+                    "with bootstrap intervals; loss curves, speedup chart, performance profile.")
+    sweep_report.add_argument("run_dir", type=Path)
+    sweep_report.add_argument("--out", type=Path, help="default: RUN_DIR/report")
+    sweep_report.set_defaults(func=_cmd_sweep_report)
 
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")
