@@ -313,7 +313,7 @@ class NeuralGraph:
                 view.copy_(tensors[name].reshape(*block, *feat))
             else:
                 place = self._place_by_name[name]
-                node_x[place.nodes, place.slot] = tensors[name].reshape(-1, *feat)
+                node_x[place.nodes, place.slot] = tensors[name].reshape(-1, *feat).to(node_x.dtype)
 
     def gather(self, tensors: Mapping[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """Map a dict shaped like ``dict(module.named_parameters())`` onto the graph.

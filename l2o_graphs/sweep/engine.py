@@ -55,6 +55,7 @@ def _local(spec: SweepSpec, trials: List[Trial], workers: int, threads: int,
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
     flight: Dict[futures.Future, Trial] = {}
+    finished_normally = False
     try:
         while queue or flight:
             while queue and len(flight) < workers:
@@ -78,8 +79,12 @@ def _local(spec: SweepSpec, trials: List[Trial], workers: int, threads: int,
                 flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        finished_normally = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not finished_normally:  # interrupted (Ctrl-C, or the caller stopped): no orphan keeps training
+            for child in multiprocessing.active_children():
+                child.terminate()
+        pool.shutdown(wait=finished_normally, cancel_futures=True)
 
 
 def _ray(spec: SweepSpec, trials: List[Trial], address: str, threads: int,
@@ -90,9 +95,19 @@ def _ray(spec: SweepSpec, trials: List[Trial], address: str, threads: int,
         import ray
     except ImportError:
         raise SweepError("--ray needs Ray: pip install 'l2o_graphs[ray]'") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()  # a connection made here is closed here
+    if started:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
+    try:
+        yield from _ray_trials(ray, spec, trials, threads, on_start)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_trials(ray, spec: SweepSpec, trials: List[Trial], threads: int,
+                on_start: Callable[[Trial], None]) -> Iterator[Outcome]:
     remote = ray.remote(num_cpus=threads)(run_trial)
     slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
     payload = ray.put(spec.to_dict())
