@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+from l2o_graphs.cache import folder_lock
 from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial
 from l2o_graphs.sweep.store import SweepStore
 from l2o_graphs.sweep.trial import run_trial
@@ -23,8 +24,7 @@ Outcome = Tuple[Trial, Optional[Dict[str, Any]], Optional[str]]  # (trial, resul
 
 def pending_trials(spec: SweepSpec, store: SweepStore) -> Tuple[List[Trial], int]:
     """The trials of ``spec`` still to run and how many are already done. Raises
-    :class:`SweepError` when a finished trial was recorded under another meaning, and when
-    another live process is running this sweep."""
+    :class:`SweepError` when a finished trial was recorded under another meaning."""
     done = {}
     for record in store.records():
         if record.status == "done":
@@ -34,10 +34,6 @@ def pending_trials(spec: SweepSpec, store: SweepStore) -> Tuple[List[Trial], int
         raise SweepError(f"the sweep file changes what {len(changed)} finished trial(s) of {store.run_dir} mean "
                          f"(first: {changed[0]}; its task, optimizer, weights file, steps or curves differ): "
                          f"use another run directory, or restore the file")
-    alive = [key for key, row in store.running().items() if row["alive"] and row["pid"] != os.getpid()]
-    if alive:
-        raise SweepError(f"another process is running this sweep in {store.run_dir} "
-                         f"(pid {store.running()[alive[0]]['pid']}); wait for it or stop it")
     store.clear_running()  # marks of a killed run: those trials run again from their start
     trials = spec.trials()
     return [t for t in trials if t.key not in done], sum(t.key in done for t in trials)
@@ -149,13 +145,22 @@ def run_sweep(spec: SweepSpec, run_dir: Union[str, Path], workers: int = 1, ray:
         progress: a progress bar over trials with ETA.
         log: where a failed trial's line goes.
     Returns:
-        ``{"done": ..., "failed": ..., "skipped": ...}`` for this call.
+        ``{"done": ..., "failed": ..., "skipped": ..., "wall_s": ...}`` for this call.
+    Raises:
+        SweepError: the sweep file changes what a finished trial means.
+        FolderBusy: another process is running a sweep in ``run_dir``.
     """
-    from tqdm.auto import tqdm
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    store = SweepStore(run_dir)
+    with folder_lock(run_dir, f"sweep {spec.name}"):  # a second process on the directory is refused
+        return _run_locked(spec, SweepStore(run_dir), workers, ray, threads, progress, log)
+
+
+def _run_locked(spec: SweepSpec, store: SweepStore, workers: int, ray: Optional[str], threads: int,
+                progress: bool, log: Callable[[str], None]) -> Dict[str, int]:
+    from tqdm.auto import tqdm
+
     trials, already = pending_trials(spec, store)
     store.set_definition(spec)
     if threads <= 0:
