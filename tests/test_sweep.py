@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
-from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, speedup_aggregates,
-                                     summarize)
+from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
+                                     speedup_aggregates, summarize)
 from l2o_graphs.sweep.spec import Trial
 from l2o_graphs.sweep.store import SweepStore
 from l2o_graphs.tasks.task import evaluate
@@ -250,3 +250,15 @@ def test_aggregates_and_edge_helpers_against_hand_values():
     assert a["median"] == 1.25 and a["iqm"] == 1.25 and a["fraction_above_1"] == 0.5
     assert a["median_ci"][0] <= a["median"] <= a["median_ci"][1]
     assert a["iqm_ci"][0] <= a["iqm"] <= a["iqm_ci"][1]
+
+
+def test_performance_profile_against_hand_values():
+    def entry(loss):
+        return {"best": "s", "settings": {"s": {"train_loss": {"mean": loss}}}}
+
+    summary = {"tasks": {"a": {"x": entry(1.0), "y": entry(2.0)}, "b": {"x": entry(3.0), "y": entry(1.5)},
+                         "c": {"x": entry(1.0), "y": entry(None)}}}  # y diverged on c
+    profile = performance_profile(summary)
+    # ratios to the best on each task: x 1, 2, 1; y 2, 1, inf
+    assert profile["x"][0] == profile["y"][0] == pytest.approx([1.0, 2.0, 2.2])
+    assert profile["x"][1] == [2 / 3, 1.0, 1.0] and profile["y"][1] == [1 / 3, 2 / 3, 2 / 3]

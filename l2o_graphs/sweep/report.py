@@ -271,12 +271,14 @@ def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
         width = 0.8 / len(speedups)
         names = list(tasks)
         for i, (name, values) in enumerate(speedups.items()):
-            shown = {task: (2.0 if v is None else v) for task, v in values}  # beyond the horizon drawn at 2
-            xs = [names.index(t) + i * width for t in shown]
-            ax.bar(xs, list(shown.values()), width, label=name, hatch=None)
+            xs = [names.index(t) + i * width for t, _ in values]
+            bars = ax.bar(xs, [2.0 if v is None else v for _, v in values], width, label=name)
+            for bar, (_, v) in zip(bars, values):
+                if v is None:  # beyond the horizon: drawn at 2, hatched
+                    bar.set_hatch("//")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20, ha="right", fontsize=7)
-        ax.set(ylabel=f"speedup over tuned {summary['baseline']} (2 = never reached)", yscale="log")
+        ax.set(ylabel=f"speedup over tuned {summary['baseline']}\n(hatched at 2: never reached)", ylim=(0, 2.1))
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(out / "speedups.png")
@@ -309,11 +311,10 @@ def performance_profile(summary: Dict[str, Any]) -> Dict[str, Tuple[List[float],
         best = min(finite)
         for name, loss in losses.items():
             ratios.setdefault(name, []).append(math.inf if loss is None else loss / best if best > 0 else 1.0)
-    out = {}
-    for name, values in ratios.items():
-        taus = sorted({v for v in values if math.isfinite(v)} | {1.0})
-        out[name] = (taus, [sum(v <= t for v in values) / len(values) for t in taus])
-    return out
+    # one grid of tau for every optimizer, past the largest finite ratio, so each line is drawn in full
+    finite = {v for values in ratios.values() for v in values if math.isfinite(v)} | {1.0}
+    taus = sorted(finite) + [max(finite) * 1.1]
+    return {name: (taus, [sum(v <= t for v in values) / len(values) for t in taus]) for name, values in ratios.items()}
 
 
 def write_report(run_dir: Union[str, Path], out: Optional[Union[str, Path]] = None) -> Dict[str, Path]:
