@@ -164,6 +164,17 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         """The optimizee's neural graph (None for nets that do not read it)."""
         return self._graph
 
+    def memory_bytes(self) -> Dict[str, int]:
+        """Extra memory the optimizer holds now, in bytes: ``state`` (moments and counters of every
+        parameter), ``workspace`` (feature buffers reused between steps) and ``topology`` (the
+        neural graph, and its copy on the parameters' device once a step ran there)."""
+        state = sum(t.untyped_storage().nbytes() for st in self.state.values() for t in st.values()
+                    if isinstance(t, Tensor))
+        workspace = sum(t.untyped_storage().nbytes() for t in self._workspace.values())
+        graphs = [g for g in (self._graph, *self._graph_on.values()) if g is not None]
+        topology = sum(g.nbytes for g in {id(g): g for g in graphs}.values())
+        return {"state": state, "workspace": workspace, "topology": topology}
+
     @property
     def skipped_updates(self) -> int:
         """Parameter-tensor updates skipped so far because their gradient was not finite."""
