@@ -155,6 +155,16 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert summary["tasks"]["broken"] == {} and summary["tasks"]["digits-mlp"]["sign"]["best"] == "lr=0.01"
 
 
+def test_a_dead_worker_process_fails_its_trial_and_the_sweep_goes_on(tmp_path):
+    data = tiny(tasks=[{"name": "dies", "function": "sweep_helpers:dies"}], seeds=2,
+                optimizers={"sgd": {"kind": "sgd", "grid": {"lr": [0.1, 0.2]}}})
+    counts = run_sweep(parse_sweep(data), tmp_path, workers=1, threads=1, progress=False)
+    assert counts["done"] == 2 and counts["failed"] == 2
+    errors = dict(sweep_status(tmp_path)["failed_trials"])
+    assert set(errors) == {"dies / sgd (lr=0.1) / seed 0", "dies / sgd (lr=0.2) / seed 0"}
+    assert all("worker process died" in e for e in errors.values())
+
+
 def test_a_killed_sweep_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
     data = tiny(steps=150, seeds=3, tasks=[DIGITS_MLP], optimizers={
         "adam": {"kind": "adam", "grid": {"lr": [1e-3, 3e-3, 1e-2, 3e-2]}}})
