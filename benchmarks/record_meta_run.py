@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, write_result  # noqa: E402
 
+from l2o_graphs.cache import read_jsonl  # noqa: E402
 from l2o_graphs.meta.plot import plot_run  # noqa: E402
 from l2o_graphs.optim.weights import PRETRAINED_DIR  # noqa: E402
 
@@ -45,7 +46,7 @@ def main() -> None:
     if not weights.is_file():
         raise SystemExit(f"{weights} does not exist" + (": the run has not finished" if args.weights == "final" else ""))
     config = json.loads((run / "config.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(run / "metrics.jsonl")
     blob = torch.load(weights, weights_only=True)
     net = blob["net"]
     tenth = max(1, len(rows) // 10)
@@ -68,8 +69,7 @@ def main() -> None:
         **{f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
            for key in auxiliary for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))},
         "weights_bytes": weights.stat().st_size,
-        "validation": [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                       for line in (run / "validation.jsonl").read_text().splitlines() if line.strip()]
+        "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in read_jsonl(run / "validation.jsonl")]
         if (run / "validation.jsonl").is_file() else None,
         "note": "meta-loss = mean log(loss after an update / loss at the trajectory's start); lower is better",
     }

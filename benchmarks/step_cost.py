@@ -4,7 +4,9 @@ Run: ``.venv/bin/python benchmarks/step_cost.py`` (CPU). On a GPU machine
 ``--shipped`` adds ``NeuralGraphOptimizer(model)`` (the shipped
 weights and update rule) to the nets, which start untrained under their default rule.
 ``benchmarks/gpu_checks.sh`` runs it with ``--device cuda --autocast --compile`` up to the 37 M
-MLP. Writes ``benchmarks/results/step_cost_<device>_<machine>[_bf16][_compiled].json``. Models:
+MLP. Writes ``benchmarks/results/step_cost_<device>_<machine>[_bf16][_compiled].json`` (per net:
+ms per step, ratio to Adam, and the optimizer's extra memory per parameter: ``state``,
+``workspace`` and ``topology`` bytes, from ``NeuralGraphOptimizer.memory_bytes``). Models:
 MLPs on 784 inputs with about 0.1 M, 1 M, 10 M (and 37 M) parameters. Targets (issue 3): NG-GNN's
 step at 1 M parameters at most 100x Adam's on the project's 2-core CPU; at most 20 ms at ~37 M
 parameters on an H100.
@@ -71,15 +73,15 @@ def main() -> None:
             settings = dict(weights=None, net=net) if net != "shipped" else {}
             opt = NeuralGraphOptimizer(model, lr=1e-3, autocast=args.autocast, compile=args.compile, **settings)
             timings[net] = (median_ms(opt.step, repeats=args.repeats, warmup=3 if args.compile else 1),
-                            _state_bytes_per_param(opt, n_params))
+                            {k: v / n_params for k, v in opt.memory_bytes().items()})
             del opt
         adam_after = median_ms(adam.step, repeats=100, warmup=10)
         adam_ms = min(adam_before, adam_after)
         row.update(adam_ms=round(adam_ms, 3), adam_ms_before=round(adam_before, 3),
                    adam_ms_after=round(adam_after, 3))
-        for net, (ms, state_bytes) in timings.items():
+        for net, (ms, memory) in timings.items():
             row["nets"][net] = {"step_ms": round(ms, 2), "ratio_to_adam": round(ms / adam_ms, 1),
-                                "state_bytes_per_param": round(state_bytes, 2)}
+                                **{f"{k}_bytes_per_param": round(v, 2) for k, v in memory.items()}}
             print(f"{size:>5} {net:<7} {ms:9.1f} ms  {ms / adam_ms:7.1f}x Adam ({adam_ms:.2f} ms)", flush=True)
         rows.append(row)
     info = machine()

@@ -1,15 +1,84 @@
-"""Folders of generated data (INR sets, CNN zoos) that commands build in pieces and resume.
+"""Folders that commands build in pieces and resume (INR sets, CNN zoos, meta-training runs,
+sweeps), and the two rules they share.
 
-A folder holds ``config.json`` (the settings it is made with) and one file per piece, each
-written to a temporary file and renamed, so a piece is either whole or absent."""
+Every file is written whole or not at all (:func:`atomic_save`: a temporary file of a unique name
+in the same folder, then a rename), and one process at a time writes a folder
+(:func:`folder_lock`: an exclusive ``flock`` on ``<folder>/.lock``, released by the kernel when its
+process dies). A folder of generated data also holds ``config.json``, the settings it is made with
+(:func:`claim_folder`)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Iterator, List, Union
 
 import torch
+
+try:  # POSIX; elsewhere folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+LOCK_FILE = ".lock"
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Union[str, Path], what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if needed) for the block.
+
+    Raises :class:`FolderBusy` naming the folder and the holder's process id when another process
+    holds it: two writers on one folder would interleave their files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    handle = open(folder / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise FolderBusy(f"{folder} is in use by another process (pid {holder}) writing {what}; wait for it "
+                             f"to end or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save`` to ``path`` through a uniquely named temporary file and a rename."""
+    _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """Write ``text`` to ``path`` through a uniquely named temporary file and a rename."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def claim_folder(folder: Path, config: Dict[str, Any], what: str) -> None:
@@ -24,14 +93,18 @@ def claim_folder(folder: Path, config: Dict[str, Any], what: str) -> None:
             raise ValueError(f"{folder} holds {what} made with {found}, not {config}; "
                              "choose another folder or delete this one")
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
 
 
-def save_piece(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def read_jsonl(path: Union[str, Path]) -> List[Dict[str, Any]]:
+    """The rows of a JSON-lines log; a line that does not parse (the torn last line of a process
+    killed while writing) is skipped."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -16,6 +16,22 @@ from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
 def _cmd_graph(args: argparse.Namespace) -> int:
     model = build_architecture(args.model)
     example = torch.zeros(1, 1, 28, 28) if args.example_input else None
@@ -62,6 +78,7 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
 
     from l2o_graphs.meta import MetaConfig, MetaTrainer
     from l2o_graphs.meta.plot import plot_run
+    from l2o_graphs.meta.trainer import MetaTrainingDiverged
 
     overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     for flag in ("second_order", "autocast"):
@@ -83,12 +100,16 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
-        trainer = MetaTrainer(cfg, args.run_dir, resume=args.resume)
+        trainer = MetaTrainer(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite)
         if trainer.rank == 0:
             print(f"meta-training {cfg.net} on suite {cfg.suite if isinstance(cfg.suite, str) else cfg.suite['name']} "
                   f"on {trainer.device} x {trainer.world}; run directory {args.run_dir}"
                   + (f", resuming at step {trainer.step}" if trainer.step else ""))
-        trainer.run(progress=not args.no_progress)
+        try:
+            trainer.run(progress=not args.no_progress)
+        except MetaTrainingDiverged as err:
+            print(f"l2o-graphs meta-train: {err}", file=sys.stderr)
+            return 1
         if trainer.rank == 0:
             print(f"wrote {Path(args.run_dir) / 'weights.pt'} and {plot_run(args.run_dir)}")
     finally:
@@ -177,15 +198,52 @@ def _cmd_zoo_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep_run(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(args.file)
+    run_dir = args.run_dir or Path("runs/sweeps") / spec.name
+    trials = len(spec.trials())
+    print(f"sweep {spec.name}: {len(spec.tasks)} task(s), {len(spec.optimizers)} optimizer(s), {trials} trial(s) "
+          f"of {spec.steps} steps; " + (f"Ray cluster {args.ray}" if args.ray else f"{args.workers} local worker(s)")
+          + f"; results in {run_dir}")
+    counts = run_sweep(spec, run_dir, workers=args.workers, ray=args.ray, threads=args.threads or 0,
+                       progress=not args.no_progress)
+    print(f"ran {counts['done']} trial(s), {counts['failed']} failed, {counts['skipped']} already done "
+          f"({counts['wall_s']:.0f} s); next: l2o-graphs sweep report {run_dir}")
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_sweep_status(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import sweep_status
+
+    status = sweep_status(args.run_dir)
+    print(f"sweep {status['name']}: {status['total']} trial(s): {status['done']} done, {status['running']} running, "
+          f"{status['interrupted']} interrupted (rerun to continue), {status['failed']} failed, {status['left']} left")
+    for trial, error in status["failed_trials"]:
+        print(f"  failed: {trial}: {error}")
+    return 0
+
+
+def _cmd_sweep_report(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import write_report
+
+    paths = write_report(args.run_dir, args.out)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="the main job: the shipped learned optimizer against Adam",
                           description="Train two held-out networks (an MLP and the paper's CNN at double width, "
                                       "MNIST) with the shipped NG-GNN optimizer and with Adam side by side; "
                                       "print a table and write OUT/demo_curves.png.")
-    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument("--steps", type=POSITIVE, default=300)
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the loss-curve PNG")
     demo.set_defaults(func=_cmd_demo)
 
@@ -211,19 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "Under torchrun the meta-batch is split across processes.")
     meta.add_argument("--config", type=Path, help="YAML meta-training config (see configs/)")
     meta.add_argument("--run-dir", type=Path, required=True)
-    meta.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    meta.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (or carry.pt)")
+    meta.add_argument("--overwrite", action="store_true",
+                      help="start again in a RUN_DIR that holds a run (its files are replaced)")
     meta.add_argument("--net", choices=("ng-gnn", "ng-t", "ff", "lstm"))
     meta.add_argument("--suite", help="built-in suite (fmnist-cnn, mixed-small, digits-mlp, fewshot) or a YAML file")
-    meta.add_argument("--outer-steps", type=int)
-    meta.add_argument("--meta-batch", type=int)
-    meta.add_argument("--unroll", type=int, help="inner steps per truncation (K)")
+    meta.add_argument("--outer-steps", type=POSITIVE)
+    meta.add_argument("--meta-batch", type=POSITIVE)
+    meta.add_argument("--unroll", type=POSITIVE, help="inner steps per truncation (K)")
     meta.add_argument("--lr", type=float, help="outer Adam learning rate")
     meta.add_argument("--second-order", action="store_true", help="differentiate through optimizee gradients")
     meta.add_argument("--seed", type=int)
     meta.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    meta.add_argument("--checkpoint-every", type=int)
+    meta.add_argument("--checkpoint-every", type=POSITIVE)
     meta.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the unrolls (mixed precision)")
-    meta.add_argument("--threads", type=int, help="torch CPU threads")
+    meta.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
     meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(func=_cmd_meta_train)
 
@@ -236,15 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: the data cache's inrs/DATASET). Rerun the same command to continue an "
                     "interrupted set.")
     make.add_argument("--dataset", choices=("mnist", "fashion_mnist"), required=True)
-    make.add_argument("--train", type=int, default=55_000, help="INRs of the train split")
-    make.add_argument("--val", type=int, default=5_000)
-    make.add_argument("--test", type=int, default=10_000)
-    make.add_argument("--steps", type=int, default=FIT_STEPS, help="Adam steps per INR")
+    make.add_argument("--train", type=NON_NEGATIVE, default=55_000, help="INRs of the train split")
+    make.add_argument("--val", type=NON_NEGATIVE, default=5_000)
+    make.add_argument("--test", type=NON_NEGATIVE, default=10_000)
+    make.add_argument("--steps", type=POSITIVE, default=FIT_STEPS, help="Adam steps per INR")
     make.add_argument("--lr", type=float, default=FIT_LR)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--shard-size", type=int, default=256, help="INRs per shard and per batched fit")
+    make.add_argument("--shard-size", type=POSITIVE, default=256, help="INRs per shard and per batched fit")
     make.add_argument("--out", type=Path)
-    make.add_argument("--threads", type=int, help="torch CPU threads")
+    make.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
     make.add_argument("--no-progress", action="store_true")
     make.set_defaults(func=_cmd_inr_make)
 
@@ -260,14 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
         task.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
         task.add_argument("--models", nargs="+", choices=models, default=list(models))
-        task.add_argument("--epochs", type=int, default=epochs)
-        task.add_argument("--batch-size", type=int, default=64)
+        task.add_argument("--epochs", type=POSITIVE, default=epochs)
+        task.add_argument("--batch-size", type=POSITIVE, default=64)
         task.add_argument("--lr", type=float, default=1e-3)
         task.add_argument("--seed", type=int, default=0)
-        task.add_argument("--threads", type=int, help="torch CPU threads")
+        task.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
         task.add_argument("--no-progress", action="store_true")
         if command == "classify":
-            task.add_argument("--probes", type=int, default=0,
+            task.add_argument("--probes", type=NON_NEGATIVE, default=0,
                               help="graph classifiers also read every neuron's values at this many learnable "
                                    "input points (probe features)")
             task.add_argument("--dropout", type=float, default=0.0,
@@ -281,13 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train COUNT CNNs (2-5 conv layers, 4-32 channels, kernels 3/5/7, six activations, optional "
                     "skip connections; MNIST or Fashion-MNIST; AdamW with sampled learning rate, weight decay "
                     "and length) into OUT (default: the data cache's zoo/). Rerun to continue.")
-    zoo_make.add_argument("--count", type=int, default=300)
-    zoo_make.add_argument("--steps", type=int, nargs=2, default=[200, 1000], metavar=("MIN", "MAX"),
+    zoo_make.add_argument("--count", type=POSITIVE, default=300)
+    zoo_make.add_argument("--steps", type=POSITIVE, nargs=2, default=[200, 1000], metavar=("MIN", "MAX"),
                           help="training steps, log-uniform between MIN and MAX")
-    zoo_make.add_argument("--eval-images", type=int, default=2000, help="test images per accuracy")
+    zoo_make.add_argument("--eval-images", type=POSITIVE, default=2000, help="test images per accuracy")
     zoo_make.add_argument("--seed", type=int, default=0)
     zoo_make.add_argument("--out", type=Path)
-    zoo_make.add_argument("--threads", type=int, help="torch CPU threads")
+    zoo_make.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
     zoo_make.add_argument("--no-progress", action="store_true")
     zoo_make.set_defaults(func=_cmd_zoo_make)
     zoo_predict = zoo_sub.add_parser(
@@ -297,11 +357,40 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_predict.add_argument("--folder", type=Path)
     zoo_predict.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "statnn"),
                              default=["ng-gnn", "ng-t", "statnn"])
-    zoo_predict.add_argument("--epochs", type=int, default=30)
+    zoo_predict.add_argument("--epochs", type=POSITIVE, default=30)
     zoo_predict.add_argument("--seed", type=int, default=0)
-    zoo_predict.add_argument("--threads", type=int, help="torch CPU threads")
+    zoo_predict.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
     zoo_predict.add_argument("--no-progress", action="store_true")
     zoo_predict.set_defaults(func=_cmd_zoo_predict)
+
+    sweep = sub.add_parser("sweep", help="benchmark sweeps: optimizers x tasks x grids x seeds, tables and plots")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+    sweep_run = sweep_sub.add_parser(
+        "run", help="run (or continue) the trials of a sweep file",
+        description="Run every trial (task x optimizer x setting x seed) of a sweep YAML (see "
+                    "l2o_graphs.sweep.spec) not yet recorded in RUN_DIR/results.sqlite: finished trials are "
+                    "skipped, interrupted and failed ones run again. Local worker processes by default, or a "
+                    "Ray cluster with --ray.")
+    sweep_run.add_argument("file", type=Path, help="the sweep YAML")
+    sweep_run.add_argument("--run-dir", type=Path, help="default: runs/sweeps/NAME")
+    sweep_run.add_argument("--workers", type=POSITIVE, default=1, help="local worker processes")
+    sweep_run.add_argument("--ray", metavar="ADDRESS",
+                           help="run on Ray instead: auto (this machine's cluster), local (a new one here) or host:port")
+    sweep_run.add_argument("--threads", type=POSITIVE, help="torch CPU threads per trial (default: cores / workers)")
+    sweep_run.add_argument("--no-progress", action="store_true")
+    sweep_run.set_defaults(func=_cmd_sweep_run)
+    sweep_status = sweep_sub.add_parser("status", help="done / running / failed / left trials of a sweep")
+    sweep_status.add_argument("run_dir", type=Path)
+    sweep_status.set_defaults(func=_cmd_sweep_status)
+    sweep_report = sweep_sub.add_parser(
+        "report", help="tables (Markdown, CSV) and plots of a sweep",
+        description="Per task the best setting of every optimizer (flagged at the edge of its grid), final "
+                    "train loss, test loss and accuracy (mean ± std over seeds), steps and seconds to the "
+                    "tuned baseline's final loss and the speedup over it; median and IQM of the speedups "
+                    "with bootstrap intervals; loss curves, speedup chart, performance profile.")
+    sweep_report.add_argument("run_dir", type=Path)
+    sweep_report.add_argument("--out", type=Path, help="default: RUN_DIR/report")
+    sweep_report.set_defaults(func=_cmd_sweep_report)
 
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")
@@ -311,8 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run a command; a user error (bad value, missing or unreadable file, busy folder) is one
+    line on stderr and exit status 2 (``--debug``: the traceback instead)."""
+    from l2o_graphs.cache import FolderBusy
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, FolderBusy) as err:
+        if args.debug:
+            raise
+        print(f"l2o-graphs {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

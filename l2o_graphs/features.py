@@ -57,11 +57,19 @@ def init_moments(params: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
 
 
 def accumulate(grad: Tensor, momenta: Tensor, second: Tensor) -> Tuple[Tensor, Tensor]:
-    """One step of the moving averages (pure): returns new ``momenta`` and ``second``."""
+    """One step of the moving averages (pure): returns new ``momenta`` and ``second``.
+
+    Finite for any finite gradient: gradient elements enter the momenta clipped to half the
+    dtype's largest value and the second moment clipped to the square root of a quarter of it
+    (about 9e18 in float32), so neither an average nor a square can overflow; gradients below
+    those bounds are used as they are."""
     g = grad.to(momenta.dtype)
+    largest = torch.finfo(momenta.dtype).max
     weights = 1 - torch.tensor(BETAS, dtype=momenta.dtype, device=momenta.device)
-    new_momenta = torch.lerp(momenta, g.unsqueeze(-1).expand_as(momenta), weights)
-    new_second = torch.lerp(second, g * g, 1 - BETA2)
+    new_momenta = torch.lerp(momenta, g.clamp(-largest / 2, largest / 2).unsqueeze(-1).expand_as(momenta), weights)
+    root = math.sqrt(largest / 4)
+    g_root = g.clamp(-root, root)
+    new_second = torch.lerp(second, g_root * g_root, 1 - BETA2)
     return new_momenta, new_second
 
 

@@ -31,9 +31,9 @@ if [ ! -f "$STAMP" ]; then
         # shellcheck disable=SC2086
         pip_q $TORCH_SPEC || { log "'$TORCH_SPEC' unavailable, installing torch>=2.4 torchvision"; pip_q "torch>=2.4" torchvision; }
     fi
-    log "installing l2o_graphs (editable) with test and data extras"
+    log "installing l2o_graphs (editable) with test, data and ray extras"
     pip_q setuptools wheel
-    pip_q -e ".[test,data]"
+    pip_q -e ".[test,data,ray]"
 
     if ! "$VENV/bin/python" -c "import learn2learn" 2>/dev/null; then
         # learn2learn 0.2.0 is published only as an sdist whose Cython-generated C files include

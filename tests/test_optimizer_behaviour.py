@@ -433,3 +433,21 @@ def test_untrained_adam_residual_rule_is_adam(net):
 def test_unknown_update_rule_is_rejected():
     with pytest.raises(ValueError, match="unknown update rule"):
         NeuralGraphOptimizer(_model(), weights=None, net_config={"update": "sgd"})
+
+
+def test_memory_bytes_counts_state_workspace_and_topology():
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+    n = sum(p.numel() for p in model.parameters())
+    opt = NeuralGraphOptimizer(model)
+    assert opt.memory_bytes()["state"] == 0 and opt.memory_bytes()["topology"] > 0
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    memory = opt.memory_bytes()
+    # five momenta and a second moment in float32 per element, plus per tensor two int64 counters and
+    # a float32 step
+    assert memory["state"] == 24 * n + 4 * (8 + 8 + 4)
+    assert memory["workspace"] >= 13 * 4 * n  # thirteen float32 features per element (plus graph padding)
+    flat = NeuralGraphOptimizer(model, weights=None, net="ff")
+    flat.step()
+    assert flat.memory_bytes()["topology"] == 0 and flat.memory_bytes()["workspace"] == 13 * 4 * n

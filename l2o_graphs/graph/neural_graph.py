@@ -40,6 +40,24 @@ NODE_ROLES = ("input", "hidden", "output", "fixed")
 blocks of parameters it could not place): each keeps its own positional id."""
 
 
+def _tensor_bytes(obj: object, seen: set) -> int:
+    """Bytes of the distinct tensors reachable from ``obj`` through dicts, sequences and
+    dataclasses (each storage counted once)."""
+    if isinstance(obj, Tensor):
+        key = obj.untyped_storage().data_ptr()
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return sum(_tensor_bytes(getattr(obj, f), seen) for f in obj.__dataclass_fields__)
+    return 0
+
+
 @dataclass(frozen=True)
 class EdgePlacement:
     """A parameter stored on a contiguous run of edges: ``weight[o, i, *kernel]`` is edge
@@ -147,6 +165,12 @@ class NeuralGraph:
     def kernel_size(self) -> int:
         """``K = KH * KW``, the width of ``edge_x``."""
         return self.kernel_shape[0] * self.kernel_shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every tensor the graph holds now (its fields, node placements and the derived
+        quantities computed so far): the topology's memory."""
+        return _tensor_bytes(vars(self), set())
 
     @property
     def num_params(self) -> int:
@@ -313,7 +337,7 @@ class NeuralGraph:
                 view.copy_(tensors[name].reshape(*block, *feat))
             else:
                 place = self._place_by_name[name]
-                node_x[place.nodes, place.slot] = tensors[name].reshape(-1, *feat)
+                node_x[place.nodes, place.slot] = tensors[name].reshape(-1, *feat).to(node_x.dtype)
 
     def gather(self, tensors: Mapping[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """Map a dict shaped like ``dict(module.named_parameters())`` onto the graph.

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from l2o_graphs.cache import claim_folder, save_piece
+from l2o_graphs.cache import atomic_save, claim_folder, folder_lock
 from l2o_graphs.data import load_images
 from l2o_graphs.data.images import data_root
 from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
@@ -100,32 +100,33 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
     ``seconds`` and ``inrs_per_second``.
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
     folder = Path(folder) if folder is not None else default_folder(spec.dataset)
-    claim_folder(folder, asdict(spec), "an INR set")
-    load = images or load_images
-    shards = _shards(spec)
-    todo = [s for s in shards if not (folder / s[0]).exists()]
-    total = sum(len(idx) for _, _, idx in shards)
-    from tqdm.auto import tqdm
+    with folder_lock(folder, "an INR set"):  # one writer at a time
+        claim_folder(folder, asdict(spec), "an INR set")
+        load = images or load_images
+        shards = _shards(spec)
+        todo = [s for s in shards if not (folder / s[0]).exists()]
+        total = sum(len(idx) for _, _, idx in shards)
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=total - sum(len(idx) for _, _, idx in todo), unit="INR",
-               desc=f"fitting {spec.dataset} INRs", disable=not progress)
-    sources: Dict[str, Tuple[Tensor, Tensor]] = {}
-    start, fitted = time.perf_counter(), 0
-    for name, source, indices in todo:
-        if source not in sources:
-            sources[source] = load(spec.dataset, source)
-        source_images, source_labels = sources[source]
-        index = torch.tensor(list(indices), dtype=torch.long)
-        seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
-        params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr)
-        payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
-        save_piece(payload, folder / name)
-        fitted += len(indices)
-        bar.update(len(indices))
-        bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
-    bar.close()
-    seconds = time.perf_counter() - start
-    return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
+        bar = tqdm(total=total, initial=total - sum(len(idx) for _, _, idx in todo), unit="INR",
+                   desc=f"fitting {spec.dataset} INRs", disable=not progress)
+        sources: Dict[str, Tuple[Tensor, Tensor]] = {}
+        start, fitted = time.perf_counter(), 0
+        for name, source, indices in todo:
+            if source not in sources:
+                sources[source] = load(spec.dataset, source)
+            source_images, source_labels = sources[source]
+            index = torch.tensor(list(indices), dtype=torch.long)
+            seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
+            params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr)
+            payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
+            atomic_save(payload, folder / name)
+            fitted += len(indices)
+            bar.update(len(indices))
+            bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
+        bar.close()
+        seconds = time.perf_counter() - start
+        return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
 
 
 def load_inr_set(folder: Union[str, Path], split: str) -> InrSet:

@@ -1,6 +1,7 @@
 """Meta-training configuration: a dataclass, read from YAML or set from the command line."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
@@ -77,6 +78,7 @@ class MetaConfig:
     meta_parameters: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_types(self)
         self.trajectory_length = tuple(self.trajectory_length)
         self.validation_tasks = tuple(self.validation_tasks)
         self.meta_parameters = tuple(self.meta_parameters)
@@ -120,7 +122,37 @@ class MetaConfig:
     @classmethod
     def from_yaml(cls, path: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None) -> "MetaConfig":
         with Path(path).open() as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.safe_load(f)
+        if data is None:
+            raise ValueError(f"{path} is empty: a meta-training config is a mapping of fields")
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: a meta-training config is a mapping of fields")
         return cls.from_dict({**data, **dict(overrides or {})})
+
+
+def _check_types(cfg: MetaConfig) -> None:
+    """Every field of the type its annotation names (an ``int`` field refuses 2.5 and ``true``, a
+    ``float`` field refuses ``.inf`` and strings), before any range check."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        problem = None
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            problem = "an integer"
+        elif kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            problem = "a finite number"
+        elif kind == "bool" and not isinstance(value, bool):
+            problem = "true or false"
+        elif kind == "str" and not isinstance(value, str):
+            problem = "a string"
+        elif kind.startswith("Tuple[int") and not (isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            problem = "a list of integers"
+        elif kind.startswith("Tuple[str") and not (isinstance(value, (list, tuple)) and all(
+                isinstance(v, str) for v in value)):
+            problem = "a list of strings"
+        elif kind.startswith("Dict[") and not isinstance(value, dict):
+            problem = "a mapping"
+        if problem:
+            raise ValueError(f"meta-training config: {f.name} must be {problem}, got {value!r}")

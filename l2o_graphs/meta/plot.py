@@ -1,11 +1,11 @@
 """Curves of a meta-training run from its ``metrics.jsonl``."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Union
 
+from l2o_graphs.cache import read_jsonl
 from l2o_graphs.plots import running_mean
 
 
@@ -23,12 +23,11 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a meta-training run directory?")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     steps = [r["step"] for r in rows]
     auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})
     validation_path = run_dir / "validation.jsonl"
-    validation = ([json.loads(line) for line in validation_path.read_text().splitlines() if line.strip()]
-                  if validation_path.is_file() else [])
+    validation = read_jsonl(validation_path) if validation_path.is_file() else []
     extra = bool(auxiliary) + bool(validation)
     fig, axes = plt.subplots(1, 3 + extra, figsize=(13 + 4.3 * extra, 3.6))
     finite = [(s, r["meta_loss"]) for s, r in zip(steps, rows) if math.isfinite(r["meta_loss"])]

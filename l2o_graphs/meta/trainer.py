@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from l2o_graphs.cache import atomic_save, atomic_write_text, folder_lock
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
@@ -44,11 +44,20 @@ METRICS = "metrics.jsonl"
 VALIDATION = "validation.jsonl"
 WEIGHTS = "weights.pt"
 BEST = "best.pt"
+RUN_FILES = (CHECKPOINT, CARRY, METRICS, VALIDATION, WEIGHTS, BEST, "meta_curves.png")
+"""What a run writes into its directory (besides ``config.json``)."""
+
+
+class MetaTrainingDiverged(RuntimeError):
+    """The update network's weights stopped being finite; nothing was saved after the last good
+    checkpoint."""
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but no CUDA device is available (use 'cpu' or 'auto')")
     return torch.device(name)
 
 
@@ -85,24 +94,35 @@ def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
     return [p for n, p in named if n.startswith(tuple(prefixes))]
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class MetaTrainer:
     """State of a meta-training run; :meth:`run` trains to ``cfg.outer_steps``.
 
     Args:
         cfg: the run's configuration.
         run_dir: where ``config.json``, ``checkpoint.pt``, ``metrics.jsonl`` and ``weights.pt`` go.
-        resume: continue from ``run_dir/checkpoint.pt`` when it exists.
+        resume: continue from ``run_dir/checkpoint.pt`` (or the compact ``carry.pt``); a
+            ``ValueError`` says so when there is neither.
+        overwrite: start again in a directory that holds a run (its files are removed when
+            :meth:`run` starts). Without ``resume`` or ``overwrite`` such a directory is refused:
+            a finished run is never destroyed silently.
+
+    :meth:`run` holds an exclusive lock on the directory (:func:`~l2o_graphs.cache.folder_lock`):
+    a second process on it is refused instead of interleaving its files.
     """
 
-    def __init__(self, cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False):
+    def __init__(self, cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        existing = [name for name in RUN_FILES if (self.run_dir / name).exists()]
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other")
+        if resume and not (self.run_dir / CHECKPOINT).is_file() and not (self.run_dir / CARRY).is_file():
+            raise ValueError(f"nothing to resume in {self.run_dir}: it holds no {CHECKPOINT} or {CARRY}")
+        if existing and not resume and not overwrite:
+            raise ValueError(f"{self.run_dir} holds a meta-training run ({', '.join(existing)}); continue it "
+                             f"with --resume (resume=True), start it again with --overwrite (overwrite=True), or "
+                             f"choose another run directory")
+        self._overwrite = overwrite
         self.device = resolve_device(cfg.device)
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
@@ -130,10 +150,8 @@ class MetaTrainer:
         # meta-validation: the last step validated, the best score and its step
         self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None}
         self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
-        if resume and (self.run_dir / CHECKPOINT).is_file():
-            self._load(self.run_dir / CHECKPOINT)
-        elif resume and (self.run_dir / CARRY).is_file():
-            self._load(self.run_dir / CARRY)
+        if resume:
+            self._load(self.run_dir / (CHECKPOINT if (self.run_dir / CHECKPOINT).is_file() else CARRY))
 
     # ------------------------------------------------------------------ pieces
     def _task(self, spec: TaskSpec) -> Tuple[Task, Optional[NeuralGraph]]:
@@ -275,7 +293,19 @@ class MetaTrainer:
 
     def run(self, progress: bool = True, stop_after: Optional[int] = None) -> UpdateNet:
         """Train until ``cfg.outer_steps`` (or ``stop_after`` more steps, for tests and
-        interrupted runs); checkpoints every ``cfg.checkpoint_every`` steps and at the end."""
+        interrupted runs); checkpoints every ``cfg.checkpoint_every`` steps and at the end.
+        Raises :class:`MetaTrainingDiverged` (after no further save) when the network's weights
+        stop being finite."""
+        if self.rank != 0:
+            return self._run(progress, stop_after)
+        with folder_lock(self.run_dir, "a meta-training run"):
+            if self._overwrite:
+                for name in RUN_FILES:
+                    (self.run_dir / name).unlink(missing_ok=True)
+                self._overwrite = False
+            return self._run(progress, stop_after)
+
+    def _run(self, progress: bool, stop_after: Optional[int]) -> UpdateNet:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -290,6 +320,12 @@ class MetaTrainer:
             start = time.perf_counter()
             metrics = self.outer_step()
             metrics["seconds"] = round(time.perf_counter() - start, 4)
+            if not all(bool(torch.isfinite(p).all()) for p in self.trainable):
+                bar.close()
+                raise MetaTrainingDiverged(
+                    f"meta-training diverged at outer step {self.step}: the update network's weights are no longer "
+                    f"finite (meta-loss {metrics['meta_loss']}); nothing was saved after the last checkpoint in "
+                    f"{self.run_dir}; lower the outer lr or clip")
             bar.update(1)
             bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}")
             if self.rank == 0:
@@ -322,10 +358,10 @@ class MetaTrainer:
                 return
             mine = {i: t for part in gathered for i, t in part.items()}
         carry = self.compact_state()
-        _atomic_save(carry, self.run_dir / CARRY)
+        atomic_save(carry, self.run_dir / CARRY)
         blob = {**carry, "trajectories": [_to_cpu(mine[i]) if i in mine else self.trajectories[i].to_dict()
                                           for i in range(len(self.trajectories))]}
-        _atomic_save(blob, self.run_dir / CHECKPOINT)
+        atomic_save(blob, self.run_dir / CHECKPOINT)
 
     def compact_state(self) -> Dict[str, Any]:
         """Everything but the trajectories (kilobytes to a few MB): meta-parameters, outer
@@ -338,7 +374,11 @@ class MetaTrainer:
                 "validation": dict(self.validation)}
 
     def _load(self, path: Path) -> None:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - truncated or foreign files fail in many ways
+            raise ValueError(f"{path} is not a readable checkpoint of a meta-training run ({type(err).__name__}; "
+                             f"truncated, or not written by this package)") from None
         # fields added after the checkpoint was written count as their defaults
         saved = {**MetaConfig().to_dict(), **blob["config"]}
         if saved != self.cfg.to_dict():
@@ -364,9 +404,17 @@ class MetaTrainer:
         for name in (METRICS, VALIDATION):
             log = self.run_dir / name
             if self.rank == 0 and log.is_file():  # drop what was logged after the checkpoint
-                lines = log.read_text().splitlines()
-                kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= self.step]
-                log.write_text("".join(line + "\n" for line in kept))
+                kept = [line for line in log.read_text().splitlines() if _logged_step(line) <= self.step]
+                atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics or validation line; infinite for a torn or empty line (a process
+    killed mid-write), which resuming then drops."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -377,6 +425,7 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def meta_train(cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False, progress: bool = True) -> UpdateNet:
+def meta_train(cfg: MetaConfig, run_dir: Union[str, Path], resume: bool = False, progress: bool = True,
+               overwrite: bool = False) -> UpdateNet:
     """Meta-train ``cfg.net`` on ``cfg.suite``; returns the trained network (see :class:`MetaTrainer`)."""
-    return MetaTrainer(cfg, run_dir, resume=resume).run(progress=progress)
+    return MetaTrainer(cfg, run_dir, resume=resume, overwrite=overwrite).run(progress=progress)

@@ -2,6 +2,7 @@
 network that reads the optimizee as a neural graph."""
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -15,6 +16,19 @@ from l2o_graphs.optim.update import OptState, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
 
 DEFAULT = "default"
+
+
+def _check_hyperparameter(name: str, value: Any, positive: bool = False) -> float:
+    """``value`` as a float if it is a finite number >= 0 (> 0 when ``positive``); ValueError otherwise."""
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        raise ValueError(f"invalid {name} {value!r}: must be a finite number {bound}")
+    return float(value)
+
+
+def _all_finite(tensors: Iterable[Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
 def _fresh_net(name: str, seed: int, config: Optional[Dict[str, Any]]) -> UpdateNet:
@@ -65,12 +79,8 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             if module is not None and module is not params:
                 raise ValueError("pass the model either as params or as module, not two different ones")
             module, params = params, params.parameters()
-        if lr < 0:
-            raise ValueError(f"invalid lr {lr}: must be >= 0")
-        if weight_decay < 0:
-            raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
-        if not lam > 0:
-            raise ValueError(f"invalid lam {lam}: must be > 0")
+        lr, weight_decay = _check_hyperparameter("lr", lr), _check_hyperparameter("weight_decay", weight_decay)
+        lam = _check_hyperparameter("lam", lam, positive=True)
         if isinstance(weights, UpdateNet):
             net = net_name(weights)
         if net not in NETS:
@@ -134,7 +144,11 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """As ``torch.optim.Optimizer.add_param_group``. With a module, the new parameters must
-        belong to it; without one, each new tensor becomes a block graph of its own."""
+        belong to it; without one, each new tensor becomes a block graph of its own. A group's
+        ``lr`` and ``weight_decay`` must be finite and >= 0."""
+        for key in ("lr", "weight_decay"):
+            if key in param_group:
+                _check_hyperparameter(key, param_group[key])
         super().add_param_group(param_group)
         if not hasattr(self, "_named"):
             return  # still in __init__: the parameters are bound once all groups are in
@@ -149,6 +163,17 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     def graph(self) -> Optional[NeuralGraph]:
         """The optimizee's neural graph (None for nets that do not read it)."""
         return self._graph
+
+    def memory_bytes(self) -> Dict[str, int]:
+        """Extra memory the optimizer holds now, in bytes: ``state`` (moments and counters of every
+        parameter), ``workspace`` (feature buffers reused between steps) and ``topology`` (the
+        neural graph, and its copy on the parameters' device once a step ran there)."""
+        state = sum(t.untyped_storage().nbytes() for st in self.state.values() for t in st.values()
+                    if isinstance(t, Tensor))
+        workspace = sum(t.untyped_storage().nbytes() for t in self._workspace.values())
+        graphs = [g for g in (self._graph, *self._graph_on.values()) if g is not None]
+        topology = sum(g.nbytes for g in {id(g): g for g in graphs}.values())
+        return {"state": state, "workspace": workspace, "topology": topology}
 
     @property
     def skipped_updates(self) -> int:
@@ -232,6 +257,21 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self._store_state(params, owned, new_state)
         return loss
 
+    # ------------------------------------------------------------------ copies and pickles
+    _CACHES = ("_graph_on", "_compiled", "_workspace")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """torch.optim's pickled state plus the update network, the model binding and ``lam``
+        (caches are rebuilt): ``copy.deepcopy`` and ``pickle`` give a working optimizer."""
+        state = super().__getstate__()
+        own = ("lam", "net", "_module", "_named", "_graph", "autocast", "compile")
+        state.update({k: self.__dict__[k] for k in own})
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._graph_on, self._compiled, self._workspace = {}, None, {}
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:
         """torch.optim's state dict plus the update network (name, config, weights) and ``lam``."""
@@ -241,25 +281,46 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         return out
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`; checks everything before changing anything."""
+        """Inverse of :meth:`state_dict`; checks everything before changing anything: the state
+        dict must come from a ``NeuralGraphOptimizer`` with the same update network, over
+        parameters of the same shapes, with finite hyper-parameters, network weights and moments."""
         state_dict = dict(state_dict)
         meta = state_dict.pop("l2o", None)
-        if meta is not None:
-            if meta["net"] != net_name(self.net) or meta["config"] != self.net.config:
-                raise ValueError(f"state dict is for net {meta['net']!r} {meta['config']}, this optimizer "
-                                 f"runs {net_name(self.net)!r} {self.net.config}")
-            own = self.net.state_dict()
-            if {k: tuple(v.shape) for k, v in meta["weights"].items()} != {k: tuple(v.shape) for k, v in own.items()}:
-                raise ValueError("state dict's net weights do not match the names and shapes of this optimizer's net")
+        if not isinstance(meta, dict) or not {"net", "config", "lam", "weights"} <= set(meta):
+            raise ValueError("not a NeuralGraphOptimizer state dict (no 'l2o' entry with the update network): "
+                             "the state of another optimizer cannot be loaded into this one")
+        if meta["net"] != net_name(self.net) or meta["config"] != self.net.config:
+            raise ValueError(f"state dict is for net {meta['net']!r} {meta['config']}, this optimizer "
+                             f"runs {net_name(self.net)!r} {self.net.config}")
+        own = self.net.state_dict()
+        if {k: tuple(v.shape) for k, v in meta["weights"].items()} != {k: tuple(v.shape) for k, v in own.items()}:
+            raise ValueError("state dict's net weights do not match the names and shapes of this optimizer's net")
+        if not _all_finite(meta["weights"].values()):
+            raise ValueError("state dict's update-network weights hold NaN or inf")
+        _check_hyperparameter("lam", meta["lam"], positive=True)
         saved_state = state_dict["state"]
-        super().load_state_dict(state_dict)  # checks the param groups before changing anything
-        if meta is not None:
-            self.net.load_state_dict(meta["weights"])
-            self.lam = meta["lam"]
+        saved_groups = state_dict.get("param_groups", [])
+        for group in saved_groups:
+            for key in ("lr", "weight_decay"):
+                _check_hyperparameter(f"param group {key}", group.get(key, 0.0))
+        saved_ids = [i for group in saved_groups for i in group["params"]]
+        current = [p for group in self.param_groups for p in group["params"]]
+        for pid, p in zip(saved_ids, current):
+            st = saved_state.get(pid)
+            if st is None:
+                continue
+            if "momenta" not in st or "second_moment" not in st:
+                raise ValueError(f"state of parameter {pid} has no moments: not a NeuralGraphOptimizer state dict")
+            if tuple(st["second_moment"].shape) != tuple(p.shape) or tuple(st["momenta"].shape[:-1]) != tuple(p.shape):
+                raise ValueError(f"state of parameter {pid} has shape {tuple(st['second_moment'].shape)}, the "
+                                 f"parameter {tuple(p.shape)}: the state dict is of another model")
+            if not _all_finite([st["momenta"], st["second_moment"]]):
+                raise ValueError(f"state of parameter {pid} holds NaN or inf moments")
+        super().load_state_dict(state_dict)  # checks the param groups' sizes before changing anything
+        self.net.load_state_dict(meta["weights"])
+        self.lam = float(meta["lam"])
         # torch.optim casts floating state to each parameter's dtype (bfloat16 params would lose
         # the float32 moments): put the saved values back, only moved to the parameter's device.
-        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        current = [p for group in self.param_groups for p in group["params"]]
         for pid, p in zip(saved_ids, current):
             if pid in saved_state:
                 self.state[p] = {k: v.to(p.device) if isinstance(v, Tensor) else v

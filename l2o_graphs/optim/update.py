@@ -81,9 +81,10 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         graph: the optimizee's neural graph (None for nets that do not use it).
         params: every parameter of the optimizee, in the graph's order (they all enter the graph).
         grads: gradient per name; None (or a missing name) leaves that tensor untouched. A tensor
-            whose gradient holds NaN or inf is not updated either, its moments are not advanced,
-            its gradient enters the features as zero (it cannot poison its neighbours), and
-            ``skipped[name]`` counts it.
+            whose gradient or value holds NaN or inf is not updated either, its moments are not
+            advanced, its gradient (and a non-finite value) enter the features as zeros (it cannot
+            poison its neighbours), and ``skipped[name]`` counts it. So does a tensor whose
+            computed update is not finite: it keeps its value and its previous moments.
         state: from :func:`init_state` or a previous call.
         lr: multiplier on the learned step (per name or one for all).
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
@@ -95,12 +96,13 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             1 M-parameter model take 52 MB, and on CPUs faulting in fresh pages for them costs
             more than filling them. Only used while autograd is off; never read by the caller.
     Returns:
-        New parameters (float32 computation, cast back to each parameter's dtype) for the names
-        that were updated, and the new state.
+        New parameters (float32 computation, float64 for float64 parameters, cast back to each
+        parameter's dtype) for the names that were updated, and the new state. The network reads
+        its features in its own dtype.
     """
     step = state.step + 1
     device = next(iter(params.values())).device
-    dtype = functools.reduce(torch.promote_types, (F.compute_dtype(p) for p in params.values()))
+    dtype = _net_dtype(net)
     time = F.time_features(step, device=device).to(dtype)
     momenta, second = dict(state.momenta), dict(state.second_moment)
     active = []
@@ -125,13 +127,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         flat_parts = []
     for name, p in params.items():
         g = grads.get(name)
-        if g is not None and _all_finite(g):
+        finite_value = _all_finite(p)
+        if g is not None and finite_value and _all_finite(g):
             momenta[name], second[name] = F.accumulate(g, state.momenta[name], state.second_moment[name])
             active.append(name)
         else:
             if g is not None:
                 skipped[name] = skipped.get(name, 0) + 1
             g = torch.zeros_like(p)
+            if not finite_value:
+                p = torch.zeros_like(p)
         tensor_step = max(1, state.updates.get(name, 0) + (name in active))
         if not net.uses_graph:
             if recording:
@@ -150,11 +155,10 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
 
     if not net.uses_graph:
         if recording:
-            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts])
+            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts]).to(dtype)
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     outputs, net_state = net(features, time, graph, state.net_state)
     new_params: TensorDict = {}
-    updates = {n: state.updates.get(n, 0) + (n in active) for n in params}
     rule = get_rule(net.update_rule)
     owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
     layer_means: Dict[str, Tensor] = {}
@@ -168,10 +172,25 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
                 layer_means[owner[name]] = outputs[owner[name]][..., 1].to(dtype).mean()
             layer_m = layer_means[owner[name]]
         step_size = rule.fn(direction, magnitude,
-                            RuleState(momenta[name], second[name], updates[name], lam, layer_m))
+                            RuleState(momenta[name], second[name], state.updates.get(name, 0) + 1, lam, layer_m))
         rate = _per_tensor(lr, name)
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
-        new_params[name] = torch.add(base, step_size, alpha=-rate).to(p.dtype)
-    new_net_state = {n: (net_state[n] if n in active else state.net_state[n]) for n in state.net_state}
+        value = torch.add(base, step_size, alpha=-rate).to(p.dtype)
+        if _all_finite(value):
+            new_params[name] = value
+        else:  # written, it would spread to every tensor at the next step: skip it like a bad gradient
+            momenta[name], second[name] = state.momenta[name], state.second_moment[name]
+            skipped[name] = skipped.get(name, 0) + 1
+    updated = set(new_params)
+    updates = {n: state.updates.get(n, 0) + (n in updated) for n in params}
+    new_net_state = {n: (net_state[n] if n in updated else state.net_state[n]) for n in state.net_state}
     return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)
+
+
+def _net_dtype(net: UpdateNet) -> torch.dtype:
+    """The dtype the network computes in (its first floating parameter's; float32 without one)."""
+    for p in net.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -120,21 +120,39 @@ class Task:
         idx = torch.randint(len(self.train_y), (self.spec.batch_size,), generator=generator).to(self.device)
         return self.train_x[idx], self.train_y[idx]
 
-    @torch.no_grad()
     def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], split: str = "test",
                  limit: Optional[int] = None, chunk: int = 2048) -> Tuple[float, float]:
         """``(mean loss, accuracy)`` over a split, or its first ``limit`` images (BatchNorm in
-        eval mode)."""
-        x_all, y_all = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
-        x_all, y_all = x_all[:limit], y_all[:limit]
-        self.module.eval()
-        try:
-            total, correct = 0.0, 0
-            for a in range(0, len(y_all), chunk):
-                x, y = x_all[a:a + chunk], y_all[a:a + chunk]
-                logits = functional_call(self.module, {**self.network_params(params), **buffers}, (x,))
-                total += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-        finally:
-            self.module.train()
-        return total / len(y_all), correct / len(y_all)
+        eval mode), of the optimizee with ``params`` and ``buffers``."""
+        x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        state = {**self.network_params(params), **buffers}
+        return evaluate(self.module, x, y, nn.functional.cross_entropy, limit, chunk,
+                        forward=lambda inputs: functional_call(self.module, state, (inputs,)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, inputs: Tensor, targets: Tensor,
+             loss: Callable[[Tensor, Tensor], Tensor] = nn.functional.cross_entropy, limit: Optional[int] = None,
+             chunk: int = 2048, forward: Optional[Callable[[Tensor], Tensor]] = None) -> Tuple[float, Optional[float]]:
+    """``(mean loss, accuracy)`` of ``model`` over ``inputs``/``targets`` (their first ``limit``
+    examples), in chunks, in eval mode (the model's mode is restored afterwards).
+
+    ``loss(outputs, targets)`` is a batch's mean loss; accuracy is None unless the outputs are
+    ``[B, C]`` scores and the targets ``[B]`` class indices. ``forward`` replaces ``model(x)``
+    (a functional call with other parameters, say)."""
+    inputs, targets = inputs[:limit], targets[:limit]
+    forward = model if forward is None else forward
+    was_training = model.training
+    model.eval()
+    try:
+        total, correct, scored = 0.0, 0, True
+        for a in range(0, len(targets), chunk):
+            x, y = inputs[a:a + chunk], targets[a:a + chunk]
+            outputs = forward(x)
+            total += float(loss(outputs, y)) * len(y)
+            scored = scored and outputs.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
+            if scored:
+                correct += int((outputs.argmax(1) == y).sum())
+    finally:
+        model.train(was_training)
+    return total / len(targets), (correct / len(targets) if scored else None)

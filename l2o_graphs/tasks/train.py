@@ -1,14 +1,22 @@
-"""Plain training of a task's network with any ``torch.optim.Optimizer`` (evaluation runs)."""
+"""Plain training of a network with any ``torch.optim.Optimizer`` (evaluation runs).
+
+:func:`train_problem` is the one training loop of evaluation: the held-out benchmark, the demo,
+meta-validation and benchmark sweeps all train through it, a built-in task by its
+:class:`~l2o_graphs.tasks.task.TaskSpec` (:func:`train_with`), any other network as a
+:class:`Problem`.
+"""
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict, List, Mapping
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from l2o_graphs.tasks.task import Task, TaskSpec
+from l2o_graphs.tasks.task import Task, TaskSpec, evaluate
 
 HELDOUT_TASKS: Dict[str, TaskSpec] = {
     "paper-cnn-x2-mnist": TaskSpec({"kind": "paper-cnn", "width": 2}, "mnist", 128, 0),
@@ -36,52 +44,125 @@ def is_heldout(spec: TaskSpec) -> bool:
 EVAL_TRAIN = 10000
 """The final train loss is measured on the first 10k training images (all of smaller sets)."""
 EVAL_CURVE = 2000
-"""The train-loss curve (``eval_every``) is measured on the first 2k training images."""
+"""The loss curves (``eval_every``) are measured on the first 2k training (and test) images."""
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Problem:
+    """A network to train and its data, held in memory.
+
+    Attributes:
+        model: the network, already initialised (a sweep builds it from the trial's seed).
+        train: ``(inputs [N, ...], targets [N, ...])``; batches are drawn uniformly with
+            replacement across batches.
+        test: the same for the test set, or None.
+        batch_size: examples per step.
+        loss: ``loss(outputs, targets)``, the mean loss of a batch (default cross-entropy);
+            accuracy is reported when outputs are ``[B, C]`` scores and targets class indices.
+    """
+
+    model: nn.Module
+    train: Tuple[Tensor, Tensor]
+    test: Optional[Tuple[Tensor, Tensor]] = None
+    batch_size: int = 128
+    loss: LossFn = nn.functional.cross_entropy
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise TypeError(f"Problem.model must be an nn.Module, got {type(self.model).__name__}")
+        for name in ("train", "test"):
+            data = getattr(self, name)
+            if data is None and name == "test":
+                continue
+            if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
+                    and len(data[0]) == len(data[1]) and len(data[0]) > 0):
+                raise ValueError(f"Problem.{name} must be a pair of tensors (inputs, targets) of the same, "
+                                 f"non-zero length")
+        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
+            raise ValueError(f"Problem.batch_size must be a positive integer, got {self.batch_size!r}")
+
+
+def problem_of(spec: TaskSpec, seed: int) -> Problem:
+    """The built-in task ``spec`` with its network initialised from ``seed`` (plain tasks only:
+    ``param_scale`` is a meta-training augmentation)."""
+    if spec.param_scale != 1.0:
+        raise ValueError(f"evaluation trains plain tasks; got param_scale {spec.param_scale}")
+    task = Task(dataclasses.replace(spec, seed=seed))
+    return Problem(task.module, (task.train_x, task.train_y), (task.test_x, task.test_y), spec.batch_size)
 
 
 def eval_schedule(steps: int, every: int) -> List[int]:
-    """The steps after which :func:`train_with` measures its train-loss curve: every ``every``
+    """The steps after which :func:`train_problem` measures its loss curves: every ``every``
     steps and after the last."""
     return sorted({*range(every, steps, every), steps})
 
 
-def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
-               seed: int, eval_every: int = 0) -> Dict[str, object]:
-    """Train ``spec``'s network, initialised with ``seed``, for ``steps`` minibatch steps.
+def train_problem(problem: Problem, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
+                  seed: int, eval_every: int = 0, test_curve: bool = False,
+                  eval_at_start: bool = False) -> Dict[str, object]:
+    """Train ``problem.model`` for ``steps`` minibatch steps, batches drawn with ``seed``.
 
     Returns ``curve`` (minibatch loss per step), ``train_loss`` (mean loss over up to
-    ``EVAL_TRAIN`` training images at the end) and ``test_acc``; with ``eval_every`` also
-    ``eval_steps`` and ``eval_curve``, the mean loss on the first ``EVAL_CURVE`` training images
-    after every ``eval_every`` steps and after the last (a NaN loss ends the run early, the rest
-    of both curves NaN)."""
-    task = Task(dataclasses.replace(spec, seed=seed))
-    model = task.module
-    params, _ = task.init_params()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(params[name])
+    ``EVAL_TRAIN`` training examples at the end), ``test_loss`` and ``test_acc`` (None without a
+    test set; accuracy None when the outputs are not class scores), ``step_ms`` (mean wall time of
+    a whole step: batch, forward, backward, optimizer) and ``optimizer_ms`` (of ``step()`` alone).
+    With ``eval_every`` also ``eval_steps`` and ``eval_curve``, the mean loss on the first
+    ``EVAL_CURVE`` training examples after every ``eval_every`` steps and after the last, and with
+    ``test_curve`` ``test_loss_curve`` and ``test_acc_curve`` on the first ``EVAL_CURVE`` test
+    examples at the same steps; ``eval_at_start`` adds step 0 (before any update) to the curves.
+    A non-finite minibatch loss ends the run early (the rest of every curve NaN)."""
+    model, (train_x, train_y) = problem.model, problem.train
     optimizer = make_optimizer(model)
     batches = torch.Generator().manual_seed(10_000 + seed)
     curve: List[float] = []
-    current, buffers = dict(model.named_parameters()), dict(model.named_buffers())
     eval_steps = eval_schedule(steps, eval_every) if eval_every else []
-    eval_curve: List[float] = []
+    curves: Dict[str, List[float]] = {"eval_curve": []}
+    if test_curve and problem.test is not None:
+        curves.update(test_loss_curve=[], test_acc_curve=[])
+    step_s = optimizer_s = 0.0
+    taken = 0
+
+    def measure_curves() -> None:
+        curves["eval_curve"].append(evaluate(model, train_x, train_y, problem.loss, limit=EVAL_CURVE)[0])
+        if "test_loss_curve" in curves:
+            test_loss, test_acc = evaluate(model, *problem.test, problem.loss, limit=EVAL_CURVE)
+            curves["test_loss_curve"].append(test_loss)
+            curves["test_acc_curve"].append(math.nan if test_acc is None else test_acc)
+
+    if eval_every and eval_at_start:
+        eval_steps = [0] + eval_steps
+        measure_curves()
     for step in range(1, steps + 1):
-        x, y = task.batch(batches)
+        start = time.perf_counter()
+        idx = torch.randint(len(train_y), (problem.batch_size,), generator=batches).to(train_y.device)
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
+        loss = problem.loss(model(train_x[idx]), train_y[idx])
         loss.backward()
+        before_step = time.perf_counter()
         optimizer.step()
         curve.append(loss.item())
-        if eval_steps and step == eval_steps[len(eval_curve)]:
-            eval_curve.append(task.evaluate(current, buffers, split="train", limit=EVAL_CURVE)[0])
+        end = time.perf_counter()
+        step_s += end - start
+        optimizer_s += end - before_step
+        taken += 1
+        if eval_steps and step == eval_steps[len(curves["eval_curve"])]:
+            measure_curves()
         if not math.isfinite(curve[-1]):  # diverged: nothing more to learn from this run
             curve += [math.nan] * (steps - step)
-            eval_curve += [math.nan] * (len(eval_steps) - len(eval_curve))
+            for values in curves.values():
+                values += [math.nan] * (len(eval_steps) - len(values))
             break
-    train_loss, _ = task.evaluate(current, buffers, split="train", limit=EVAL_TRAIN)
-    _, test_acc = task.evaluate(current, buffers, split="test")
-    out = {"curve": curve, "train_loss": train_loss, "test_acc": test_acc}
+    train_loss, _ = evaluate(model, train_x, train_y, problem.loss, limit=EVAL_TRAIN)
+    test_loss, test_acc = evaluate(model, *problem.test, problem.loss) if problem.test is not None else (None, None)
+    out = {"curve": curve, "train_loss": train_loss, "test_loss": test_loss, "test_acc": test_acc,
+           "step_ms": 1e3 * step_s / taken, "optimizer_ms": 1e3 * optimizer_s / taken}
     if eval_every:
-        out.update(eval_steps=eval_steps, eval_curve=eval_curve)
+        out.update(eval_steps=eval_steps, **curves)
     return out
+
+
+def train_with(spec: TaskSpec, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
+               seed: int, eval_every: int = 0) -> Dict[str, object]:
+    """:func:`train_problem` on the built-in task ``spec``, its network initialised with ``seed``."""
+    return train_problem(problem_of(spec, seed), make_optimizer, steps, seed, eval_every)

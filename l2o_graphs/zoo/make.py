@@ -24,7 +24,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from l2o_graphs.cache import claim_folder, save_piece
+from l2o_graphs.cache import atomic_save, claim_folder, folder_lock
 from l2o_graphs.data.images import data_root
 from l2o_graphs.tasks.task import Task, TaskSpec
 
@@ -125,20 +125,21 @@ def make_zoo(spec: ZooSpec, folder: Union[str, Path, None] = None, progress: boo
     """Train the members of ``spec`` missing from ``folder``; returns ``trained``, ``seconds``.
     Raises ``ValueError`` when ``folder`` holds a zoo made with another spec."""
     folder = Path(folder) if folder is not None else default_zoo_folder()
-    claim_folder(folder, asdict(spec), "a CNN zoo")
-    todo = [i for i in range(spec.count) if not (folder / f"member-{i:05d}.pt").exists()]
-    from tqdm.auto import tqdm
+    with folder_lock(folder, "a CNN zoo"):  # one writer at a time
+        claim_folder(folder, asdict(spec), "a CNN zoo")
+        todo = [i for i in range(spec.count) if not (folder / f"member-{i:05d}.pt").exists()]
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=spec.count, initial=spec.count - len(todo), unit="net", desc="training the zoo",
-               disable=not progress)
-    start = time.perf_counter()
-    for i in todo:
-        result = train_member(sample_member(spec, i), spec)
-        save_piece(result, folder / f"member-{i:05d}.pt")
-        bar.update(1)
-        bar.set_postfix(acc=f"{result['checkpoints'][-1]['test_acc']:.3f}")
-    bar.close()
-    return {"trained": len(todo), "seconds": time.perf_counter() - start}
+        bar = tqdm(total=spec.count, initial=spec.count - len(todo), unit="net", desc="training the zoo",
+                   disable=not progress)
+        start = time.perf_counter()
+        for i in todo:
+            result = train_member(sample_member(spec, i), spec)
+            atomic_save(result, folder / f"member-{i:05d}.pt")
+            bar.update(1)
+            bar.set_postfix(acc=f"{result['checkpoints'][-1]['test_acc']:.3f}")
+        bar.close()
+        return {"trained": len(todo), "seconds": time.perf_counter() - start}
 
 
 class ZooEntry(NamedTuple):

@@ -1,0 +1,342 @@
+"""Reports of a sweep: per task the best setting of every optimizer, its speedup over the tuned
+baseline, aggregates over tasks with bootstrap confidence intervals, tables and plots.
+
+Conventions (learned_optimization's, as in :mod:`l2o_graphs.speedup`): the best setting of an
+optimizer on a task has the lowest seed-mean final train loss (a setting with a diverged seed
+never wins); it is flagged when it sits at the edge of a grid axis of two or more values, where a
+wider grid might do better. The speedup of a setting is the step at which the tuned baseline's
+curve (minimum over its settings of the seed-mean train-loss curve, running minimum) first
+reaches the setting's final curve loss, over the number of steps; None (shown as "> 1") when it
+never does. Over tasks, a missing speedup counts as infinite: the median and the interquartile
+mean are then "> 1" only when enough tasks are beyond the horizon.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from l2o_graphs.speedup import speedup, tuned_curve
+from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial
+from l2o_graphs.sweep.store import SweepStore
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+def setting_label(setting: Dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()) or "-"
+
+
+def _mean_std(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": None, "std": None}
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def _seed_mean(curves: Sequence[Sequence[float]]) -> List[float]:
+    return [statistics.mean(points) for points in zip(*curves)] if curves else []
+
+
+def edge_of_grid(grid: Dict[str, List[Any]], setting: Dict[str, Any]) -> List[str]:
+    """The grid axes (of two or more values) on which ``setting`` takes the smallest or largest
+    value (numbers by size, other values by their order in the grid)."""
+    edges = []
+    for key, values in grid.items():
+        if len(values) < 2:
+            continue
+        ordered = sorted(values) if all(isinstance(v, (int, float)) for v in values) else list(values)
+        if setting[key] in (ordered[0], ordered[-1]):
+            edges.append(key)
+    return edges
+
+
+def first_step_reaching(curve: Sequence[float], steps: Sequence[int], target: float) -> Optional[int]:
+    """The first of ``steps`` at which the running minimum of ``curve`` is at most ``target``."""
+    best = math.inf
+    for step, value in zip(steps, curve):
+        if math.isfinite(value):
+            best = min(best, value)
+        if best <= target:
+            return step
+    return None
+
+
+def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
+    """Everything the tables and plots show, as plain data (see the module docstring)."""
+    records = {r.trial.key: r for r in store.records() if r.status == "done"}
+    tasks: Dict[str, Dict[str, Any]] = {}
+    eval_steps = None
+    for task in spec.tasks:
+        by_optimizer: Dict[str, Any] = {}
+        for opt in spec.optimizers:
+            settings = {}
+            for setting in opt.settings():
+                runs = []
+                for seed in spec.seeds:
+                    key = Trial(task.name, opt.name, setting, seed).key
+                    record = records.get(key)
+                    if record is not None and record.meaning == spec.meaning(record.trial):
+                        runs.append(record.result)
+                if not runs:
+                    continue
+                eval_steps = eval_steps or runs[0].get("eval_steps")
+                curves = [r["eval_curve"] for r in runs if "eval_curve" in r]
+                settings[setting_label(setting)] = {
+                    "setting": setting, "seeds": len(runs), "complete": len(runs) == len(spec.seeds),
+                    "diverged": sum(bool(r["diverged"]) for r in runs),
+                    "train_loss": _mean_std([r["train_loss"] for r in runs]),
+                    "test_loss": _mean_std([r["test_loss"] for r in runs]),
+                    "test_acc": _mean_std([r["test_acc"] for r in runs]),
+                    "step_ms": statistics.mean(r["step_ms"] for r in runs),
+                    "optimizer_ms": statistics.mean(r["optimizer_ms"] for r in runs),
+                    "eval_curves": curves, "eval_curve": _seed_mean(curves),
+                    "minibatch_curve": _seed_mean([r["curve"] for r in runs])}
+            if not settings:
+                continue
+
+            def score(label: str) -> float:
+                s = settings[label]
+                loss = s["train_loss"]["mean"]
+                return math.inf if loss is None or s["diverged"] or not s["complete"] else loss
+
+            best = min(settings, key=score)
+            default = setting_label(opt.default) if opt.default is not None else None
+            by_optimizer[opt.name] = {"settings": settings, "best": best,
+                                      "edge": edge_of_grid(opt.grid, settings[best]["setting"]),
+                                      "default": default if default in settings else None}
+        tasks[task.name] = by_optimizer
+    baseline = spec.baseline
+    for task_name, by_optimizer in tasks.items():
+        base = by_optimizer.get(baseline)
+        if base is None or not eval_steps:
+            continue
+        base_curves = {label: s["eval_curves"] for label, s in base["settings"].items() if s["complete"]}
+        base_final = base["settings"][base["best"]]["eval_curve"][-1]
+        for entry in by_optimizer.values():
+            for which in ("best", "default"):
+                label = entry[which]
+                if label is None:
+                    continue
+                s = entry["settings"][label]
+                final = s["eval_curve"][-1] if s["eval_curve"] else math.nan
+                entry[f"{which}_speedup"] = speedup(base_curves, eval_steps, final) if math.isfinite(final) else None
+            s = entry["settings"][entry["best"]]
+            reached = first_step_reaching(s["eval_curve"], eval_steps, base_final)
+            entry["steps_to_baseline"] = reached
+            entry["seconds_to_baseline"] = None if reached is None else reached * s["step_ms"] / 1e3
+    aggregates = {}
+    if baseline is not None:
+        for opt in spec.optimizers:
+            if opt.name == baseline:
+                continue
+            for which in ("best", "default"):
+                values = [t[opt.name].get(f"{which}_speedup", math.nan) for t in tasks.values() if opt.name in t
+                          and t[opt.name].get(which) is not None and f"{which}_speedup" in t[opt.name]]
+                if values:
+                    aggregates[f"{opt.name} ({'tuned' if which == 'best' else 'default'})"] = speedup_aggregates(
+                        [math.inf if v is None else v for v in values])
+    return {"name": spec.name, "steps": spec.steps, "seeds": list(spec.seeds), "baseline": baseline,
+            "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates}
+
+
+def interquartile_mean(values: Sequence[float]) -> float:
+    """Mean of the middle half of ``values`` (rliable's IQM: the lowest and highest quarter
+    trimmed, fractional weights at the cut points)."""
+    x = sorted(values)
+    n = len(x)
+    lo, hi = n / 4, 3 * n / 4
+    total = weight = 0.0
+    for i, v in enumerate(x):
+        w = max(0.0, min(i + 1, hi) - max(i, lo))
+        if w > 0:
+            total, weight = total + w * v, weight + w
+    return total / weight
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def bootstrap_interval(values: Sequence[float], statistic, samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = 0, level: float = 0.95) -> Tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over tasks resampled with replacement."""
+    generator = torch.Generator().manual_seed(seed)
+    n = len(values)
+    draws = torch.randint(n, (samples, n), generator=generator).tolist()
+    stats = sorted(statistic([values[i] for i in draw]) for draw in draws)
+    low, high = (1 - level) / 2, 1 - (1 - level) / 2
+    return stats[int(low * (samples - 1))], stats[int(math.ceil(high * (samples - 1)))]
+
+
+def speedup_aggregates(values: Sequence[float]) -> Dict[str, Any]:
+    """Median and interquartile mean of per-task speedups with 95 % bootstrap intervals, and the
+    fraction of tasks above 1 (``inf``: beyond the horizon)."""
+    return {"tasks": len(values), "median": _median(values), "median_ci": bootstrap_interval(values, _median),
+            "iqm": interquartile_mean(values), "iqm_ci": bootstrap_interval(values, interquartile_mean),
+            "fraction_above_1": sum(v > 1 for v in values) / len(values)}
+
+
+# ---------------------------------------------------------------------------------------- output
+def _fmt(stat: Dict[str, Optional[float]], digits: int = 4, scale: float = 1.0) -> str:
+    if stat["mean"] is None:
+        return "–"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+
+
+def _speed(value: Optional[float], present: bool = True) -> str:
+    if not present:
+        return "–"
+    return "> 1" if value is None or value == math.inf else f"{value:.2f}"
+
+
+def rows(summary: Dict[str, Any]) -> List[Dict[str, str]]:
+    """One row per task and optimizer: the table of the report."""
+    out = []
+    for task, by_optimizer in summary["tasks"].items():
+        for name, entry in by_optimizer.items():
+            best = entry["settings"][entry["best"]]
+            row = {"task": task, "optimizer": name,
+                   "best setting": entry["best"] + (f" (edge: {', '.join(entry['edge'])})" if entry["edge"] else ""),
+                   "train loss": _fmt(best["train_loss"]), "test loss": _fmt(best["test_loss"]),
+                   "test acc %": _fmt(best["test_acc"], 1, 100.0),
+                   "speedup": _speed(entry.get("best_speedup"), "best_speedup" in entry),
+                   "steps to baseline": "–" if entry.get("steps_to_baseline") is None
+                   else str(entry["steps_to_baseline"]),
+                   "s to baseline": "–" if entry.get("seconds_to_baseline") is None
+                   else f"{entry['seconds_to_baseline']:.3g}",
+                   "ms/step": f"{best['step_ms']:.1f}", "seeds": str(best["seeds"])}
+            if entry["default"] is not None:
+                default = entry["settings"][entry["default"]]
+                row["untuned"] = (f"{_fmt(default['train_loss'])} ({entry['default']}), speedup "
+                                  f"{_speed(entry.get('default_speedup'), 'default_speedup' in entry)}")
+            else:
+                row["untuned"] = "–"
+            out.append(row)
+    return out
+
+
+def markdown(summary: Dict[str, Any]) -> str:
+    table = rows(summary)
+    lines = [f"Sweep `{summary['name']}`: {summary['steps']} steps, seeds {summary['seeds']}; speedup over tuned "
+             f"`{summary['baseline']}` (learned_optimization's convention; > 1: it never reaches the loss)."]
+    if table:
+        header = list(table[0])
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in table]
+    if summary["aggregates"]:
+        lines += ["", "| optimizer | tasks | median speedup (95 % CI) | IQM (95 % CI) | tasks > 1 |", "|---|---|---|---|---|"]
+        for name, a in summary["aggregates"].items():
+            lines.append(f"| {name} | {a['tasks']} | {_speed(a['median'])} ({_speed(a['median_ci'][0])}–"
+                         f"{_speed(a['median_ci'][1])}) | {_speed(a['iqm'])} ({_speed(a['iqm_ci'][0])}–"
+                         f"{_speed(a['iqm_ci'][1])}) | {100 * a['fraction_above_1']:.0f} % |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    tasks = summary["tasks"]
+    steps = summary["eval_steps"]
+    if steps and tasks:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+        for ax, (task, by_optimizer) in zip(axes[0], tasks.items()):
+            for name, entry in by_optimizer.items():
+                s = entry["settings"][entry["best"]]
+                curves = torch.tensor(s["eval_curves"], dtype=torch.float64)
+                mean, low, high = curves.mean(0), curves.amin(0), curves.amax(0)
+                line, = ax.plot(steps, mean.tolist(), label=f"{name} ({entry['best']})")
+                ax.fill_between(steps, low.tolist(), high.tolist(), color=line.get_color(), alpha=0.2)
+            ax.set(title=task, xlabel="step", ylabel="train loss (seed mean, min-max band)", yscale="log")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "curves.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    speedups = {name: [(task, by[name].get("best_speedup")) for task, by in tasks.items()
+                       if name in by and "best_speedup" in by[name]]
+                for name in {n for by in tasks.values() for n in by} if name != summary["baseline"]}
+    speedups = {k: v for k, v in sorted(speedups.items()) if v}
+    if speedups:
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(tasks) * len(speedups)), 3.8))
+        width = 0.8 / len(speedups)
+        names = list(tasks)
+        for i, (name, values) in enumerate(speedups.items()):
+            xs = [names.index(t) + i * width for t, _ in values]
+            bars = ax.bar(xs, [2.0 if v is None else v for _, v in values], width, label=name)
+            for bar, (_, v) in zip(bars, values):
+                if v is None:  # beyond the horizon: drawn at 2, hatched
+                    bar.set_hatch("//")
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20, ha="right", fontsize=7)
+        ax.set(ylabel=f"speedup over tuned {summary['baseline']}\n(hatched at 2: never reached)", ylim=(0, 2.1))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "speedups.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    profile = performance_profile(summary)
+    if profile:
+        fig, ax = plt.subplots(figsize=(5, 3.8))
+        for name, (taus, fractions) in profile.items():
+            ax.step(taus, fractions, where="post", label=name)
+        ax.set(xlabel="τ (final train loss ÷ best optimizer's on the task)", ylabel="fraction of tasks within τ",
+               xscale="log", ylim=(0, 1.05))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "profile.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def performance_profile(summary: Dict[str, Any]) -> Dict[str, Tuple[List[float], List[float]]]:
+    """Dolan-Moré profile on the best settings' final train loss: for each optimizer, the points
+    ``(tau, fraction of tasks where its loss <= tau x the best optimizer's)``."""
+    ratios: Dict[str, List[float]] = {}
+    for by_optimizer in summary["tasks"].values():
+        losses = {n: e["settings"][e["best"]]["train_loss"]["mean"] for n, e in by_optimizer.items()}
+        finite = [v for v in losses.values() if v is not None]
+        if not finite:
+            continue
+        best = min(finite)
+        for name, loss in losses.items():
+            ratios.setdefault(name, []).append(math.inf if loss is None else loss / best if best > 0 else 1.0)
+    # one grid of tau for every optimizer, past the largest finite ratio, so each line is drawn in full
+    finite = {v for values in ratios.values() for v in values if math.isfinite(v)} | {1.0}
+    taus = sorted(finite) + [max(finite) * 1.1]
+    return {name: (taus, [sum(v <= t for v in values) / len(values) for t in taus]) for name, values in ratios.items()}
+
+
+def write_report(run_dir: Union[str, Path], out: Optional[Union[str, Path]] = None) -> Dict[str, Path]:
+    """Tables (``table.md``, ``table.csv``), the summary (``summary.json``) and plots
+    (``curves.png``, ``speedups.png``, ``profile.png``) of the sweep in ``run_dir``, written to
+    ``out`` (default ``run_dir/report``). Returns the paths written."""
+    store = SweepStore(run_dir)
+    definition = store.definition()
+    if definition is None:
+        raise SweepError(f"{run_dir} holds no sweep (no {store.path.name})")
+    summary = summarize(SweepSpec.from_dict(definition), store)
+    out = Path(out) if out is not None else Path(run_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": out / "summary.json", "markdown": out / "table.md", "csv": out / "table.csv"}
+    paths["summary"].write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    paths["markdown"].write_text(markdown(summary))
+    table = rows(summary)
+    with paths["csv"].open("w", newline="") as f:
+        if table:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+    for path in _plots(summary, out):
+        paths[path.stem] = path
+    return paths

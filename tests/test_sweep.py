@@ -1,0 +1,274 @@
+"""Benchmark sweeps: the YAML's checks, resumable trials in SQLite (a real kill included), local
+workers and Ray giving the same records, user tasks and optimizers, failures, and the report's
+speedups and grid-edge flags against hand-computed curves."""
+import copy
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
+from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
+                                     speedup_aggregates, summarize)
+from l2o_graphs.sweep.spec import Trial
+from l2o_graphs.sweep.store import SweepStore
+from l2o_graphs.tasks.task import evaluate
+from l2o_graphs.tasks.train import Problem
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING = ("step_ms", "optimizer_ms", "wall_s")
+DIGITS_MLP = {"name": "digits-mlp", "architecture": {"kind": "mlp", "hidden": [8], "activation": "relu"},
+              "dataset": "digits", "batch_size": 32}
+
+
+def tiny(**changes):
+    data = {"name": "tiny", "steps": 20, "seeds": 2, "eval_every": 5, "test_curve": True,
+            "tasks": [DIGITS_MLP, {"name": "blobs", "function": "sweep_helpers:blobs", "args": {"width": 6}}],
+            "optimizers": {"adam": {"kind": "adam", "grid": {"lr": [1e-3, 1e-2]}, "default": {"lr": 1e-3}},
+                           "sgd": {"kind": "sgd", "args": {"momentum": 0.9}, "grid": {"lr": [0.1]}}}}
+    data.update(changes)
+    return data
+
+
+def results(run_dir):
+    """``{trial key: result without timings}`` of the done trials; every trial recorded once."""
+    records = SweepStore(run_dir).records()
+    keys = [r.trial.key for r in records]
+    assert len(keys) == len(set(keys))
+    return {r.trial.key: {k: v for k, v in r.result.items() if k not in TIMING}
+            for r in records if r.status == "done"}
+
+
+# ------------------------------------------------------------------------------------- the YAML
+@pytest.mark.parametrize("change, path", [
+    (lambda d: d.update(steps=0), "steps:"),
+    (lambda d: d.update(seeds=[1, 1]), "seeds:"),
+    (lambda d: d.update(stepz=3), "sweep.stepz:"),
+    (lambda d: d.update(tasks=[]), "tasks:"),
+    (lambda d: d["tasks"].append("no-such-task"), "tasks[2]:"),
+    (lambda d: d["tasks"].append({"name": "x", "function": "sweep_helpers:missing"}), "tasks[2].function:"),
+    (lambda d: d["tasks"].append({**DIGITS_MLP, "name": "y", "dataset": "imagenet"}), "tasks[2].dataset:"),
+    (lambda d: d["tasks"].append({**DIGITS_MLP, "name": "z", "architecture": {"kind": "rnn"}}),
+     "tasks[2].architecture:"),
+    (lambda d: d["tasks"].append(DIGITS_MLP), "tasks:"),  # a name twice
+    (lambda d: d["optimizers"]["adam"]["grid"].update(lr="fast"), "optimizers.adam.grid.lr:"),
+    (lambda d: d["optimizers"]["adam"]["grid"].update(lr={"log": [0, 1], "points": 3}),
+     "optimizers.adam.grid.lr.log:"),
+    (lambda d: d["optimizers"]["adam"].update(lrr=1), "optimizers.adam.lrr:"),
+    (lambda d: d["optimizers"]["adam"].update(default={"lr": 0.5}), "optimizers.adam.default:"),
+    (lambda d: d["optimizers"]["adam"].update(args={"lr": 0.5}), "optimizers.adam.grid.lr:"),
+    (lambda d: d["optimizers"].update(x={"kind": "torch.optim.NoSuch"}), "optimizers.x.kind:"),
+    (lambda d: d["optimizers"].update(x={"kind": "learned"}), "optimizers.x.weights:"),
+    (lambda d: d["optimizers"].update(x={"kind": "learned", "weights": "no/such.pt"}), "optimizers.x.weights:"),
+    (lambda d: d.update(baseline="rmsprop"), "baseline:"),
+])
+def test_a_malformed_sweep_names_its_bad_field(change, path):
+    data = copy.deepcopy(tiny())
+    change(data)
+    with pytest.raises(SweepError) as err:
+        parse_sweep(data)
+    assert str(err.value).startswith(path), str(err.value)
+
+
+def test_grids_expand_to_every_combination_and_log_ranges_include_their_ends(tmp_path):
+    data = tiny(seeds=[3, 7], optimizers={
+        "adam": {"kind": "adam", "grid": {"lr": {"log": [1e-3, 1.0], "points": 4}, "betas": [[0.9, 0.999], [0.8, 0.9]]}},
+        "radam": {"kind": "torch.optim.RAdam"}})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_sweep(path)
+    adam = spec.optimizer("adam")
+    assert adam.grid["lr"] == [1e-3, 1e-2, 1e-1, 1.0]
+    assert len(adam.settings()) == 8 and spec.optimizer("radam").settings() == [{}]
+    assert len(spec.trials()) == 2 * (8 + 1) * 2 and {t.seed for t in spec.trials()} == {3, 7}
+    assert spec.baseline == "adam" and spec.name == "tiny"
+
+
+def test_a_problem_refuses_bad_data_and_evaluation_restores_the_models_mode():
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="Problem.train"):
+        Problem(model, (torch.zeros(4, 3), torch.zeros(5)))
+    with pytest.raises(ValueError, match="batch_size"):
+        Problem(model, (torch.zeros(4, 3), torch.zeros(4)), batch_size=0)
+    x, y = torch.randn(10, 3), torch.tensor([0, 1] * 5)
+    model.train()
+    loss, acc = evaluate(model, x, y, chunk=3)
+    assert model.training
+    logits = model(x).detach()
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-6)
+    assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    _, no_acc = evaluate(model, x, torch.randn(10, 2), loss=torch.nn.functional.mse_loss)
+    assert no_acc is None
+
+
+# ------------------------------------------------------------------------------------- running
+def test_a_rerun_skips_finished_trials_and_a_changed_meaning_is_refused(tmp_path):
+    spec = parse_sweep(tiny())
+    first = run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
+    assert first["done"] == len(spec.trials()) == 12 and first["failed"] == 0
+    again = run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
+    assert again["done"] == 0 and again["skipped"] == 12
+    more = parse_sweep(tiny(seeds=3))  # a new seed: only its trials run
+    assert run_sweep(more, tmp_path, workers=1, threads=1, progress=False)["done"] == 6
+    with pytest.raises(SweepError, match="changes what 18 finished trial"):
+        run_sweep(parse_sweep(tiny(seeds=3, steps=21)), tmp_path, workers=1, progress=False)
+    assert sweep_status(tmp_path)["done"] == 18
+
+
+def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_path):
+    data = tiny()
+    data["optimizers"]["ng-gnn"] = {"kind": "learned", "weights": str(REPO / "l2o_graphs/pretrained/ng-gnn.pt"),
+                                    "grid": {"lr": [1, 3]}, "default": {"lr": 1}}
+    spec = parse_sweep(data)
+    run_sweep(spec, tmp_path / "one", workers=1, threads=1, progress=False)
+    run_sweep(spec, tmp_path / "two", workers=2, threads=1, progress=False)
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert len(one) == len(spec.trials()) == 20 and one == two
+    record = next(iter(one.values()))
+    assert record["eval_steps"] == [0, 5, 10, 15, 20] and len(record["test_acc_curve"]) == 5
+    assert record["eval_curve"][-1] == pytest.approx(record["train_loss"], rel=1e-5)  # < EVAL_CURVE examples
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    data = tiny(tasks=[DIGITS_MLP, {"name": "broken", "function": "sweep_helpers:not_a_problem"}])
+    data["optimizers"] = {"sgd": {"kind": "sgd", "grid": {"lr": [-1.0, 0.1]}},
+                          "sign": {"kind": "sweep_helpers:SignSGD", "grid": {"lr": [0.01]}}}
+    spec = parse_sweep(data)
+    counts = run_sweep(spec, tmp_path, workers=2, threads=1, progress=False)
+    assert counts == {**counts, "done": 4, "failed": 8}
+    status = sweep_status(tmp_path)
+    assert status["done"] == 4 and status["failed"] == 8 and status["left"] == 0
+    errors = dict(status["failed_trials"])
+    assert errors["digits-mlp / sgd (lr=-1) / seed 0"].startswith("ValueError: Invalid learning rate")
+    assert "not a l2o_graphs.tasks.train.Problem" in errors["broken / sign (lr=0.01) / seed 1"]
+    assert "failed: digits-mlp / sgd (lr=-1) / seed 1" in capsys.readouterr().out
+    # a rerun retries the failed trials only, and the report shows the ones that ran
+    assert run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)["failed"] == 8
+    summary = summarize(spec, SweepStore(tmp_path))
+    assert summary["tasks"]["broken"] == {} and summary["tasks"]["digits-mlp"]["sign"]["best"] == "lr=0.01"
+
+
+def test_a_dead_worker_process_fails_its_trial_and_the_sweep_goes_on(tmp_path):
+    data = tiny(tasks=[{"name": "dies", "function": "sweep_helpers:dies"}], seeds=2,
+                optimizers={"sgd": {"kind": "sgd", "grid": {"lr": [0.1, 0.2]}}})
+    counts = run_sweep(parse_sweep(data), tmp_path, workers=1, threads=1, progress=False)
+    assert counts["done"] == 2 and counts["failed"] == 2
+    errors = dict(sweep_status(tmp_path)["failed_trials"])
+    assert set(errors) == {"dies / sgd (lr=0.1) / seed 0", "dies / sgd (lr=0.2) / seed 0"}
+    assert all("worker process died" in e for e in errors.values())
+
+
+def test_a_killed_sweep_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
+    data = tiny(steps=150, seeds=3, tasks=[DIGITS_MLP], optimizers={
+        "adam": {"kind": "adam", "grid": {"lr": [1e-3, 3e-3, 1e-2, 3e-2]}}})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_sweep(path)
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "l2o_graphs.cli", "sweep", "run", str(path), "--run-dir", str(run_dir),
+               "--workers", "1", "--threads", "1", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    store = SweepStore(run_dir)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if store.exists() and len(store.records()) >= 3:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and its worker, mid-way
+    process.wait()
+    killed = len(store.records())
+    assert 3 <= killed < len(spec.trials())
+    status = sweep_status(run_dir)
+    assert status["done"] == killed and status["running"] == 0  # the killed run's marks are not live
+    counts = run_sweep(spec, run_dir, workers=1, threads=1, progress=False)
+    assert counts["skipped"] == killed and counts["done"] == len(spec.trials()) - killed
+    run_sweep(spec, tmp_path / "whole", workers=1, threads=1, progress=False)
+    assert results(run_dir) == results(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_ray_runs_the_trials_into_the_same_records(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'l2o_graphs[ray]')")
+    spec = parse_sweep(tiny(tasks=[DIGITS_MLP]))  # built-in pieces only: Ray's workers import the package
+    run_sweep(spec, tmp_path / "local", workers=1, threads=1, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        counts = run_sweep(spec, tmp_path / "ray", ray="local", threads=1, progress=False)
+    finally:
+        ray.shutdown()
+    assert counts["done"] == len(spec.trials()) == 6
+    assert results(tmp_path / "ray") == results(tmp_path / "local")
+
+
+# ------------------------------------------------------------------------------------- the report
+def _result(eval_curve, train_loss):
+    return {"curve": [1.0] * 40, "train_loss": train_loss, "test_loss": train_loss, "test_acc": 0.5,
+            "step_ms": 2.0, "optimizer_ms": 1.0, "eval_steps": [0, 10, 20, 30, 40], "eval_curve": eval_curve,
+            "diverged": False, "wall_s": 0.1}
+
+
+def test_speedups_steps_to_the_baseline_and_grid_edges_match_hand_computed_curves(tmp_path):
+    spec = parse_sweep(tiny(steps=40, seeds=1, eval_every=10, tasks=[DIGITS_MLP], optimizers={
+        "adam": {"kind": "adam", "grid": {"lr": [0.01, 0.1, 1.0]}},
+        "mid": {"kind": "sgd", "grid": {"lr": [1.0, 2.0]}, "default": {"lr": 1.0}},
+        "never": {"kind": "sgd", "grid": {"lr": [1.0]}},
+        "zero": {"kind": "sgd", "grid": {"lr": [1.0]}}}))
+    curves = {("adam", 0.01): ([4, 3.9, 3.8, 3.7, 3.6], 3.6), ("adam", 0.1): ([4, 3, 2, 1.5, 1.0], 1.0),
+              ("adam", 1.0): ([4, 2.5, 2.4, 2.3, 2.2], 2.2),  # tuned: 4, 2.5, 2, 1.5, 1.0
+              ("mid", 1.0): ([4, 3, 2.5, 2.2, 2.0], 2.0),  # tuned Adam reaches 2.0 at step 20 of 40
+              ("mid", 2.0): ([4, 3, 2.8, 2.6, 2.5], 2.5),  # reached at step 10
+              ("never", 1.0): ([4, 2, 1, 0.7, 0.5], 0.5),  # below tuned Adam's best: never reached
+              ("zero", 1.0): ([4, 5, 6, 7, 8], 8.0)}  # worse than the start: reached at step 0
+    store = SweepStore(tmp_path)
+    for (name, lr), (curve, loss) in curves.items():
+        trial = Trial("digits-mlp", name, {"lr": lr}, 0)
+        store.record(trial, spec.meaning(trial), _result(curve, loss))
+    store.set_definition(spec)
+    task = summarize(spec, store)["tasks"]["digits-mlp"]
+    assert task["adam"]["best"] == "lr=0.1" and task["adam"]["edge"] == []
+    assert task["mid"]["best"] == "lr=1" and task["mid"]["edge"] == ["lr"]
+    assert task["mid"]["best_speedup"] == 0.5 and task["mid"]["default_speedup"] == 0.5
+    assert task["never"]["best_speedup"] is None and task["zero"]["best_speedup"] == 0.0
+    assert task["adam"]["best_speedup"] == 1.0
+    # steps to tuned Adam's final loss (1.0) on the optimizer's own running minimum
+    assert task["never"]["steps_to_baseline"] == 20 and task["never"]["seconds_to_baseline"] == pytest.approx(0.04)
+    assert task["mid"]["steps_to_baseline"] is None
+    paths = write_report(tmp_path)
+    table = paths["markdown"].read_text()
+    assert "| digits-mlp | mid | lr=1 (edge: lr) |" in table and "| never (tuned) | 1 | > 1" in table
+    assert {"curves", "speedups", "profile", "csv"} <= set(paths) and all(p.stat().st_size for p in paths.values())
+
+
+def test_aggregates_and_edge_helpers_against_hand_values():
+    assert edge_of_grid({"lr": [0.1, 0.01, 1.0], "wd": [0]}, {"lr": 0.01, "wd": 0}) == ["lr"]
+    assert edge_of_grid({"opt": ["a", "b", "c"]}, {"opt": "b"}) == []
+    assert first_step_reaching([3, 2, 2.5, 1], [0, 1, 2, 3], 2.2) == 1
+    assert first_step_reaching([3, math.nan, 1], [0, 1, 2], 0.5) is None
+    assert interquartile_mean([1, 2, 3, 4]) == 2.5 and interquartile_mean(list(range(1, 9))) == 4.5
+    assert interquartile_mean([1, 2, 3, 4, 100]) == pytest.approx(3.0)  # weights 0.75, 1, 0.75
+    a = speedup_aggregates([0.5, 2.0, math.inf, 0.25])
+    assert a["median"] == 1.25 and a["iqm"] == 1.25 and a["fraction_above_1"] == 0.5
+    assert a["median_ci"][0] <= a["median"] <= a["median_ci"][1]
+    assert a["iqm_ci"][0] <= a["iqm"] <= a["iqm_ci"][1]
+
+
+def test_performance_profile_against_hand_values():
+    def entry(loss):
+        return {"best": "s", "settings": {"s": {"train_loss": {"mean": loss}}}}
+
+    summary = {"tasks": {"a": {"x": entry(1.0), "y": entry(2.0)}, "b": {"x": entry(3.0), "y": entry(1.5)},
+                         "c": {"x": entry(1.0), "y": entry(None)}}}  # y diverged on c
+    profile = performance_profile(summary)
+    # ratios to the best on each task: x 1, 2, 1; y 2, 1, inf
+    assert profile["x"][0] == profile["y"][0] == pytest.approx([1.0, 2.0, 2.2])
+    assert profile["x"][1] == [2 / 3, 1.0, 1.0] and profile["y"][1] == [1 / 3, 2 / 3, 2 / 3]
