@@ -243,9 +243,13 @@ def test_speedups_steps_to_the_baseline_and_grid_edges_match_hand_computed_curve
     # steps to tuned Adam's final loss (1.0) on the optimizer's own running minimum
     assert task["never"]["steps_to_baseline"] == 20 and task["never"]["seconds_to_baseline"] == pytest.approx(0.04)
     assert task["mid"]["steps_to_baseline"] is None
+    # final train loss over tuned Adam's (1.0) and, for the default setting, over Adam's default (none here)
+    assert task["mid"]["best_vs_tuned_baseline"] == 2.0 and task["never"]["best_vs_tuned_baseline"] == 0.5
+    assert task["mid"]["default_vs_tuned_baseline"] == 2.0 and "default_vs_baseline_default" not in task["mid"]
     paths = write_report(tmp_path)
     table = paths["markdown"].read_text()
     assert "| digits-mlp | mid | lr=1 (edge: lr) |" in table and "| never (tuned) | 1 | > 1" in table
+    assert "- never: tuned ≤ tuned baseline on 1 of 1" in table and "- mid: default ≤ tuned baseline on 0 of 1" in table
     assert {"curves", "speedups", "profile", "csv"} <= set(paths) and all(p.stat().st_size for p in paths.values())
 
 

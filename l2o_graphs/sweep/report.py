@@ -112,6 +112,19 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                                       "default": default if default in settings else None}
         tasks[task.name] = by_optimizer
     baseline = spec.baseline
+    for by_optimizer in tasks.values():  # final train loss over the baseline's, tuned and default
+        base = by_optimizer.get(baseline)
+        if base is None:
+            continue
+        references = {"tuned_baseline": _final_loss(base, "best"), "baseline_default": _final_loss(base, "default")}
+        for entry in by_optimizer.values():
+            for which in ("best", "default"):
+                if entry[which] is None:
+                    continue
+                mine = _final_loss(entry, which)
+                for name, reference in references.items():
+                    if reference is not None:
+                        entry[f"{which}_vs_{name}"] = None if mine is None else mine / reference
     for task_name, by_optimizer in tasks.items():
         base = by_optimizer.get(baseline)
         if base is None or not eval_steps:
@@ -143,6 +156,13 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                         [math.inf if v is None else v for v in values])
     return {"name": spec.name, "steps": spec.steps, "seeds": list(spec.seeds), "baseline": baseline,
             "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates}
+
+
+def _final_loss(entry: Dict[str, Any], which: str) -> Optional[float]:
+    """Seed-mean final train loss of an optimizer's ``best`` or ``default`` setting (None when it
+    has none, or every seed diverged)."""
+    label = entry.get(which)
+    return None if label is None else entry["settings"][label]["train_loss"]["mean"]
 
 
 def interquartile_mean(values: Sequence[float]) -> float:
@@ -189,6 +209,12 @@ def _fmt(stat: Dict[str, Optional[float]], digits: int = 4, scale: float = 1.0) 
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
+def _ratio(value: Optional[float], present: bool = True) -> str:
+    if not present:
+        return "–"
+    return "diverged" if value is None else f"{value:.2f}"
+
+
 def _speed(value: Optional[float], present: bool = True) -> str:
     if not present:
         return "–"
@@ -205,6 +231,7 @@ def rows(summary: Dict[str, Any]) -> List[Dict[str, str]]:
                    "best setting": entry["best"] + (f" (edge: {', '.join(entry['edge'])})" if entry["edge"] else ""),
                    "train loss": _fmt(best["train_loss"]), "test loss": _fmt(best["test_loss"]),
                    "test acc %": _fmt(best["test_acc"], 1, 100.0),
+                   "÷ tuned base": _ratio(entry.get("best_vs_tuned_baseline"), "best_vs_tuned_baseline" in entry),
                    "speedup": _speed(entry.get("best_speedup"), "best_speedup" in entry),
                    "steps to baseline": "–" if entry.get("steps_to_baseline") is None
                    else str(entry["steps_to_baseline"]),
@@ -213,8 +240,10 @@ def rows(summary: Dict[str, Any]) -> List[Dict[str, str]]:
                    "ms/step": f"{best['step_ms']:.1f}", "seeds": str(best["seeds"])}
             if entry["default"] is not None:
                 default = entry["settings"][entry["default"]]
-                row["untuned"] = (f"{_fmt(default['train_loss'])} ({entry['default']}), speedup "
-                                  f"{_speed(entry.get('default_speedup'), 'default_speedup' in entry)}")
+                row["untuned"] = (f"{_fmt(default['train_loss'])} ({entry['default']}); ÷ base default "
+                                  f"{_ratio(entry.get('default_vs_baseline_default'), 'default_vs_baseline_default' in entry)}"
+                                  f", ÷ tuned base {_ratio(entry.get('default_vs_tuned_baseline'), 'default_vs_tuned_baseline' in entry)}"
+                                  f"; speedup {_speed(entry.get('default_speedup'), 'default_speedup' in entry)}")
             else:
                 row["untuned"] = "–"
             out.append(row)
@@ -229,6 +258,9 @@ def markdown(summary: Dict[str, Any]) -> str:
         header = list(table[0])
         lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in table]
+    counts = verdicts(summary)
+    if counts:
+        lines += [""] + [f"- {line}" for line in counts]
     if summary["aggregates"]:
         lines += ["", "| optimizer | tasks | median speedup (95 % CI) | IQM (95 % CI) | tasks > 1 |", "|---|---|---|---|---|"]
         for name, a in summary["aggregates"].items():
@@ -236,6 +268,26 @@ def markdown(summary: Dict[str, Any]) -> str:
                          f"{_speed(a['median_ci'][1])}) | {_speed(a['iqm'])} ({_speed(a['iqm_ci'][0])}–"
                          f"{_speed(a['iqm_ci'][1])}) | {100 * a['fraction_above_1']:.0f} % |")
     return "\n".join(lines) + "\n"
+
+
+def verdicts(summary: Dict[str, Any]) -> List[str]:
+    """Per optimizer, on how many tasks its default and its tuned setting end at or below the
+    baseline's default and tuned final train loss."""
+    lines = []
+    names = [n for by in summary["tasks"].values() for n in by if n != summary["baseline"]]
+    for name in dict.fromkeys(names):
+        entries = [by[name] for by in summary["tasks"].values() if name in by]
+        parts = []
+        for which, label in (("default", "default"), ("best", "tuned")):
+            for reference, text in (("baseline_default", "the baseline's default"), ("tuned_baseline", "tuned baseline")):
+                key = f"{which}_vs_{reference}"
+                ratios = [e[key] for e in entries if key in e]
+                if ratios:
+                    wins = sum(r is not None and r <= 1 for r in ratios)
+                    parts.append(f"{label} ≤ {text} on {wins} of {len(ratios)}")
+        if parts:
+            lines.append(f"{name}: " + "; ".join(parts))
+    return lines
 
 
 def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
