@@ -183,7 +183,10 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ state <-> OptState
     def _graph_for(self, device: torch.device) -> Optional[NeuralGraph]:
         if device not in self._graph_on:
-            self._graph_on[device] = None if self._graph is None else self._graph.to(device).precompute()
+            graph = self._graph
+            if graph is not None and graph.edge_index.device != device:
+                graph = graph.to(device)  # a copy only for another device: its derived tensors are not kept twice
+            self._graph_on[device] = None if graph is None else graph.precompute()
         return self._graph_on[device]
 
     def _collect_state(self, params: Dict[str, Tensor]) -> OptState:
