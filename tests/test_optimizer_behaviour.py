@@ -448,6 +448,7 @@ def test_memory_bytes_counts_state_workspace_and_topology():
     # a float32 step
     assert memory["state"] == 24 * n + 4 * (8 + 8 + 4)
     assert memory["workspace"] >= 13 * 4 * n  # thirteen float32 features per element (plus graph padding)
+    assert memory["topology"] == opt.graph.nbytes  # one graph: not copied onto the device it is on
     flat = NeuralGraphOptimizer(model, weights=None, net="ff")
     flat.step()
     assert flat.memory_bytes()["topology"] == 0 and flat.memory_bytes()["workspace"] == 13 * 4 * n
