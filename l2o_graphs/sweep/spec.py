@@ -353,6 +353,8 @@ def parse_sweep(data: Any, name: str = "sweep", base: Union[str, Path] = ".") ->
 def load_sweep(path: Union[str, Path]) -> SweepSpec:
     """Read and check a sweep file (relative weights paths start at the current directory)."""
     path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such sweep file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
