@@ -276,3 +276,25 @@ def test_performance_profile_against_hand_values():
     # ratios to the best on each task: x 1, 2, 1; y 2, 1, inf
     assert profile["x"][0] == profile["y"][0] == pytest.approx([1.0, 2.0, 2.2])
     assert profile["x"][1] == [2 / 3, 1.0, 1.0] and profile["y"][1] == [1 / 3, 2 / 3, 2 / 3]
+
+
+def test_the_heldout_sweep_runs_the_trials_of_heldout_py():
+    """benchmarks/sweeps/heldout.yaml's trials are those of benchmarks/heldout.py (train_with): same
+    initialisation, batches and curves, the sweep's step-0 point aside."""
+    from l2o_graphs import NeuralGraphOptimizer
+    from l2o_graphs.sweep.trial import run_trial
+    from l2o_graphs.tasks.train import HELDOUT_TASKS, train_with
+
+    data = yaml.safe_load((REPO / "benchmarks/sweeps/heldout.yaml").read_text())
+    data.update(steps=20, eval_every=10)
+    data["optimizers"]["ng-gnn"]["weights"] = str(REPO / data["optimizers"]["ng-gnn"]["weights"])
+    spec = parse_sweep(data)
+    task = "mlp-784-128-128-10-mnist"
+    weights = spec.optimizer("ng-gnn").weights
+    for optimizer, setting, make in (
+            ("adam", {"lr": 1e-3}, lambda m: torch.optim.Adam(m.parameters(), lr=1e-3)),
+            ("ng-gnn", {"lr": 3}, lambda m: NeuralGraphOptimizer(m, weights=weights, lr=3))):
+        swept = run_trial(spec.to_dict(), {"task": task, "optimizer": optimizer, "setting": setting, "seed": 2})
+        direct = train_with(HELDOUT_TASKS[task], make, 20, seed=2, eval_every=10)
+        assert swept["curve"] == direct["curve"] and swept["train_loss"] == direct["train_loss"]
+        assert swept["eval_steps"] == [0, 10, 20] and swept["eval_curve"][1:] == direct["eval_curve"]
