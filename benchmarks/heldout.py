@@ -14,6 +14,10 @@ several processes or sessions is merged this way, settings of one optimizer from
 included; with nothing left to run it only reports).
 
 Writes ``benchmarks/results/heldout_<machine>[_<tag>].json`` and one loss-curve PNG per task.
+
+The same trials run as a sweep: ``l2o-graphs sweep run benchmarks/sweeps/heldout.yaml`` (one
+results database, resumable, any optimizer; ``tests/test_sweep.py`` checks that the trials are
+identical). This script stays until the README's held-out table is regenerated from that sweep.
 """
 from __future__ import annotations
 
