@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from l2o_graphs.cache import atomic_save, atomic_write_text, folder_lock
+from l2o_graphs.cache import atomic_save, atomic_write_text, folder_lock, read_jsonl
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
@@ -32,6 +32,7 @@ from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient,
 from l2o_graphs.meta.unroll import DIVERGED, Trajectory, TrajectoryPair, sample_length, unroll
 from l2o_graphs.meta.validation import is_validation, validate
 from l2o_graphs.nn import UpdateNet, build_net
+from l2o_graphs.optim.update import all_finite
 from l2o_graphs.optim.weights import save_weights
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
 from l2o_graphs.tasks.task import Task, TaskSpec
@@ -320,7 +321,7 @@ class MetaTrainer:
             start = time.perf_counter()
             metrics = self.outer_step()
             metrics["seconds"] = round(time.perf_counter() - start, 4)
-            if not all(bool(torch.isfinite(p).all()) for p in self.trainable):
+            if not all(all_finite(p) for p in self.trainable):
                 bar.close()
                 raise MetaTrainingDiverged(
                     f"meta-training diverged at outer step {self.step}: the update network's weights are no longer "
@@ -404,17 +405,9 @@ class MetaTrainer:
         for name in (METRICS, VALIDATION):
             log = self.run_dir / name
             if self.rank == 0 and log.is_file():  # drop what was logged after the checkpoint
-                kept = [line for line in log.read_text().splitlines() if _logged_step(line) <= self.step]
-                atomic_write_text(log, "".join(line + "\n" for line in kept))
-
-
-def _logged_step(line: str) -> float:
-    """The step of a metrics or validation line; infinite for a torn or empty line (a process
-    killed mid-write), which resuming then drops."""
-    try:
-        return float(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return math.inf
+                # torn lines (a kill mid-write) are not read back; rows are written as logged
+                kept = [row for row in read_jsonl(log) if row.get("step", math.inf) <= self.step]
+                atomic_write_text(log, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
 from l2o_graphs.nn import NETS, UpdateNet, build_net
-from l2o_graphs.optim.update import OptState, init_state, learned_update
+from l2o_graphs.optim.update import OptState, all_finite, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
 
 DEFAULT = "default"
@@ -25,10 +25,6 @@ def _check_hyperparameter(name: str, value: Any, positive: bool = False) -> floa
             or value < 0 or (positive and value == 0):
         raise ValueError(f"invalid {name} {value!r}: must be a finite number {bound}")
     return float(value)
-
-
-def _all_finite(tensors: Iterable[Tensor]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
 def _fresh_net(name: str, seed: int, config: Optional[Dict[str, Any]]) -> UpdateNet:
@@ -261,8 +257,6 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         return loss
 
     # ------------------------------------------------------------------ copies and pickles
-    _CACHES = ("_graph_on", "_compiled", "_workspace")
-
     def __getstate__(self) -> Dict[str, Any]:
         """torch.optim's pickled state plus the update network, the model binding and ``lam``
         (caches are rebuilt): ``copy.deepcopy`` and ``pickle`` give a working optimizer."""
@@ -298,7 +292,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         own = self.net.state_dict()
         if {k: tuple(v.shape) for k, v in meta["weights"].items()} != {k: tuple(v.shape) for k, v in own.items()}:
             raise ValueError("state dict's net weights do not match the names and shapes of this optimizer's net")
-        if not _all_finite(meta["weights"].values()):
+        if not all(all_finite(w) for w in meta["weights"].values() if w.is_floating_point()):
             raise ValueError("state dict's update-network weights hold NaN or inf")
         _check_hyperparameter("lam", meta["lam"], positive=True)
         saved_state = state_dict["state"]
@@ -317,7 +311,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             if tuple(st["second_moment"].shape) != tuple(p.shape) or tuple(st["momenta"].shape[:-1]) != tuple(p.shape):
                 raise ValueError(f"state of parameter {pid} has shape {tuple(st['second_moment'].shape)}, the "
                                  f"parameter {tuple(p.shape)}: the state dict is of another model")
-            if not _all_finite([st["momenta"], st["second_moment"]]):
+            if not (all_finite(st["momenta"]) and all_finite(st["second_moment"])):
                 raise ValueError(f"state of parameter {pid} holds NaN or inf moments")
         super().load_state_dict(state_dict)  # checks the param groups' sizes before changing anything
         self.net.load_state_dict(meta["weights"])

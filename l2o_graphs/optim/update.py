@@ -5,7 +5,6 @@ thin stateful shell around it. No tensor passed in is modified.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple, Union
 
@@ -64,8 +63,8 @@ def _feature_buffer(workspace: Optional[TensorDict], key: str, size: Tuple[int, 
     return buffer
 
 
-def _all_finite(t: Tensor) -> bool:
-    """No NaN or inf in ``t``: one reduction (the largest magnitude is NaN or inf if any element
+def all_finite(t: Tensor) -> bool:
+    """No NaN or inf in ``t`` (any numeric dtype): one reduction (the largest magnitude is NaN or inf if any element
     is), cheaper than an elementwise test and an ``all``."""
     return t.numel() == 0 or bool(torch.isfinite(t.detach().abs().amax()))
 
@@ -127,8 +126,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         flat_parts = []
     for name, p in params.items():
         g = grads.get(name)
-        finite_value = _all_finite(p)
-        if g is not None and finite_value and _all_finite(g):
+        finite_value = all_finite(p)
+        if g is not None and finite_value and all_finite(g):
             momenta[name], second[name] = F.accumulate(g, state.momenta[name], state.second_moment[name])
             active.append(name)
         else:
@@ -177,7 +176,7 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         decay = rate * lam * _per_tensor(weight_decay, name)
         base = p.to(dtype) * (1 - decay) if decay else p.to(dtype)
         value = torch.add(base, step_size, alpha=-rate).to(p.dtype)
-        if _all_finite(value):
+        if all_finite(value):
             new_params[name] = value
         else:  # written, it would spread to every tensor at the next step: skip it like a bad gradient
             momenta[name], second[name] = state.momenta[name], state.second_moment[name]

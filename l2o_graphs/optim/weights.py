@@ -7,6 +7,7 @@ from typing import Optional, Union
 import torch
 
 from l2o_graphs.nn import NETS, UpdateNet, build_net
+from l2o_graphs.optim.update import all_finite
 
 FORMAT = "l2o_graphs.update_net"
 VERSION = 1
@@ -59,7 +60,7 @@ def load_weights(path: Union[str, Path], expected_net: Optional[str] = None) -> 
     if not isinstance(config, dict) or not isinstance(weights, dict) or \
             not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         raise ValueError(f"{path}: 'config' must be a dict and 'state_dict' a dict of tensors")
-    if not all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point()):
+    if not all(all_finite(v) for v in weights.values() if v.is_floating_point()):
         raise ValueError(f"{path}: the weights hold NaN or inf")
     # the config is tried with the file's tensors on the meta device first (nothing is allocated
     # there), so a small file cannot make this allocate huge layers

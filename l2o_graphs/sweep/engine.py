@@ -29,13 +29,13 @@ def pending_trials(spec: SweepSpec, store: SweepStore) -> Tuple[List[Trial], int
     for record in store.records():
         if record.status == "done":
             done[record.trial.key] = record
-    changed = [t for t in spec.trials() if t.key in done and done[t.key].meaning != spec.meaning(t)]
+    trials = spec.trials()
+    changed = [t for t in trials if t.key in done and done[t.key].meaning != spec.meaning(t)]
     if changed:
         raise SweepError(f"the sweep file changes what {len(changed)} finished trial(s) of {store.run_dir} mean "
                          f"(first: {changed[0]}; its task, optimizer, weights file, steps or curves differ): "
                          f"use another run directory, or restore the file")
     store.clear_running()  # marks of a killed run: those trials run again from their start
-    trials = spec.trials()
     return [t for t in trials if t.key not in done], sum(t.key in done for t in trials)
 
 

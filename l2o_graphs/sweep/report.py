@@ -21,15 +21,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from l2o_graphs.speedup import speedup, tuned_curve
-from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial
+from l2o_graphs.speedup import speedup
+from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial, setting_label
 from l2o_graphs.sweep.store import SweepStore
 
 BOOTSTRAP_SAMPLES = 2000
-
-
-def setting_label(setting: Dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()) or "-"
 
 
 def _mean_std(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:

@@ -48,6 +48,20 @@ import yaml
 BUILTIN_OPTIMIZERS = ("adam", "adamw", "sgd", "learned")
 
 
+def setting_label(setting: Mapping[str, Any]) -> str:
+    """``lr=0.001, momentum=0.9`` (``-`` for the empty setting)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()) or "-"
+
+
+def builtin_tasks() -> Dict[str, Any]:
+    """The tasks a sweep names by name: the held-out benchmark's and meta-validation's
+    (``{name: TaskSpec}``)."""
+    from l2o_graphs.meta.validation import VALIDATION_TASKS
+    from l2o_graphs.tasks.train import HELDOUT_TASKS
+
+    return {**HELDOUT_TASKS, **VALIDATION_TASKS}
+
+
 class SweepError(ValueError):
     """A sweep file with a missing, unknown or malformed field; the message starts with its path."""
 
@@ -104,8 +118,7 @@ class Trial:
         return json.dumps([self.task, self.optimizer, self.setting, self.seed], sort_keys=True)
 
     def __str__(self) -> str:
-        setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.setting.items())
-        return f"{self.task} / {self.optimizer} ({setting}) / seed {self.seed}"
+        return f"{self.task} / {self.optimizer} ({setting_label(self.setting)}) / seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -219,11 +232,9 @@ def _file_digest(path: Path) -> str:
 
 
 def _parse_task(item: Any, path: str) -> List[TaskDef]:
-    from l2o_graphs.meta.validation import VALIDATION_TASKS
     from l2o_graphs.tasks.task import TaskSpec
-    from l2o_graphs.tasks.train import HELDOUT_TASKS
 
-    builtin = {**HELDOUT_TASKS, **VALIDATION_TASKS}
+    builtin = builtin_tasks()
     if isinstance(item, str):
         if item not in builtin:
             raise _fail(path, f"unknown task {item!r}; built-in tasks: {', '.join(builtin)}")

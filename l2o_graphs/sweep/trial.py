@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Mapping
 import torch
 from torch import nn
 
-from l2o_graphs.sweep.spec import OptimizerDef, TaskDef, import_object
+from l2o_graphs.sweep.spec import OptimizerDef, TaskDef, builtin_tasks, import_object
 from l2o_graphs.tasks.train import Problem, problem_of, train_problem
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
@@ -22,12 +22,10 @@ TORCH_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd":
 
 def build_problem(task: TaskDef, seed: int) -> Problem:
     """The task's network, initialised from ``seed``, and its data."""
-    from l2o_graphs.meta.validation import VALIDATION_TASKS
     from l2o_graphs.tasks.task import TaskSpec
-    from l2o_graphs.tasks.train import HELDOUT_TASKS
 
     if task.kind == "builtin":
-        return problem_of({**HELDOUT_TASKS, **VALIDATION_TASKS}[task.source], seed)
+        return problem_of(builtin_tasks()[task.source], seed)
     if task.kind == "spec":
         return problem_of(TaskSpec.from_dict(task.source), seed)
     problem = import_object(task.source)(seed=seed, **task.args)
