@@ -1,4 +1,7 @@
 """Graphs of different architectures batch into one disjoint graph and un-batch exactly."""
+import dataclasses
+
+import pytest
 import torch
 from torch_geometric.data import Data
 
@@ -48,3 +51,59 @@ def test_pyg_interop():
     data = g.to_pyg(node_x, edge_x)
     assert isinstance(data, Data) and data.num_nodes == g.num_nodes and data.num_edges == g.num_edges
     assert torch.equal(data.edge_attr, edge_x)
+
+
+def test_union_is_one_graph_of_the_members():
+    models = _models()
+    batch = GraphBatch([NeuralGraph.from_module(m) for m in models])
+    union = batch.union(["a", "b", "c", "d"])
+    params = [dict(m.named_parameters()) for m in models]
+    merged = {f"{prefix}.{n}": p for prefix, member in zip("abcd", params) for n, p in member.items()}
+    assert union.param_names == tuple(merged) and union.num_params == sum(g.num_params for g in batch.graphs)
+    node_x, edge_x = union.gather(merged)
+    batched_nodes, batched_edges = batch.gather(params)
+    assert torch.equal(node_x, batched_nodes) and torch.equal(edge_x, batched_edges)
+    back = union.scatter(node_x, edge_x)
+    assert all(torch.equal(back[n], p) for n, p in merged.items())
+    # positional ids of different members never coincide
+    for i in range(3):
+        first = union.node_pos[batch.node_ptr[i]:batch.node_ptr[i + 1]]
+        rest = union.node_pos[batch.node_ptr[i + 1]:]
+        assert not set(first.tolist()) & set(rest.tolist())
+
+
+def test_update_network_on_the_union_equals_each_member_alone():
+    from l2o_graphs import features as F
+    from l2o_graphs.nn import build_net
+
+    models = _models()
+    batch = GraphBatch([NeuralGraph.from_module(m) for m in models])
+    union = batch.union()
+    torch.manual_seed(0)
+    net = build_net("ng-gnn", update="adam-layer")
+    for layer in (net.edge_dec_out, net.node_dec_out):  # zero-initialised: outputs would all be 0
+        torch.nn.init.normal_(layer.weight)
+        torch.nn.init.normal_(layer.bias)
+    features = [{n: torch.randn(*p.shape, F.NUM_FEATURES) for n, p in m.named_parameters()} for m in models]
+    time = F.time_features(3)
+    with torch.no_grad():
+        together = net({f"{i}.{n}": f for i, member in enumerate(features) for n, f in member.items()},
+                       time, union, {})[0]
+        for i, (member, graph) in enumerate(zip(features, batch.graphs)):
+            alone = net(member, time, graph, {})[0]
+            for name, out in alone.items():
+                torch.testing.assert_close(together[f"{i}.{name}"], out, rtol=1e-5, atol=1e-6)
+    # negative control: without the node offsets every member's edges join member 0's nodes
+    wrong = dataclasses.replace(union, edge_index=torch.cat([g.edge_index for g in batch.graphs], 1))
+    with torch.no_grad():
+        mixed = net({f"{i}.{n}": f for i, member in enumerate(features) for n, f in member.items()},
+                    time, wrong, {})[0]
+    assert any(not torch.allclose(mixed[f"1.{n}"], together[f"1.{n}"]) for n in features[1])
+
+
+def test_union_refuses_bad_prefixes():
+    batch = GraphBatch([NeuralGraph.from_module(m) for m in _models()[:2]])
+    with pytest.raises(ValueError, match="2 distinct prefixes"):
+        batch.union(["a"])
+    with pytest.raises(ValueError, match="2 distinct prefixes"):
+        batch.union(["a", "a"])

@@ -503,6 +503,35 @@ class GraphBatch:
         """Inverse of :meth:`gather`: one dict per graph."""
         return [g.scatter(n, e) for g, (n, e) in zip(self.graphs, self.unbatch(node_x, edge_x))]
 
+    def union(self, prefixes: Optional[Sequence[str]] = None) -> NeuralGraph:
+        """The batch as one :class:`NeuralGraph`: graph ``i``'s parameter ``name`` becomes
+        ``f"{prefixes[i]}.{name}"`` (default prefix ``str(i)``), its nodes and edges the ranges
+        ``node_ptr[i]:node_ptr[i + 1]`` and ``edge_ptr[i]:edge_ptr[i + 1]``. Anything that reads a
+        neural graph (an update network, :meth:`NeuralGraph.gather`) then treats the members as
+        one network with no edge between them."""
+        prefixes = [str(i) for i in range(self.num_graphs)] if prefixes is None else list(prefixes)
+        if len(prefixes) != self.num_graphs or len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"union needs {self.num_graphs} distinct prefixes, got {prefixes}")
+        edge_places, node_places, names, shapes, positions = [], [], [], [], []
+        position_offset = 0
+        for g, prefix, nodes, edges in zip(self.graphs, prefixes, self.node_ptr.tolist(), self.edge_ptr.tolist()):
+            edge_places += [replace(p, name=f"{prefix}.{p.name}", start=p.start + edges) for p in g.edge_places]
+            node_places += [replace(p, name=f"{prefix}.{p.name}",
+                                    nodes=(slice(p.nodes.start + nodes, p.nodes.stop + nodes)
+                                           if isinstance(p.nodes, slice) else p.nodes + nodes))
+                            for p in g.node_places]
+            names += [f"{prefix}.{n}" for n in g.param_names]
+            shapes += list(g.param_shapes)
+            positions.append(g.node_pos + position_offset)  # members' positional ids stay apart
+            position_offset += int(g.node_pos.max()) + 1 if g.num_nodes else 0
+        return NeuralGraph(
+            edge_index=self.edge_index, edge_kind=self.edge_kind, node_layer=self.node_layer,
+            node_role=self.node_role, node_index=self.node_index, node_pos=torch.cat(positions),
+            node_activation=self.node_activation, node_slot_kind=self.node_slot_kind,
+            kernel_shape=self.kernel_shape, edge_places=tuple(edge_places), node_places=tuple(node_places),
+            param_names=tuple(names), param_shapes=tuple(shapes),
+            traced=all(g.traced for g in self.graphs))
+
     def unbatch(self, node_x: Tensor, edge_x: Tensor) -> List[Tuple[Tensor, Tensor]]:
         """Split batched graph tensors back into ``(node_x, edge_x)`` per graph."""
         node_parts = torch.split(node_x, (self.node_ptr[1:] - self.node_ptr[:-1]).tolist())
