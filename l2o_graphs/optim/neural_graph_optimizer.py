@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
 from l2o_graphs.nn import NETS, UpdateNet, build_net
+from l2o_graphs.optim.memory import check_fits
 from l2o_graphs.optim.update import OptState, all_finite, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
 
@@ -60,6 +61,9 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         compile: run the update network through ``torch.compile`` (the first step then pays the
             compilation, about a minute on a GPU machine). For GPUs; on the project's 2-core CPU
             the first step took over three minutes and later steps were slower than eager.
+        check_memory: refuse (``MemoryError``, saying how much is needed) a model whose estimated
+            peak extra memory exceeds what its device has left, before the neural graph is built
+            (:mod:`l2o_graphs.optim.memory`); False skips the estimate.
 
     ``state[p]`` holds ``momenta`` ``[*p.shape, 5]`` and ``second_moment`` (float32),
     ``updates`` and ``skipped`` counts (updates skipped because the gradient was not finite),
@@ -70,7 +74,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
                  weights: Union[str, Path, UpdateNet, None] = DEFAULT, *, module: Optional[nn.Module] = None,
                  net: str = "ng-gnn", lr: float = 1.0, weight_decay: float = 0.0, lam: float = 0.01,
                  seed: int = 0, net_config: Optional[Dict[str, Any]] = None,
-                 autocast: Optional[bool] = None, compile: bool = False):
+                 autocast: Optional[bool] = None, compile: bool = False, check_memory: bool = True):
         if isinstance(params, nn.Module):
             if module is not None and module is not params:
                 raise ValueError("pass the model either as params or as module, not two different ones")
@@ -85,6 +89,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self.lam = lam
         self.net = self._make_net(weights, net, seed, net_config)
         self._module = module
+        self._check_memory = check_memory
         self._named, self._graph = self._bind(module, warn=True)
         self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
         self.autocast = autocast
@@ -120,6 +125,9 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
               ) -> Tuple[List[Tuple[str, Tensor]], Optional[NeuralGraph]]:
         """Names for every parameter of the graph, and the graph (None for graph-free nets)."""
         own = [p for group in self.param_groups for p in group["params"]]
+        if self.net.uses_graph and self._check_memory and own:  # before the graph is built
+            graphed = own if module is None else list(unwrap_module(module).parameters())
+            check_fits([p.shape for p in graphed], own[0].device)
         if module is not None:
             inner = unwrap_module(module)
             named = list(inner.named_parameters())
@@ -150,7 +158,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             return  # still in __init__: the parameters are bound once all groups are in
         try:
             self._named, self._graph = self._bind(self._module, warn=False)
-        except ValueError:
+        except (ValueError, MemoryError):
             self.param_groups.pop()
             raise
         self._graph_on.clear()
@@ -261,7 +269,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         """torch.optim's pickled state plus the update network, the model binding and ``lam``
         (caches are rebuilt): ``copy.deepcopy`` and ``pickle`` give a working optimizer."""
         state = super().__getstate__()
-        own = ("lam", "net", "_module", "_named", "_graph", "autocast", "compile")
+        own = ("lam", "net", "_module", "_named", "_graph", "autocast", "compile", "_check_memory")
         state.update({k: self.__dict__[k] for k in own})
         return state
 

@@ -1,0 +1,69 @@
+"""Peak extra memory of NeuralGraphOptimizer per graph position, against the estimate that refuses
+models that do not fit (``l2o_graphs.optim.memory.PEAK_BYTES_PER_POSITION``).
+
+Each model runs in a fresh process (peak RSS only grows): the process's peak resident memory is
+read after the model's gradients exist, after the optimizer is built and after its first step;
+the increase, divided by :func:`~l2o_graphs.optim.memory.graph_positions`, is the figure.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/optimizer_memory.py``; writes
+``benchmarks/results/optimizer_memory_<cpu>.json``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_slug, machine, write_result  # noqa: E402
+
+from l2o_graphs.optim.memory import PEAK_BYTES_PER_POSITION  # noqa: E402
+
+MODELS = {
+    "mlp-2000-2000-500": "torch.nn.Sequential(torch.nn.Linear(2000, 2000), torch.nn.ReLU(), torch.nn.Linear(2000, 500))",
+    "cnn-256-512-512-k3": ("torch.nn.Sequential(torch.nn.Conv2d(3, 256, 3, padding=1), torch.nn.ReLU(), "
+                           "torch.nn.Conv2d(256, 512, 3, padding=1), torch.nn.ReLU(), "
+                           "torch.nn.Conv2d(512, 512, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), "
+                           "torch.nn.Flatten(), torch.nn.Linear(512, 10))"),
+}
+INPUTS = {"mlp-2000-2000-500": "torch.randn(64, 2000)", "cnn-256-512-512-k3": "torch.randn(4, 3, 8, 8)"}
+
+CHILD = """
+import json, resource, torch
+torch.set_num_threads(1)
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.optim.memory import graph_positions
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+model = {model}
+model({inputs}).square().mean().backward()
+before = peak()
+opt = NeuralGraphOptimizer(model)
+built = peak()
+opt.step()
+stepped = peak()
+positions = graph_positions([p.shape for p in model.parameters()])
+print(json.dumps({{"parameters": sum(p.numel() for p in model.parameters()), "positions": positions,
+                  "build_bytes_per_position": round((built - before) / positions, 1),
+                  "peak_bytes_per_position": round((stepped - before) / positions, 1),
+                  "held_bytes": opt.memory_bytes()}}))
+"""
+
+
+def main() -> None:
+    rows = {}
+    for name, model in MODELS.items():
+        out = subprocess.run([sys.executable, "-c", CHILD.format(model=model, inputs=INPUTS[name])],
+                             capture_output=True, text=True, check=True)
+        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(name, rows[name])
+    info = machine()
+    path = write_result(f"optimizer_memory_{cpu_slug(info)}.json", {
+        "benchmark": "optimizer_memory", "command": "python benchmarks/optimizer_memory.py", "machine": info,
+        "estimate_bytes_per_position": PEAK_BYTES_PER_POSITION, "models": rows,
+        "estimate_covers_all": all(r["peak_bytes_per_position"] <= PEAK_BYTES_PER_POSITION for r in rows.values())})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
