@@ -62,6 +62,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", default="", help="suffix of the result file names")
 
 
+def parse_run_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser.parse_args()`` with ``--threads`` (from :func:`add_run_options`) applied to torch."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def write_result(name: str, payload: Dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

@@ -33,7 +33,7 @@ from typing import Callable, Dict, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, cpu_slug, machine, write_result  # noqa: E402
+from common import RESULTS, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
 from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
@@ -102,9 +102,7 @@ def main() -> None:
     parser.add_argument("--metasgd-outer-lrs", type=float, nargs="+", default=list(METASGD_OUTER_GRID))
     parser.add_argument("--threads", type=int)
     parser.add_argument("--tag", default="", help="suffix of the result file names")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     learned_lrs = sorted({1.0, *args.learned_lrs})
     candidates: Dict[str, Dict[str, Callable]] = {}
     if "adam" in args.baselines:

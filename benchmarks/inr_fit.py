@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs.data import load_images  # noqa: E402
 from l2o_graphs.inr import FIT_LR, FIT_STEPS, fit_sirens  # noqa: E402
@@ -27,9 +27,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=256)
     add_run_options(parser)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     images = load_images("mnist", "train")[0][:args.count, 0].to(args.device)
     fit_sirens(images[:8], list(range(8)), steps=2)  # warm-up (kernels, allocator)
     if args.device.startswith("cuda"):

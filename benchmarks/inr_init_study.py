@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs.data import load_images  # noqa: E402
 from l2o_graphs.inr import fit_sirens  # noqa: E402
@@ -52,9 +52,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=CLASSIFIERS, default=["statnn", "mlp"])
     parser.add_argument("--epochs", type=int, default=30)
     add_run_options(parser)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     images, labels = load_images("mnist", "train")
     n = args.train + args.val
     images, labels = images[:n, 0], labels[:n]

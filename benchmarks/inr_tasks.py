@@ -15,10 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, add_run_options, cpu_slug, machine, write_result  # noqa: E402
+from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs.inr import default_folder, load_inr_set  # noqa: E402
 from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs  # noqa: E402
@@ -52,9 +50,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=0, help="classify: probe points of the graph classifiers")
     parser.add_argument("--dropout", type=float, default=0.0, help="classify: dropout after each graph layer")
     add_run_options(parser)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     folder = args.folder or default_folder(args.dataset)
     run, models, epochs = ((classify_inrs, CLASSIFIERS, 20) if args.task == "classify" else (edit_inrs, EDITORS, 10))
     models = args.models or list(models)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, median_ms, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, median_ms, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs import features as F  # noqa: E402
 from l2o_graphs.graph import GraphBatch, NeuralGraph  # noqa: E402
@@ -85,9 +85,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=15)
     add_run_options(parser)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     info = machine()
     rows = [measure(name, args.pairs, args.seed, args.repeats) for name in args.suites]
     for row in rows:

@@ -28,7 +28,7 @@ from typing import Dict, Iterator, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_slug, machine, write_result  # noqa: E402
+from common import cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs import rules  # noqa: E402
 from l2o_graphs.meta.validation import VALIDATION_TASKS, validate  # noqa: E402
@@ -90,9 +90,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(VALIDATION_TASKS), choices=list(VALIDATION_TASKS))
     parser.add_argument("--threads", type=int)
     parser.add_argument("--tag", default="")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     net = load_weights(args.weights)
     if net.update_rule not in POOLED_RULES:
         raise SystemExit(f"{args.weights} uses the {net.update_rule!r} rule, not one of {', '.join(POOLED_RULES)}")

@@ -13,10 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, add_run_options, cpu_slug, machine, write_result  # noqa: E402
+from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs.zoo import PREDICTORS, default_zoo_folder, predict_zoo  # noqa: E402
 
@@ -48,9 +46,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=PREDICTORS, default=list(PREDICTORS))
     parser.add_argument("--epochs", type=int, default=30)
     add_run_options(parser)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     folder = args.folder or default_zoo_folder()
     start = time.perf_counter()
     results = predict_zoo(folder, args.models, epochs=args.epochs, seed=args.seed, progress=False)
