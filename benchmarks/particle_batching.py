@@ -41,7 +41,7 @@ def measure(suite_name: str, pairs: int, seed: int, repeats: int) -> dict:
     tasks = [t for t in tasks for _ in range(2)]  # the antithetic pair shares its task
     torch.manual_seed(seed)
     net = build_net("ng-gnn", update="adam-layer")
-    batch = GraphBatch([NeuralGraph.from_module(t.module).precompute() for t in tasks])
+    batch = GraphBatch([NeuralGraph.from_module(t.module) for t in tasks])
     graphs = [g.precompute() for g in batch.graphs]
     union = batch.union().precompute()
     runs = []

@@ -125,11 +125,11 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
               ) -> Tuple[List[Tuple[str, Tensor]], Optional[NeuralGraph]]:
         """Names for every parameter of the graph, and the graph (None for graph-free nets)."""
         own = [p for group in self.param_groups for p in group["params"]]
+        inner = None if module is None else unwrap_module(module)
         if self.net.uses_graph and self._check_memory and own:  # before the graph is built
-            graphed = own if module is None else list(unwrap_module(module).parameters())
+            graphed = own if inner is None else list(inner.parameters())
             check_fits([p.shape for p in graphed], own[0].device)
-        if module is not None:
-            inner = unwrap_module(module)
+        if inner is not None:
             named = list(inner.named_parameters())
             known = {id(p) for _, p in named}
             foreign = sum(id(p) not in known for p in own)

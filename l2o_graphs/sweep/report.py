@@ -286,6 +286,12 @@ def verdicts(summary: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _legend(ax) -> None:
+    """A legend, where the panel has labelled lines (a partial sweep can leave one empty)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
 def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
     import matplotlib
 
@@ -305,8 +311,7 @@ def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
                 line, = ax.plot(steps, mean.tolist(), label=f"{name} ({entry['best']})")
                 ax.fill_between(steps, low.tolist(), high.tolist(), color=line.get_color(), alpha=0.2)
             ax.set(title=task, xlabel="step", ylabel="train loss (seed mean, min-max band)", yscale="log")
-            if ax.get_legend_handles_labels()[0]:  # a partial sweep can leave a panel empty
-                ax.legend(fontsize=7)
+            _legend(ax)
         fig.tight_layout()
         paths.append(out / "curves.png")
         fig.savefig(paths[-1], dpi=110)
@@ -328,8 +333,7 @@ def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20, ha="right", fontsize=7)
         ax.set(ylabel=f"speedup over tuned {summary['baseline']}\n(hatched at 2: never reached)", ylim=(0, 2.1))
-        if ax.get_legend_handles_labels()[0]:  # a partial sweep can leave a panel empty
-            ax.legend(fontsize=7)
+        _legend(ax)
         fig.tight_layout()
         paths.append(out / "speedups.png")
         fig.savefig(paths[-1], dpi=110)
@@ -341,8 +345,7 @@ def _plots(summary: Dict[str, Any], out: Path) -> List[Path]:
             ax.step(taus, fractions, where="post", label=name)
         ax.set(xlabel="τ (final train loss ÷ best optimizer's on the task)", ylabel="fraction of tasks within τ",
                xscale="log", ylim=(0, 1.05))
-        if ax.get_legend_handles_labels()[0]:  # a partial sweep can leave a panel empty
-            ax.legend(fontsize=7)
+        _legend(ax)
         fig.tight_layout()
         paths.append(out / "profile.png")
         fig.savefig(paths[-1], dpi=110)
