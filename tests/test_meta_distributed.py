@@ -44,11 +44,13 @@ sys.exit(code)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["plain", "auxiliary", "pes"])
+@pytest.mark.parametrize("variant", ["plain", "auxiliary", "pes", "pes-relative"])
 def test_two_processes_equal_one(tmp_path, variant, request):
     args = dict(ARGS)
-    if variant == "pes":  # each rank unrolls its antithetic pairs; the estimates are summed
+    if variant.startswith("pes"):  # each rank unrolls its antithetic pairs; the estimates are summed
         args.update(estimator="pes", net_config={"update": "adam-scaled"})
+    if variant == "pes-relative":  # and each pair's reference run
+        args["meta_loss"] = "relative"
     if variant == "auxiliary":  # computed on rank 0 only: the all-reduce must count them exactly once
         args["auxiliary"] = {"inr-classification": {"folder": str(request.getfixturevalue("inr_folder")), "batch": 2},
                              "generalization": {"folder": str(request.getfixturevalue("zoo_folder")), "batch": 2}}
@@ -66,7 +68,9 @@ def test_two_processes_equal_one(tmp_path, variant, request):
     assert "cpu x 2" in done.stdout
     two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)["state_dict"]
     resumable = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
-    runs = [r for t in resumable["trajectories"] for r in ((t["plus"], t["minus"]) if "plus" in t else (t,))]
+    runs = [r for t in resumable["trajectories"]
+            for r in ((t["plus"], t["minus"], *([t["reference"]] if "reference" in t else [])) if "plus" in t else (t,))]
+    assert len(runs) == {"pes": 2, "pes-relative": 3}.get(variant, 1) * len(resumable["trajectories"])
     assert all("params" in r for r in runs)  # rank 1's trajectories gathered too
 
     one = MetaTrainer(MetaConfig(**args), tmp_path / "one").run(progress=False).state_dict()

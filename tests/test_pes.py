@@ -118,8 +118,9 @@ def _config(**overrides):
     return MetaConfig(**{**base, **overrides})
 
 
-def test_pes_meta_training_moves_the_meta_parameters_and_resumes_exactly(tmp_path):
-    cfg = _config()
+@pytest.mark.parametrize("meta_loss", ["ratio", "relative"])
+def test_pes_meta_training_moves_the_meta_parameters_and_resumes_exactly(tmp_path, meta_loss):
+    cfg = _config(meta_loss=meta_loss)
     initial = flat_parameters(MetaTrainer(cfg, tmp_path / "fresh").net.parameters())
     straight = MetaTrainer(cfg, tmp_path / "a").run(progress=False)
     assert not torch.equal(flat_parameters(straight.parameters()), initial)
@@ -172,3 +173,52 @@ def test_pes_config_refuses_autograd_only_options():
         _config(estimator="reinforce")
     with pytest.raises(ValueError, match="'pes_sigma'"):
         _config(pes_sigma=0.0)
+
+
+def test_relative_meta_loss_weights_steps_behind_the_reference():
+    from l2o_graphs.meta.unroll import relative_meta_loss
+
+    reference = torch.tensor([-0.1, -0.2, -0.3, -0.4])
+    behind = reference + torch.tensor([0.2, -0.4, 0.2, 0.2])  # 0.05 behind on average
+    ahead = reference - torch.tensor([0.2, -0.4, 0.2, 0.2])
+    # the truncation's mean difference counts once ahead, (1 + 3) times behind
+    torch.testing.assert_close(relative_meta_loss(behind, reference, 3.0), torch.tensor(0.2))
+    torch.testing.assert_close(relative_meta_loss(ahead, reference, 3.0), torch.tensor(-0.05))
+    torch.testing.assert_close(relative_meta_loss(behind, reference, 0.0), torch.tensor(0.05))
+    assert relative_meta_loss(reference, reference.clone(), 3.0) == 0
+
+
+def test_untrained_rule_matches_its_reference_run_exactly():
+    """An untrained zero-initialised net and the base rule, unrolled from the same trajectory
+    spec, see the same losses bit for bit: the relative meta-loss is exactly 0; a net whose
+    output layer moved is not (negative control)."""
+    from l2o_graphs.meta.unroll import TrajectoryPair, relative_meta_loss, unroll
+    from l2o_graphs.tasks.suites import load_suite
+    from l2o_graphs.tasks.task import Task
+
+    spec = load_suite("digits-mlp").sample(torch.Generator().manual_seed(0))
+    task = Task(spec)
+    from l2o_graphs.graph import NeuralGraph
+    graph = NeuralGraph.from_module(task.module).precompute()
+    net = build_net("ng-gnn", update="adam-layer")
+    pair = TrajectoryPair.new(spec, 20, reference=True)
+    for _ in range(2):  # two truncations: the state carried between them must agree too
+        reference = unroll(net, task, None, pair.reference, 5, base_rule=True, per_step=True)
+        learned = unroll(net, task, graph, pair.plus, 5, differentiable=False, per_step=True)
+        assert torch.equal(learned, reference)
+        assert relative_meta_loss(learned, reference, 2.0) == 0
+    with torch.no_grad():
+        net.edge_dec_out.weight.add_(0.05)
+    moved = unroll(net, task, graph, pair.minus, 10, differentiable=False, per_step=True)
+    assert not torch.equal(moved[5:], reference)
+
+
+def test_relative_meta_loss_needs_pes_and_a_rule_with_a_base(tmp_path):
+    with pytest.raises(ValueError, match="meta_loss 'relative' needs the 'pes' estimator"):
+        _config(meta_loss="relative", estimator="tbptt")
+    with pytest.raises(ValueError, match="'meta_loss'"):
+        _config(meta_loss="adam")
+    with pytest.raises(ValueError, match="'behind_weight'"):
+        _config(behind_weight=-1.0)
+    with pytest.raises(ValueError, match="the rule 'paper' has none"):
+        MetaTrainer(_config(meta_loss="relative", net_config={"update": "paper"}), tmp_path / "run")

@@ -174,3 +174,60 @@ def test_adam_layer_gives_biases_the_factor_of_the_weight_feeding_their_neurons(
         if not torch.allclose(p.detach(), expected, rtol=1e-5, atol=1e-8):
             misses.append(name)
     assert misses == ([] if rule == "adam-layer" else ["1.bias", "3.bias", "5.bias"])
+
+
+@pytest.mark.parametrize("rule", ZERO_INIT)
+def test_base_update_is_the_untrained_network_bit_for_bit(rule):
+    """``base_update`` (no network) against ``learned_update`` with the zero-initialised network,
+    over steps that include a non-finite gradient and weight decay."""
+    from l2o_graphs.graph import NeuralGraph
+    from l2o_graphs.nn import build_net
+    from l2o_graphs.optim.update import base_update, init_state, learned_update
+
+    model = _model()
+    net = build_net("ng-gnn", update=rule)
+    graph = NeuralGraph.from_module(model)
+    learned = based = {n: p.detach() for n, p in model.named_parameters()}
+    state_l = state_b = init_state(learned, net)
+    gen = torch.Generator().manual_seed(3)
+    for step in range(4):
+        grads = {n: torch.randn(p.shape, generator=gen) for n, p in learned.items()}
+        if step == 1:
+            grads["1.weight"][0, 0] = float("nan")
+        with torch.no_grad():
+            new_l, state_l = learned_update(net, graph, learned, grads, state_l, weight_decay=0.1)
+        new_b, state_b = base_update(rule, based, grads, state_b, weight_decay=0.1)
+        assert set(new_l) == set(new_b)
+        learned = {n: new_l.get(n, p) for n, p in learned.items()}
+        based = {n: new_b.get(n, p) for n, p in based.items()}
+        for n in learned:
+            assert torch.equal(learned[n], based[n]), n
+    assert state_l.skipped == state_b.skipped and state_l.updates == state_b.updates
+    assert state_b.skipped["1.weight"] == 1
+
+
+def test_base_update_moves_like_the_net_only_while_the_output_layer_is_zero():
+    """Negative control: once the output layer is not zero the two differ."""
+    from l2o_graphs.graph import NeuralGraph
+    from l2o_graphs.nn import build_net
+    from l2o_graphs.optim.update import base_update, init_state, learned_update
+
+    model = _model()
+    net = build_net("ng-gnn", update="adam-layer")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    grads = {n: torch.randn_like(p) for n, p in params.items()}
+    with torch.no_grad():
+        new_l, _ = learned_update(net, NeuralGraph.from_module(model), params, grads, init_state(params, net))
+    new_b, _ = base_update("adam-layer", params, grads, init_state(params, net))
+    assert not all(torch.equal(new_l[n], new_b[n]) for n in params)
+
+
+def test_base_update_refuses_a_rule_without_a_base():
+    from l2o_graphs.optim.update import base_update, init_state
+
+    params = {"w": torch.zeros(3)}
+    with pytest.raises(ValueError, match="'paper' is learned from scratch: it has no base rule"):
+        base_update("paper", params, {"w": torch.ones(3)}, init_state(params, None))

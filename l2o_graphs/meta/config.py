@@ -43,6 +43,13 @@ class MetaConfig:
             validation_seeds: initialisations per task. validation_metric: what ``best.pt``
             minimises, ``"mean"`` (the mean log loss ratio to Adam over tasks and seeds) or
             ``"worst"`` (the worst task's).
+        meta_loss: what a truncation's meta-loss measures: ``"ratio"``, the mean log ratio of the
+            optimizee's loss to its loss at the trajectory's start; ``"relative"`` (PES only, and
+            a ``zero_init`` update rule), the log ratio to the loss of the same run trained by the
+            rule's untrained form (Adam for the ``adam-*`` rules), with steps behind it weighted
+            ``1 + behind_weight`` (:func:`l2o_graphs.meta.unroll.relative_meta_loss`): the floor
+            "never behind the base rule" as the objective.
+        behind_weight: see ``meta_loss``.
         meta_parameters: name prefixes of the net's parameters that meta-training changes (the
             others keep their initial values); empty: all. Evolution strategies' variance grows
             with the number of meta-parameters: training the output layers alone
@@ -76,6 +83,8 @@ class MetaConfig:
     validation_seeds: int = 1
     validation_metric: str = "mean"
     meta_parameters: Tuple[str, ...] = ()
+    meta_loss: str = "ratio"
+    behind_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -94,6 +103,7 @@ class MetaConfig:
                   ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
                   ("validation_seeds", self.validation_seeds >= 1),
                   ("validation_metric", self.validation_metric in ("mean", "worst")),
+                  ("meta_loss", self.meta_loss in ("ratio", "relative")), ("behind_weight", self.behind_weight >= 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]
@@ -103,6 +113,9 @@ class MetaConfig:
         if self.estimator == "pes" and (self.auxiliary or self.second_order):
             raise ValueError("meta-training config: the 'pes' estimator takes neither auxiliary tasks nor "
                              "second_order (both are gradients through autograd)")
+        if self.meta_loss == "relative" and self.estimator != "pes":
+            raise ValueError("meta-training config: meta_loss 'relative' needs the 'pes' estimator (its reference "
+                             "runs sit beside each antithetic pair)")
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)

@@ -29,11 +29,13 @@ from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
 from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient, set_flat_parameters
-from l2o_graphs.meta.unroll import DIVERGED, Trajectory, TrajectoryPair, sample_length, unroll
+from l2o_graphs.meta.unroll import (DIVERGED, Trajectory, TrajectoryPair, relative_meta_loss, sample_length,
+                                    unroll)
 from l2o_graphs.meta.validation import is_validation, validate
 from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.update import all_finite
 from l2o_graphs.optim.weights import save_weights
+from l2o_graphs.rules import get_rule
 from l2o_graphs.tasks.suites import Suite, load_suite, parse_suite
 from l2o_graphs.tasks.task import Task, TaskSpec
 from l2o_graphs.tasks.train import is_heldout
@@ -81,7 +83,9 @@ def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> 
     while is_heldout(spec) or is_validation(spec):  # evaluation and validation tasks stay unseen
         spec = suite.sample(sampler)
     length = sample_length(cfg.trajectory_length, sampler)
-    return TrajectoryPair.new(spec, length) if cfg.estimator == "pes" else Trajectory(spec, length)
+    if cfg.estimator == "pes":
+        return TrajectoryPair.new(spec, length, reference=cfg.meta_loss == "relative")
+    return Trajectory(spec, length)
 
 
 def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
@@ -132,6 +136,9 @@ class MetaTrainer:
             torch.manual_seed(cfg.seed)
             self.net: UpdateNet = build_net(cfg.net, **cfg.net_config).to(self.device)
             self.auxiliary = build_auxiliary(cfg.auxiliary, self.net, self.device)
+        if cfg.meta_loss == "relative" and not get_rule(self.net.update_rule).zero_init:
+            raise ValueError(f"meta_loss 'relative' measures the net against its rule's untrained form, and the "
+                             f"rule {self.net.update_rule!r} has none: choose a zero_init rule (net_config update)")
         # the net's meta-parameters (cfg.meta_parameters; the others stay as initialised) and the
         # heads of the auxiliary tasks, which train with them
         self.meta_params = _select(self.net, cfg.meta_parameters)
@@ -220,10 +227,15 @@ class MetaTrainer:
                 continue
             pair.noise = noise[i] if pair.noise is None or pair.step == 0 else pair.noise + noise[i]
             task, graph = self._task(pair.plus.spec)
+            relative = pair.reference is not None
+            if relative:
+                reference = unroll(self.net, task, None, pair.reference, cfg.unroll, lam=cfg.lam, base_rule=True,
+                                   per_step=True)
             for row, (sign, traj) in enumerate(((1.0, pair.plus), (-1.0, pair.minus))):
                 set_flat_parameters(perturbed, theta + sign * noise[i])
-                losses[row, i] = unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam,
-                                        differentiable=False)
+                loss = unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam, differentiable=False,
+                              per_step=relative)
+                losses[row, i] = relative_meta_loss(loss, reference, cfg.behind_weight) if relative else loss
             if not bool(torch.isfinite(losses[:, i]).all()):  # a diverged run says nothing: drop the pair
                 losses[:, i] = math.log(DIVERGED)
             accumulated[i] = pair.noise

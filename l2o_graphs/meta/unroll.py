@@ -14,7 +14,7 @@ from torch import Tensor
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import UpdateNet
-from l2o_graphs.optim.update import OptState, init_state, learned_update
+from l2o_graphs.optim.update import OptState, base_update, init_state, learned_update
 from l2o_graphs.tasks.suites import log_uniform
 from l2o_graphs.tasks.task import Task, TaskSpec
 
@@ -85,15 +85,24 @@ class Trajectory:
 class TrajectoryPair:
     """An antithetic pair for PES: the same inner training run twice (same task, initialisation
     and batches), one with the meta-parameters plus the perturbations, one minus them; ``noise``
-    ``[P]`` sums the perturbations the ``plus`` run received since it started (None before)."""
+    ``[P]`` sums the perturbations the ``plus`` run received since it started (None before).
+    ``reference``: for a meta-loss relative to the base rule, the same run a third time, trained
+    by the rule's untrained form (:func:`~l2o_graphs.optim.update.base_update`); None otherwise."""
 
     plus: Trajectory
     minus: Trajectory
     noise: Optional[Tensor] = None
+    reference: Optional[Trajectory] = None
 
     @classmethod
-    def new(cls, spec: TaskSpec, length: int) -> "TrajectoryPair":
-        return cls(Trajectory(spec, length), Trajectory(spec, length))
+    def new(cls, spec: TaskSpec, length: int, reference: bool = False) -> "TrajectoryPair":
+        return cls(Trajectory(spec, length), Trajectory(spec, length),
+                   reference=Trajectory(spec, length) if reference else None)
+
+    @property
+    def runs(self) -> Tuple[Trajectory, ...]:
+        """The pair's runs, its reference's included."""
+        return (self.plus, self.minus) + ((self.reference,) if self.reference is not None else ())
 
     @property
     def done(self) -> bool:
@@ -104,21 +113,26 @@ class TrajectoryPair:
         return self.plus.step
 
     def end(self) -> None:
-        """Mark both runs finished (one diverged, or another rank says so)."""
-        self.plus.end()
-        self.minus.end()
+        """Mark every run finished (one diverged, or another rank says so)."""
+        for run in self.runs:
+            run.end()
 
     def advance_schedule(self, steps: int) -> None:
         """Count ``steps`` inner steps unrolled by another process."""
-        self.plus.advance_schedule(steps)
-        self.minus.advance_schedule(steps)
+        for run in self.runs:
+            run.advance_schedule(steps)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"plus": self.plus.to_dict(), "minus": self.minus.to_dict(), "noise": self.noise}
+        out = {"plus": self.plus.to_dict(), "minus": self.minus.to_dict(), "noise": self.noise}
+        if self.reference is not None:
+            out["reference"] = self.reference.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], device: torch.device) -> "TrajectoryPair":
-        return cls(Trajectory.from_dict(d["plus"], device), Trajectory.from_dict(d["minus"], device), d["noise"])
+        reference = Trajectory.from_dict(d["reference"], device) if "reference" in d else None
+        return cls(Trajectory.from_dict(d["plus"], device), Trajectory.from_dict(d["minus"], device), d["noise"],
+                   reference)
 
 
 def start(traj: Trajectory, task: Task, net: UpdateNet) -> None:
@@ -136,7 +150,7 @@ def _detached(state: OptState) -> OptState:
 
 def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Trajectory, steps: int, *,
            second_order: bool = False, lam: float = 0.01, diverged: float = DIVERGED,
-           differentiable: bool = True) -> Tensor:
+           differentiable: bool = True, base_rule: bool = False, per_step: bool = False) -> Tensor:
     """Advance ``traj`` by ``steps`` learned updates (in place); return the meta-loss.
 
     The meta-loss is the mean, over the updates, of ``log(loss / loss at the trajectory's
@@ -148,9 +162,13 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
     constants, as in Andrychowicz et al.; ``second_order=True`` differentiates through them too.
     Without ``differentiable`` (evolution strategies) the updates run without autograd, one step
     at a time, and the meta-loss is a plain number.
+    With ``base_rule`` the trajectory is trained by the untrained form of ``net``'s rule instead
+    (:func:`~l2o_graphs.optim.update.base_update`, no network forward, no autograd): the reference
+    of :func:`relative_meta_loss`. ``per_step``: return the ``[steps]`` log-ratios, not their mean.
     Afterwards parameters and state are detached: the next truncation starts from them; a
     trajectory whose loss went above ``diverged`` times its start (or is not finite) is ended.
     """
+    differentiable = differentiable and not base_rule
     if traj.params is None:
         start(traj, task, net)
     params = {n: p.detach().requires_grad_() for n, p in traj.params.items()}
@@ -163,7 +181,10 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
         grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable and k > 0,
                                     create_graph=differentiable and second_order, allow_unused=True)
         with torch.set_grad_enabled(differentiable):
-            new, state = learned_update(net, graph, params, dict(zip(params, grads)), state, lam=lam)
+            if base_rule:
+                new, state = base_update(net.update_rule, params, dict(zip(params, grads)), state, lam=lam)
+            else:
+                new, state = learned_update(net, graph, params, dict(zip(params, grads)), state, lam=lam)
         params = {n: new.get(n, p) for n, p in params.items()}
         if not differentiable:
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
@@ -177,4 +198,22 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
     if not last < diverged * traj.base_loss:  # also catches NaN
         traj.step = max(traj.step, traj.length)
     # a loss of exactly zero (an easy task fitted perfectly) would give log 0: floor the ratio
-    return torch.log((torch.stack(terms) / traj.base_loss).clamp_min(RATIO_FLOOR)).mean()
+    log_ratios = torch.log((torch.stack(terms) / traj.base_loss).clamp_min(RATIO_FLOOR))
+    return log_ratios if per_step else log_ratios.mean()
+
+
+def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_weight: float) -> Tensor:
+    """The meta-loss of a truncation measured against the base rule on the same run.
+
+    ``log_ratios`` and ``reference_log_ratios`` (``[K]``, from :func:`unroll` with ``per_step``)
+    are the learned rule's and the base rule's log loss ratios after each update of the
+    truncation, from the same initialisation on the same batches, so ``x``, the mean of their
+    difference, is the mean ``log(L / L_base)`` over the truncation. The loss is
+    ``x + behind_weight * max(x, 0)``: a truncation behind the base rule costs ``1 +
+    behind_weight`` times what one as far ahead of it gains, so a change that wins on some tasks
+    by losing on others is no longer a net gain. The hinge acts on the truncation's mean, not per
+    step, so that batch-to-batch jitter around the base rule is not penalised. Zero when the
+    learned rule is its base (an untrained zero-initialised network); a scalar.
+    """
+    x = (log_ratios - reference_log_ratios).mean()
+    return x + behind_weight * x.clamp_min(0)

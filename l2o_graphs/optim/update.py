@@ -6,7 +6,7 @@ thin stateful shell around it. No tensor passed in is modified.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -14,7 +14,7 @@ from torch import Tensor
 from l2o_graphs import features as F
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
-from l2o_graphs.rules import RuleState, get_rule
+from l2o_graphs.rules import RULES, RuleState, UpdateRule, get_rule
 
 TensorDict = Dict[str, Tensor]
 PerTensor = Union[float, Mapping[str, float]]
@@ -38,9 +38,11 @@ class OptState:
     step: int = 0
 
 
-def init_state(params: Mapping[str, Tensor], net: UpdateNet) -> OptState:
+def init_state(params: Mapping[str, Tensor], net: Optional[UpdateNet]) -> OptState:
+    """The state before the first step; ``net`` None: no network state (for :func:`base_update`)."""
     momenta, second = F.init_moments(params)
-    return OptState(momenta, second, net.init_net_state(params), {n: 0 for n in params}, {n: 0 for n in params})
+    net_state = net.init_net_state(params) if net is not None else {}
+    return OptState(momenta, second, net_state, {n: 0 for n in params}, {n: 0 for n in params})
 
 
 def _per_tensor(value: PerTensor, name: str) -> float:
@@ -100,12 +102,10 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         its features in its own dtype.
     """
     step = state.step + 1
+    moments = _advance_moments(params, grads, state)
     device = next(iter(params.values())).device
     dtype = _net_dtype(net)
     time = F.time_features(step, device=device).to(dtype)
-    momenta, second = dict(state.momenta), dict(state.second_moment)
-    active = []
-    skipped = dict(state.skipped)
     # Under autograd every slice write into a feature tensor becomes a node whose backward copies
     # the whole gradient: features are then built per tensor and written once (graph) or
     # concatenated (flat); without autograd they are written in place.
@@ -124,6 +124,76 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         flat = None if recording else _feature_buffer(workspace, "flat", (total, F.NUM_FEATURES), False, device, dtype)
         offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
         flat_parts = []
+    for name in params:
+        p, g = moments.inputs[name]
+        tensor_step = max(1, moments.updates[name])
+        momentum, second = moments.momenta[name], moments.second[name]
+        if not net.uses_graph:
+            if recording:
+                flat_parts.append(F.element_features(p, g, momentum, second, tensor_step))
+            else:
+                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
+                F.element_features(p, g, momentum, second, tensor_step, out=rows)
+            continue
+        view, block = graph.param_view(node_x, edge_x, name)
+        values = (p.reshape(block), g.reshape(block), momentum.reshape(*block, len(F.BETAS)),
+                  second.reshape(block), tensor_step)
+        if view is not None and not recording:
+            F.element_features(*values, out=view)
+        else:
+            graph.gather_into({name: F.element_features(*values)}, node_x, edge_x, names=(name,))
+
+    if not net.uses_graph:
+        if recording:
+            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts]).to(dtype)
+        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
+    outputs, net_state = net(features, time, graph, state.net_state)
+    rule = get_rule(net.update_rule)
+    owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
+    new_params, new_state = _apply_rule(rule, outputs, owner, params, state, moments, lr, weight_decay, lam)
+    new_state.net_state = {n: (net_state[n] if n in new_params else state.net_state[n]) for n in state.net_state}
+    return new_params, new_state
+
+
+def base_update(rule_name: str, params: Mapping[str, Tensor], grads: Mapping[str, Optional[Tensor]],
+                state: OptState, *, lr: PerTensor = 1.0, weight_decay: PerTensor = 0.0,
+                lam: float = 0.01) -> Tuple[TensorDict, OptState]:
+    """The step of a ``zero_init`` rule's untrained network, without a network: every output is
+    zero, so the rule is its hand-designed base (``adam-layer``: Adam at ``ADAM_STEP``).
+
+    Equal, bit for bit, to :func:`learned_update` with a network of that rule whose output layer
+    is still zero (same arguments, same handling of non-finite values); the state's ``net_state``
+    is passed on unchanged. This is the reference a learned rule is measured against during
+    meta-training, at the cost of the moments alone.
+    """
+    rule = get_rule(rule_name)
+    if not rule.zero_init:
+        raise ValueError(f"update rule {rule_name!r} is learned from scratch: it has no base rule to take "
+                         f"(choose one of {', '.join(n for n, r in RULES.items() if r.zero_init)})")
+    moments = _advance_moments(params, grads, state)
+    zeros = {name: torch.zeros(*params[name].shape, 2, device=params[name].device) for name in moments.active}
+    new_params, new_state = _apply_rule(rule, zeros, {}, params, state, moments, lr, weight_decay, lam)
+    new_state.net_state = dict(state.net_state)
+    return new_params, new_state
+
+
+@dataclass
+class _Moments:
+    """One step's moments: ``inputs[name] = (value, gradient)`` as the features read them (zeros
+    in place of non-finite ones), ``active``: the names whose moments advanced."""
+
+    momenta: TensorDict
+    second: TensorDict
+    inputs: Dict[str, Tuple[Tensor, Tensor]]
+    active: List[str]
+    updates: Dict[str, int]
+    skipped: Dict[str, int]
+
+
+def _advance_moments(params: Mapping[str, Tensor], grads: Mapping[str, Optional[Tensor]], state: OptState) -> _Moments:
+    momenta, second = dict(state.momenta), dict(state.second_moment)
+    skipped = dict(state.skipped)
+    active, inputs, updates = [], {}, {}
     for name, p in params.items():
         g = grads.get(name)
         finite_value = all_finite(p)
@@ -136,32 +206,21 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             g = torch.zeros_like(p)
             if not finite_value:
                 p = torch.zeros_like(p)
-        tensor_step = max(1, state.updates.get(name, 0) + (name in active))
-        if not net.uses_graph:
-            if recording:
-                flat_parts.append(F.element_features(p, g, momenta[name], second[name], tensor_step))
-            else:
-                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
-                F.element_features(p, g, momenta[name], second[name], tensor_step, out=rows)
-            continue
-        view, block = graph.param_view(node_x, edge_x, name)
-        values = (p.reshape(block), g.reshape(block), momenta[name].reshape(*block, len(F.BETAS)),
-                  second[name].reshape(block), tensor_step)
-        if view is not None and not recording:
-            F.element_features(*values, out=view)
-        else:
-            graph.gather_into({name: F.element_features(*values)}, node_x, edge_x, names=(name,))
+        inputs[name] = (p, g)
+        updates[name] = state.updates.get(name, 0) + (name in active)
+    return _Moments(momenta, second, inputs, active, updates, skipped)
 
-    if not net.uses_graph:
-        if recording:
-            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts]).to(dtype)
-        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
-    outputs, net_state = net(features, time, graph, state.net_state)
+
+def _apply_rule(rule: UpdateRule, outputs: Mapping[str, Tensor], owner: Mapping[str, str],
+                params: Mapping[str, Tensor], state: OptState, moments: _Moments, lr: PerTensor,
+                weight_decay: PerTensor, lam: float) -> Tuple[TensorDict, OptState]:
+    """Turn ``outputs[name]`` (``[*shape, 2]``: direction, magnitude) into new values of the
+    active tensors by ``rule``; ``owner`` maps a tensor to the weight whose mean ``m`` its layer
+    shares (empty: none). ``net_state`` of the returned state is the old one (the caller's)."""
+    momenta, second, skipped = dict(moments.momenta), dict(moments.second), dict(moments.skipped)
     new_params: TensorDict = {}
-    rule = get_rule(net.update_rule)
-    owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
     layer_means: Dict[str, Tensor] = {}
-    for name in active:
+    for name in moments.active:
         p = params[name]
         dtype = F.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
@@ -181,10 +240,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         else:  # written, it would spread to every tensor at the next step: skip it like a bad gradient
             momenta[name], second[name] = state.momenta[name], state.second_moment[name]
             skipped[name] = skipped.get(name, 0) + 1
-    updated = set(new_params)
-    updates = {n: state.updates.get(n, 0) + (n in updated) for n in params}
-    new_net_state = {n: (net_state[n] if n in updated else state.net_state[n]) for n in state.net_state}
-    return new_params, OptState(momenta, second, new_net_state, updates, skipped, step)
+    updates = {n: state.updates.get(n, 0) + (n in new_params) for n in params}
+    return new_params, OptState(momenta, second, dict(state.net_state), updates, skipped, state.step + 1)
 
 
 def _net_dtype(net: UpdateNet) -> torch.dtype:
