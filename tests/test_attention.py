@@ -40,7 +40,8 @@ def test_blockwise_attention_matches_per_edge_reference(make, by_dst, chunk):
     n, e, a, heads = graph.num_nodes, graph.num_edges, 8, 2
     q, k, v = (torch.randn(a, n, dtype=torch.float64) * 3 for _ in range(3))
     edge_qkv = torch.randn(3 * a, e, dtype=torch.float64) * 3
-    own, other = (wiring.dst, wiring.src) if by_dst else (wiring.src, wiring.dst)
+    src, dst = graph.edge_index
+    own, other = (dst, src) if by_dst else (src, dst)
     expected = _reference(q, k, v, edge_qkv, heads, own, other, n)
     got = wiring.attend(q, k, v, edge_qkv, heads, by_dst=by_dst)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
@@ -57,6 +58,6 @@ def test_blockwise_attention_backpropagates_like_the_reference():
     got = [t.grad.clone() for t in (*inputs, edge_qkv)]
     for t in (*inputs, edge_qkv):
         t.grad = None
-    (_reference(*inputs, edge_qkv, 2, wiring.src, wiring.dst, graph.num_nodes) * weights).sum().backward()
+    (_reference(*inputs, edge_qkv, 2, *graph.edge_index, graph.num_nodes) * weights).sum().backward()
     for g, t in zip(got, (*inputs, edge_qkv)):
         torch.testing.assert_close(g, t.grad, rtol=1e-10, atol=1e-10)

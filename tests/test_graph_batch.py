@@ -94,7 +94,9 @@ def test_update_network_on_the_union_equals_each_member_alone():
             for name, out in alone.items():
                 torch.testing.assert_close(together[f"{i}.{name}"], out, rtol=1e-5, atol=1e-6)
     # negative control: without the node offsets every member's edges join member 0's nodes
-    wrong = dataclasses.replace(union, edge_index=torch.cat([g.edge_index for g in batch.graphs], 1))
+    unshifted = [seg.shifted(offset, 0) for g, offset in zip(batch.graphs, batch.edge_ptr.tolist())
+                 for seg in g.edge_segments]
+    wrong = dataclasses.replace(union, edge_segments=tuple(unshifted))
     with torch.no_grad():
         mixed = net({f"{i}.{n}": f for i, member in enumerate(features) for n, f in member.items()},
                     time, wrong, {})[0]

@@ -56,3 +56,36 @@ def test_a_group_that_does_not_fit_is_not_added(monkeypatch):
 def test_this_machine_reports_its_memory():
     available = memory.available_bytes(torch.device("cpu"))
     assert available is None or 0 < available < 1 << 50
+
+
+def test_dense_layers_keep_their_topology_implicit():
+    """A linear or ungrouped conv layer's edges are one dense block of four numbers: the graph of
+    a 9 M-parameter MLP holds per-node attributes and no per-edge topology (1 byte per edge once ``edge_mask`` is
+    computed), while ``edge_index`` still materialises every edge exactly."""
+    from l2o_graphs.graph import NeuralGraph
+
+    model = torch.nn.Sequential(torch.nn.Linear(3000, 3000), torch.nn.ReLU(), torch.nn.Linear(3000, 7))
+    graph = NeuralGraph.from_module(model)
+    assert all(seg.dense is not None and seg.index is None for seg in graph.edge_segments)
+    assert graph.nbytes < 64 * graph.num_nodes  # node attributes only, nothing per edge
+    graph.precompute()
+    assert graph.nbytes < 1.1 * graph.num_params
+    src, dst = graph.edge_index
+    assert torch.equal(src[:3001], torch.cat([torch.arange(3000), torch.tensor([0])]))
+    assert torch.equal(dst[2999:3001], torch.tensor([3000, 3001]))
+    # the last output neuron's incoming edges, from the last hidden neurons
+    assert torch.equal(src[-7:], torch.arange(5993, 6000)) and torch.equal(dst[-7:], torch.full((7,), 6006))
+
+
+def test_grouped_and_residual_edges_keep_explicit_indices():
+    """Negative control: a grouped conv's block is not complete, a residual is one-to-one: both
+    are stored edge by edge."""
+    from l2o_graphs.graph import NeuralGraph
+    from l2o_graphs.graph.neural_graph import EDGE_RESIDUAL
+    from l2o_graphs.tasks import ResidualCNN
+
+    grouped = NeuralGraph.from_module(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2)))
+    assert [seg.dense is None for seg in grouped.edge_segments] == [True]
+    residual = NeuralGraph.from_module(ResidualCNN(channels=3, blocks=1))
+    kinds = {seg.kind: seg for seg in residual.edge_segments}
+    assert kinds[EDGE_RESIDUAL].index is not None and kinds[EDGE_RESIDUAL].dense is None

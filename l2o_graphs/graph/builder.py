@@ -10,7 +10,7 @@ from torch import Tensor
 from l2o_graphs.graph.neural_graph import (
     EDGE_RESIDUAL, EDGE_UNPLACED, EDGE_WEIGHT, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, ROLE_OUTPUT,
     SLOT_EMPTY, SLOT_OTHER,
-    EdgePlacement, NeuralGraph, NodeIndex, NodePlacement)
+    EdgePlacement, EdgeSegment, NeuralGraph, NodeIndex, NodePlacement)
 
 
 def _as_index(nodes: Tensor) -> NodeIndex:
@@ -29,9 +29,7 @@ class GraphBuilder:
         self.num_edges = 0
         self._layers: List[Tensor] = []
         self._roles: List[Tensor] = []
-        self._src: List[Tensor] = []
-        self._dst: List[Tensor] = []
-        self._kinds: List[Tensor] = []
+        self._segments: List[EdgeSegment] = []
         self._slot_count = torch.zeros(0, dtype=torch.long)
         self._slot_kinds: List[Tuple[NodeIndex, int, int]] = []
         self._activations: List[Tuple[Tensor, int]] = []
@@ -55,12 +53,12 @@ class GraphBuilder:
         self._slot_count = torch.cat([self._slot_count, torch.zeros(count, dtype=torch.long)])
         return ids
 
-    def _add_edges(self, src: Tensor, dst: Tensor, kind: int) -> int:
+    def _add_segment(self, count: int, kind: int, dense: Optional[Tuple[int, int, int, int]] = None,
+                     index: Optional[Tensor] = None) -> int:
         start = self.num_edges
-        self._src.append(src)
-        self._dst.append(dst)
-        self._kinds.append(torch.full((src.numel(),), kind, dtype=torch.long))
-        self.num_edges += src.numel()
+        if count:  # an empty run (a zero-size weight) has no segment
+            self._segments.append(EdgeSegment(start, start + count, dense, index, kind))
+        self.num_edges += count
         return start
 
     def add_weight(self, name: str, shape: Sequence[int], src: Tensor, dst: Tensor,
@@ -68,12 +66,26 @@ class GraphBuilder:
         """Place a weight whose row ``r`` (row-major over its two leading dims, kernel trailing)
         connects ``src[r] -> dst[r]``."""
         self._claim(name)
-        start = self._add_edges(src, dst, kind)
+        start = self._add_segment(src.numel(), kind, index=torch.stack([src, dst]))
         self.edge_places.append(EdgePlacement(name, tuple(shape), start, src.numel(), tuple(kernel)))
+
+    def add_dense_weight(self, name: str, shape: Sequence[int], src_nodes: Tensor, dst_nodes: Tensor,
+                         kernel: Tuple[int, int], kind: int = EDGE_WEIGHT) -> None:
+        """Place a weight connecting every node of ``src_nodes`` (``[cols]``) to every node of
+        ``dst_nodes`` (``[rows]``): row ``o * cols + i`` is ``src_nodes[i] -> dst_nodes[o]``.
+        Stored as a dense block (four numbers) when both are contiguous ascending runs."""
+        rows, cols = dst_nodes.numel(), src_nodes.numel()
+        src_run, dst_run = _as_index(src_nodes), _as_index(dst_nodes)
+        if rows and cols and isinstance(src_run, slice) and isinstance(dst_run, slice):
+            self._claim(name)
+            start = self._add_segment(rows * cols, kind, dense=(rows, cols, src_run.start, dst_run.start))
+            self.edge_places.append(EdgePlacement(name, tuple(shape), start, rows * cols, tuple(kernel)))
+        else:
+            self.add_weight(name, shape, src_nodes.repeat(rows), dst_nodes.repeat_interleave(cols), kernel, kind)
 
     def add_residual(self, src: Tensor, dst: Tensor) -> None:
         """Structural one-to-one edges of a residual addition (no parameter behind them)."""
-        self._add_edges(src, dst, EDGE_RESIDUAL)
+        self._add_segment(src.numel(), EDGE_RESIDUAL, index=torch.stack([src, dst]))
 
     def add_node_param(self, name: str, shape: Sequence[int], nodes: Tensor, kind: int) -> None:
         """Place a parameter with one element per node of ``nodes`` in the nodes' next free slot."""
@@ -98,8 +110,7 @@ class GraphBuilder:
                                           (rest[0], rest[1]) if len(rest) == 2 else (1, math.prod(rest)))
         src_nodes = self.add_nodes(cols, depth, ROLE_FIXED)
         dst_nodes = self.add_nodes(rows, depth + 1, ROLE_FIXED)
-        self.add_weight(name, shape, src_nodes.repeat(rows), dst_nodes.repeat_interleave(cols), kernel,
-                        kind=EDGE_UNPLACED)
+        self.add_dense_weight(name, shape, src_nodes, dst_nodes, kernel, kind=EDGE_UNPLACED)
 
     def set_activation(self, nodes: Tensor, activation: int) -> None:
         self._activations.append((nodes, activation))
@@ -137,12 +148,8 @@ class GraphBuilder:
 
         kernel = (max([p.kernel[0] for p in self.edge_places] + [1]),
                   max([p.kernel[1] for p in self.edge_places] + [1]))
-        empty = torch.zeros(0, dtype=torch.long)
-        edge_index = torch.stack([torch.cat(self._src) if self._src else empty,
-                                  torch.cat(self._dst) if self._dst else empty])
         return NeuralGraph(
-            edge_index=edge_index, edge_kind=torch.cat(self._kinds) if self._kinds else empty,
-            node_layer=layer, node_role=role, node_index=index, node_pos=node_pos,
+            edge_segments=tuple(self._segments), node_layer=layer, node_role=role, node_index=index, node_pos=node_pos,
             node_activation=activation, node_slot_kind=slot_kind, kernel_shape=kernel,
             edge_places=tuple(self.edge_places), node_places=tuple(self.node_places),
             param_names=tuple(param_names), param_shapes=tuple(tuple(s) for s in param_shapes),

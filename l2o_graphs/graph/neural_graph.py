@@ -80,18 +80,71 @@ class NodePlacement:
     slot: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EdgeSegment:
-    """A contiguous run of edges ``[start, stop)``.
+    """A contiguous run of edges ``[start, stop)`` of one kind: the graph's topology.
 
     ``dense`` is ``(rows, cols, src_start, dst_start)`` when the run is a complete bipartite block
     between two contiguous node ranges with edge ``start + o * cols + i`` going from node
-    ``src_start + i`` to node ``dst_start + o`` (every linear and ungrouped conv layer): graph
-    networks then use broadcasting and reductions instead of index gathers. Otherwise None."""
+    ``src_start + i`` to node ``dst_start + o`` (every linear and ungrouped conv layer): the block
+    is stored as these four numbers, not edge by edge, and graph networks use broadcasting and
+    reductions over it instead of index gathers. Otherwise None, and ``index`` holds the run's
+    ``[2, stop - start]`` long (source, target) pairs. ``kind``: the run's ``EDGE_KINDS`` entry."""
 
     start: int
     stop: int
     dense: Optional[Tuple[int, int, int, int]]
+    index: Optional[Tensor] = None
+    kind: int = EDGE_WEIGHT
+
+    def __post_init__(self) -> None:
+        if (self.dense is None) == (self.index is None):
+            raise ValueError("an edge segment is either dense (rows, cols, src_start, dst_start) or has an index")
+        count = self.dense[0] * self.dense[1] if self.dense is not None else self.index.shape[1]
+        if count != self.stop - self.start:
+            raise ValueError(f"edge segment [{self.start}, {self.stop}) describes {count} edges")
+
+    @property
+    def num_edges(self) -> int:
+        return self.stop - self.start
+
+    def endpoints(self) -> Tensor:
+        """``[2, stop - start]`` long (source, target) of every edge, materialised for a dense run."""
+        if self.dense is None:
+            return self.index
+        rows, cols, s0, d0 = self.dense
+        src = torch.arange(s0, s0 + cols).repeat(rows)
+        return torch.stack([src, torch.arange(d0, d0 + rows).repeat_interleave(cols)])
+
+    def targets(self) -> NodeIndex:
+        """The nodes the run's edges end on: a slice for a dense run, else ``[stop - start]`` ids."""
+        if self.dense is None:
+            return self.index[1]
+        rows, _, _, d0 = self.dense
+        return slice(d0, d0 + rows)
+
+    def shifted(self, edges: int, nodes: int) -> "EdgeSegment":
+        """The run moved by ``edges`` edge ids and ``nodes`` node ids (batching)."""
+        if self.dense is None:
+            return replace(self, start=self.start + edges, stop=self.stop + edges, index=self.index + nodes)
+        rows, cols, s0, d0 = self.dense
+        return replace(self, start=self.start + edges, stop=self.stop + edges, dense=(rows, cols, s0 + nodes, d0 + nodes))
+
+    def to(self, device: Union[str, torch.device]) -> "EdgeSegment":
+        return self if self.index is None else replace(self, index=self.index.to(device))
+
+
+def materialise_index(segments: Sequence[EdgeSegment], device: torch.device) -> Tensor:
+    """``[2, E]`` long (source, target) of every edge of ``segments`` (in order) on ``device``."""
+    parts = [seg.endpoints().to(device) for seg in segments]
+    return torch.cat(parts, 1) if parts else torch.zeros(2, 0, dtype=torch.long, device=device)
+
+
+def materialise_kinds(segments: Sequence[EdgeSegment], device: torch.device) -> Tensor:
+    """``[E]`` long ``EDGE_KINDS`` entry of every edge of ``segments`` on ``device``."""
+    kinds = torch.tensor([seg.kind for seg in segments], dtype=torch.long)
+    counts = torch.tensor([seg.num_edges for seg in segments], dtype=torch.long)
+    return torch.repeat_interleave(kinds, counts).to(device)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +152,11 @@ class NeuralGraph:
     """Static neural graph of a network. Build it with :meth:`from_module`.
 
     Attributes (``N`` nodes, ``E`` edges, ``S`` node slots, ``K = KH * KW`` kernel positions):
-        edge_index: ``[2, E]`` long, row 0 the source (input side), row 1 the target.
-        edge_kind: ``[E]`` long, see ``EDGE_KINDS``; residual edges carry no parameter.
+        edge_segments: the edges as contiguous runs (:class:`EdgeSegment`), in order, covering
+            ``0..E``: a layer's dense block costs four numbers, not an index pair per weight.
+            ``edge_index`` (``[2, E]`` long, row 0 the source, row 1 the target) and ``edge_kind``
+            (``[E]`` long, see ``EDGE_KINDS``; residual edges carry no parameter) are materialised
+            from them on every access, for export and tests: O(E) memory the graph does not keep.
         node_layer: ``[N]`` long, depth of the node (0 for input neurons).
         node_role: ``[N]`` long, see ``NODE_ROLES``.
         node_index: ``[N]`` long, index of the neuron among the non-permutable nodes of its group
@@ -116,8 +172,7 @@ class NeuralGraph:
         traced: whether the wiring came from ``torch.fx`` (False: module-order fallback).
     """
 
-    edge_index: Tensor
-    edge_kind: Tensor
+    edge_segments: Tuple[EdgeSegment, ...]
     node_layer: Tensor
     node_role: Tensor
     node_index: Tensor
@@ -155,7 +210,22 @@ class NeuralGraph:
 
     @property
     def num_edges(self) -> int:
-        return int(self.edge_index.shape[1])
+        return self.edge_segments[-1].stop if self.edge_segments else 0
+
+    @property
+    def device(self) -> torch.device:
+        """Where the graph's index tensors live."""
+        return self.node_layer.device
+
+    @property
+    def edge_index(self) -> Tensor:
+        """``[2, E]`` long (source, target) of every edge, materialised now (see the class doc)."""
+        return materialise_index(self.edge_segments, self.device)
+
+    @property
+    def edge_kind(self) -> Tensor:
+        """``[E]`` long kind of every edge, materialised now."""
+        return materialise_kinds(self.edge_segments, self.device)
 
     @property
     def num_slots(self) -> int:
@@ -189,7 +259,7 @@ class NeuralGraph:
     def edge_mask(self) -> Tensor:
         """``[E, K]`` bool: kernel positions that hold a parameter."""
         kh_max, kw_max = self.kernel_shape
-        mask = torch.zeros(self.num_edges, kh_max, kw_max, dtype=torch.bool, device=self.edge_index.device)
+        mask = torch.zeros(self.num_edges, kh_max, kw_max, dtype=torch.bool, device=self.device)
         for place in self.edge_places:
             r0, c0 = self._kernel_offset(place.kernel)
             mask[place.start:place.start + place.rows, r0:r0 + place.kernel[0], c0:c0 + place.kernel[1]] = True
@@ -198,7 +268,14 @@ class NeuralGraph:
     @cached_property
     def non_weight_edges(self) -> Tensor:
         """Ids of the edges that are not plain weight edges (residual or unplaced blocks)."""
-        return (self.edge_kind != EDGE_WEIGHT).nonzero().squeeze(1)
+        ids = [torch.arange(seg.start, seg.stop) for seg in self.edge_segments if seg.kind != EDGE_WEIGHT]
+        return (torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)).to(self.device)
+
+    @cached_property
+    def non_weight_kinds(self) -> Tensor:
+        """The ``EDGE_KINDS`` of :attr:`non_weight_edges`, in the same order."""
+        kinds = [torch.full((seg.num_edges,), seg.kind) for seg in self.edge_segments if seg.kind != EDGE_WEIGHT]
+        return (torch.cat(kinds) if kinds else torch.zeros(0, dtype=torch.long)).to(self.device)
 
     @cached_property
     def edges_fully_covered(self) -> bool:
@@ -208,54 +285,39 @@ class NeuralGraph:
     @cached_property
     def has_parameterless_edges(self) -> bool:
         """Whether some edge holds no parameter at all (residual edges)."""
-        return bool((self.edge_kind == EDGE_RESIDUAL).any())
+        return any(seg.kind == EDGE_RESIDUAL and seg.num_edges for seg in self.edge_segments)
 
     @cached_property
     def degrees(self) -> Tuple[Tensor, Tensor]:
         """``([N], [N])`` float: in-degree and out-degree of every node."""
-        src, dst = self.edge_index
-        return (torch.bincount(dst, minlength=self.num_nodes).float(),
-                torch.bincount(src, minlength=self.num_nodes).float())
+        deg_in = torch.zeros(self.num_nodes, device=self.device)
+        deg_out = torch.zeros(self.num_nodes, device=self.device)
+        for seg in self.edge_segments:
+            if seg.dense is not None:
+                rows, cols, s0, d0 = seg.dense
+                deg_in[d0:d0 + rows] += cols
+                deg_out[s0:s0 + cols] += rows
+            else:
+                deg_in += torch.bincount(seg.index[1], minlength=self.num_nodes)
+                deg_out += torch.bincount(seg.index[0], minlength=self.num_nodes)
+        return deg_in, deg_out
 
     def precompute(self) -> "NeuralGraph":
         """Evaluate every cached derived quantity now (they need host syncs; a compiled update
         network then reads them without graph breaks). Returns ``self``."""
-        for name in ("node_mask", "edge_mask", "non_weight_edges", "edges_fully_covered",
-                     "has_parameterless_edges", "edge_segments", "degrees", "_place_by_name", "layer_owner"):
+        for name in ("node_mask", "edge_mask", "non_weight_edges", "non_weight_kinds", "edges_fully_covered",
+                     "has_parameterless_edges", "degrees", "_place_by_name", "layer_owner"):
             getattr(self, name)
         return self
-
-    @cached_property
-    def edge_segments(self) -> Tuple[EdgeSegment, ...]:
-        """The edges cut into contiguous runs, in order, each marked dense or not (see
-        :class:`EdgeSegment`); computed once per graph."""
-        segments: List[EdgeSegment] = []
-        cursor = 0
-        src_all, dst_all = self.edge_index
-        for place in sorted(self.edge_places, key=lambda p: p.start):
-            if place.rows == 0:  # a weight with a zero-size dimension has no edges
-                continue
-            if place.start > cursor:
-                segments.append(EdgeSegment(cursor, place.start, None))
-            stop = place.start + place.rows
-            rows, cols = place.shape[0], place.rows // place.shape[0]
-            src, dst = src_all[place.start:stop], dst_all[place.start:stop]
-            s0, d0 = int(src[0]), int(dst[0])
-            dense = (torch.equal(src, torch.arange(s0, s0 + cols, device=src.device).repeat(rows))
-                     and torch.equal(dst, torch.arange(d0, d0 + rows, device=dst.device).repeat_interleave(cols)))
-            segments.append(EdgeSegment(place.start, stop, (rows, cols, s0, d0) if dense else None))
-            cursor = stop
-        if cursor < self.num_edges:
-            segments.append(EdgeSegment(cursor, self.num_edges, None))
-        return tuple(segments)
 
     def structural_edge_x(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """``[E, K]``: the identity kernel (1 at the centre) on residual edges, 0 elsewhere.
 
         Residual additions have no parameter behind them; this is the constant they carry."""
-        out = torch.zeros(self.num_edges, *self.kernel_shape, dtype=dtype, device=self.edge_index.device)
-        residual = self.edge_kind == EDGE_RESIDUAL
-        out[residual, (self.kernel_shape[0] - 1) // 2, (self.kernel_shape[1] - 1) // 2] = 1
+        out = torch.zeros(self.num_edges, *self.kernel_shape, dtype=dtype, device=self.device)
+        for seg in self.edge_segments:
+            if seg.kind == EDGE_RESIDUAL:
+                out[seg.start:seg.stop, (self.kernel_shape[0] - 1) // 2, (self.kernel_shape[1] - 1) // 2] = 1
         return out.view(self.num_edges, self.kernel_size)
 
     # ------------------------------------------------------------------ gather / scatter
@@ -306,10 +368,12 @@ class NeuralGraph:
         position = {name: i for i, name in enumerate(self.param_names)}
         weights = sorted(self.edge_places, key=lambda p: position[p.name])
         feeder = torch.full((self.num_nodes,), -1, dtype=torch.long)
-        targets = self.edge_index[1].cpu()
+        segment_at = {seg.start: seg for seg in self.edge_segments}
         for index in reversed(range(len(weights))):  # the first weight in parameter order wins
             place = weights[index]
-            feeder[targets[place.start:place.start + place.rows]] = index
+            if place.rows:  # a weight's edges are one segment of their own
+                targets = segment_at[place.start].targets()
+                feeder[targets if isinstance(targets, slice) else targets.cpu()] = index
         owner = {p.name: p.name for p in weights}
         for place in self.node_places:
             if not torch.Size(place.shape).numel():
@@ -396,7 +460,7 @@ class NeuralGraph:
 
         places = tuple(replace(p, nodes=move(p.nodes)) for p in self.node_places)
         return replace(
-            self, edge_index=self.edge_index.to(device), edge_kind=self.edge_kind.to(device),
+            self, edge_segments=tuple(seg.to(device) for seg in self.edge_segments),
             node_layer=self.node_layer.to(device), node_role=self.node_role.to(device),
             node_index=self.node_index.to(device), node_pos=self.node_pos.to(device),
             node_activation=self.node_activation.to(device),
@@ -417,7 +481,7 @@ class NeuralGraph:
         from l2o_graphs.graph.wiring import ACTIVATION_NAMES
 
         lines = [repr(self), f"{'layer':>5} {'nodes':>8} {'roles':<16} {'activation':<12} {'in-edges':>9}"]
-        in_edges = torch.bincount(self.node_layer[self.edge_index[1]], minlength=int(self.node_layer.max()) + 1)
+        in_edges = torch.zeros(int(self.node_layer.max()) + 1).index_add_(0, self.node_layer.cpu(), self.degrees[0].cpu())
         for layer in range(int(self.node_layer.max()) + 1):
             sel = self.node_layer == layer
             if not bool(sel.any()):
@@ -425,7 +489,7 @@ class NeuralGraph:
             roles = ",".join(NODE_ROLES[r] for r in torch.unique(self.node_role[sel]).tolist())
             acts = ",".join(ACTIVATION_NAMES[a] for a in torch.unique(self.node_activation[sel]).tolist())
             lines.append(f"{layer:>5} {int(sel.sum()):>8} {roles:<16} {acts:<12} {int(in_edges[layer]):>9}")
-        kinds = torch.bincount(self.edge_kind, minlength=len(EDGE_KINDS)).tolist()
+        kinds = [sum(seg.num_edges for seg in self.edge_segments if seg.kind == k) for k in range(len(EDGE_KINDS))]
         lines.append("edges by kind: " + ", ".join(f"{k}={n}" for k, n in zip(EDGE_KINDS, kinds)))
         return "\n".join(lines)
 
@@ -444,7 +508,8 @@ class GraphBatch:
 
     Attributes:
         graphs: the member graphs, re-laid out to the common frame.
-        edge_index: ``[2, sum E]`` with offsets applied.
+        edge_segments: the members' edge segments with offsets applied (``edge_index`` and
+            ``edge_kind`` materialise them, as for :class:`NeuralGraph`).
         batch: ``[sum N]`` long, graph id of every node. ``edge_batch``: ``[sum E]``.
         node_ptr / edge_ptr: ``[B + 1]`` long, cumulative node and edge counts.
     """
@@ -462,8 +527,10 @@ class GraphBatch:
         self.edge_ptr = torch.cat([edges.new_zeros(1), edges.cumsum(0)])
         self.batch = torch.repeat_interleave(torch.arange(len(graphs)), nodes)
         self.edge_batch = torch.repeat_interleave(torch.arange(len(graphs)), edges)
-        self.edge_index = torch.cat([g.edge_index + off for g, off in zip(graphs, self.node_ptr.tolist())], 1)
-        self.edge_kind = torch.cat([g.edge_kind for g in self.graphs])
+        self.edge_segments = tuple(seg.shifted(edge_off, node_off)
+                                   for g, node_off, edge_off in zip(self.graphs, self.node_ptr.tolist(),
+                                                                    self.edge_ptr.tolist())
+                                   for seg in g.edge_segments)
         self.node_layer = torch.cat([g.node_layer for g in self.graphs])
         self.node_role = torch.cat([g.node_role for g in self.graphs])
         self.node_pos = torch.cat([g.node_pos for g in self.graphs])
@@ -474,6 +541,17 @@ class GraphBatch:
     @property
     def num_graphs(self) -> int:
         return len(self.graphs)
+
+    @cached_property
+    def edge_index(self) -> Tensor:
+        """``[2, sum E]`` long, node ids offset per graph (materialised on first access, then kept:
+        batches serve weight-space models, which read it every forward)."""
+        return materialise_index(self.edge_segments, self.node_layer.device)
+
+    @cached_property
+    def edge_kind(self) -> Tensor:
+        """``[sum E]`` long (materialised on first access, then kept)."""
+        return materialise_kinds(self.edge_segments, self.node_layer.device)
 
     @property
     def num_nodes(self) -> int:
@@ -525,7 +603,7 @@ class GraphBatch:
             positions.append(g.node_pos + position_offset)  # members' positional ids stay apart
             position_offset += int(g.node_pos.max()) + 1 if g.num_nodes else 0
         return NeuralGraph(
-            edge_index=self.edge_index, edge_kind=self.edge_kind, node_layer=self.node_layer,
+            edge_segments=self.edge_segments, node_layer=self.node_layer,
             node_role=self.node_role, node_index=self.node_index, node_pos=torch.cat(positions),
             node_activation=self.node_activation, node_slot_kind=self.node_slot_kind,
             kernel_shape=self.kernel_shape, edge_places=tuple(edge_places), node_places=tuple(node_places),

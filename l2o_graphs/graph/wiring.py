@@ -162,6 +162,9 @@ class _Reader:
         if flat_kernel != (1, 1):  # a linear layer reading a flattened map: one edge per channel
             kernel, in_channels = flat_kernel, nodes.numel()
         out = self.builder.add_nodes(out_channels, depth + 1, out_role)
+        if groups == 1:
+            self.builder.add_dense_weight(self._name(weight), weight.shape, nodes, out, kernel)
+            return nodes, out, depth + 1
         in_per_group, out_per_group = in_channels // groups, out_channels // groups
         o = torch.arange(out_channels).repeat_interleave(in_per_group)
         j = torch.arange(in_per_group).repeat(out_channels)

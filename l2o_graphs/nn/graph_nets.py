@@ -45,11 +45,10 @@ class _Wiring:
     Edge tensors are channel-first ``[d, E]``, and so are the node tensors handed to the edge
     work (``[d, N]``). Edge work runs segment by segment: a dense segment (a complete bipartite
     block between two node ranges) is viewed as ``[d, rows, cols]`` and uses broadcasting and
-    reductions over its two axes; other segments use index gathers and ``index_add``."""
+    reductions over its two axes; other segments use their ``index`` for gathers and
+    ``index_add``."""
 
     segments: Tuple[EdgeSegment, ...]
-    src: Tensor
-    dst: Tensor
     num_nodes: int
     inv_deg_in: Tensor  # [N, 1] 1 / max(1, in-degree)
     inv_deg_out: Tensor
@@ -59,22 +58,22 @@ class _Wiring:
 
     @classmethod
     def of(cls, graph: NeuralGraph) -> "_Wiring":
-        return cls._build(graph.edge_index, graph.num_nodes, graph.edge_segments, graph.degrees)
+        return cls._build(graph.num_nodes, graph.edge_segments, graph.degrees, graph.device)
 
     @classmethod
     def of_edges(cls, edge_index: Tensor, num_nodes: int) -> "_Wiring":
         """Any graph (a batch of neural graphs, say): every edge in one general segment."""
         src, dst = edge_index
         degrees = (torch.bincount(dst, minlength=num_nodes).float(), torch.bincount(src, minlength=num_nodes).float())
-        return cls._build(edge_index, num_nodes, (EdgeSegment(0, src.numel(), None),), degrees)
+        segments = (EdgeSegment(0, src.numel(), None, edge_index),) if src.numel() else ()
+        return cls._build(num_nodes, segments, degrees, edge_index.device)
 
     @classmethod
-    def _build(cls, edge_index: Tensor, n: int, segments: Tuple[EdgeSegment, ...],
-               degrees: Tuple[Tensor, Tensor]) -> "_Wiring":
-        src, dst = edge_index
+    def _build(cls, n: int, segments: Tuple[EdgeSegment, ...], degrees: Tuple[Tensor, Tensor],
+               device: torch.device) -> "_Wiring":
         deg_in, deg_out = (d[:, None] for d in degrees)
-        return cls(segments, src, dst, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
-                   torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(src.device))
+        return cls(segments, n, 1 / deg_in.clamp(min=1), 1 / deg_out.clamp(min=1),
+                   torch.log1p(deg_in), torch.log1p(deg_out), chunk_elements(device))
 
     def parts(self, e: Tensor) -> List[Tuple[EdgeSegment, int, int, Tensor]]:
         """``(segment, r0, r1, piece)`` covering ``e [d, E]`` in edge order: a dense segment in
@@ -112,7 +111,7 @@ class _Wiring:
         for seg, group in itertools.groupby(self.parts(e), key=lambda part: part[0]):
             if seg.dense is None:
                 es = next(group)[3]
-                src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
+                src, dst = seg.index
                 fwd.index_add_(1, dst, _columns(a_fwd, src) * (1 + es))
                 fwd_e.index_add_(1, dst, es)
                 bwd.index_add_(1, src, _columns(a_bwd, dst) * (1 + es))
@@ -152,8 +151,8 @@ class _Wiring:
             and at the other end of each edge (dense parts: broadcastable ``[a, r, 1]`` or
             ``[a, 1, cols]``)."""
             if seg.dense is None:
-                own, other = (self.dst, self.src) if by_dst else (self.src, self.dst)
-                own, other = own[seg.start:seg.stop], other[seg.start:seg.stop]
+                src, dst = seg.index
+                own, other = (dst, src) if by_dst else (src, dst)
                 return own, functools.partial(_columns, index=own), functools.partial(_columns, index=other)
             _, cols, s0, d0 = seg.dense
 
@@ -216,7 +215,7 @@ class _Wiring:
                          from_dst[:, d0 + r0:d0 + r1].unsqueeze(2), out)
                 results.append(res.reshape(res.shape[0], (r1 - r0) * cols))
             else:
-                src, dst = self.src[seg.start:seg.stop], self.dst[seg.start:seg.stop]
+                src, dst = seg.index
                 results.append(fn(piece, _columns(from_src, src), _columns(from_dst, dst), out))
         if in_place:
             return e
@@ -412,7 +411,7 @@ class GraphUpdateNet(UpdateNet):
         other = graph.non_weight_edges  # kind embedding: corrected on the few non-weight edges
         if other.numel():
             kinds = self.edge_kind.weight
-            delta = (kinds[graph.edge_kind[other]] - kinds[EDGE_WEIGHT]).t()
+            delta = (kinds[graph.non_weight_kinds] - kinds[EDGE_WEIGHT]).t()
             e = e.index_add_(1, other, delta) if in_place else e.index_add(1, other, delta)
         return e
 

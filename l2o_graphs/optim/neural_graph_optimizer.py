@@ -188,7 +188,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
     def _graph_for(self, device: torch.device) -> Optional[NeuralGraph]:
         if device not in self._graph_on:
             graph = self._graph
-            if graph is not None and graph.edge_index.device != device:
+            if graph is not None and graph.device != device:
                 graph = graph.to(device)  # a copy only for another device: its derived tensors are not kept twice
             self._graph_on[device] = None if graph is None else graph.precompute()
         return self._graph_on[device]
