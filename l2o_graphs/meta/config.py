@@ -50,6 +50,10 @@ class MetaConfig:
             ``1 + behind_weight`` (:func:`l2o_graphs.meta.unroll.relative_meta_loss`): the floor
             "never behind the base rule" as the objective.
         behind_weight: see ``meta_loss``.
+        batch_particles: under PES, when the meta-parameters are a graph net's output layers only,
+            unroll all particles of a step together: one forward of the shared trunk over the
+            union of their graphs per inner step (:mod:`l2o_graphs.meta.particles`); the same
+            estimate up to float rounding. False: one unroll per particle.
         meta_parameters: name prefixes of the net's parameters that meta-training changes (the
             others keep their initial values); empty: all. Evolution strategies' variance grows
             with the number of meta-parameters: training the output layers alone
@@ -85,6 +89,7 @@ class MetaConfig:
     meta_parameters: Tuple[str, ...] = ()
     meta_loss: str = "ratio"
     behind_weight: float = 1.0
+    batch_particles: bool = True
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -28,6 +28,7 @@ from l2o_graphs.cache import atomic_save, atomic_write_text, folder_lock, read_j
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.meta.auxiliary import auxiliary_losses, build_auxiliary
 from l2o_graphs.meta.config import MetaConfig
+from l2o_graphs.meta.particles import output_layer_names, output_layers, particle_graph, unroll_particles
 from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient, set_flat_parameters
 from l2o_graphs.meta.unroll import (DIVERGED, Trajectory, TrajectoryPair, relative_meta_loss, sample_length,
                                     unroll)
@@ -153,6 +154,10 @@ class MetaTrainer:
         # PES's perturbations: a stream of their own, drawn alike on every rank
         self.noise_sampler = torch.Generator().manual_seed(cfg.seed + 2)
         self.perturbed = copy.deepcopy(self.net) if cfg.estimator == "pes" else None
+        # PES particles that differ only in the output layers share one trunk forward per step
+        self.particle_layers = (output_layer_names(self.net, self.meta_params)
+                                if cfg.estimator == "pes" and cfg.batch_particles else None)
+        self._particles: Dict[Tuple[int, ...], Tuple[Any, Dict]] = {}
         self.trajectories: List[Union[Trajectory, TrajectoryPair]] = self._draw_trajectories()
         self.step = 0
         # meta-validation: the last step validated, the best score and its step
@@ -173,6 +178,16 @@ class MetaTrainer:
             graph = NeuralGraph.from_module(task.module).to(self.device).precompute() if self.net.uses_graph else None
             self._tasks[key] = task, graph
         return self._tasks[key]
+
+    def _particle_graph(self, graphs: Tuple[NeuralGraph, ...]):
+        """The union of ``graphs`` for :func:`unroll_particles` and a feature workspace for it, kept
+        while the particles stay the same."""
+        key = tuple(id(g) for g in graphs)
+        if key not in self._particles:
+            if len(self._particles) > 16:  # compositions of past steps
+                self._particles.clear()
+            self._particles[key] = particle_graph(graphs), {}
+        return self._particles[key]
 
     def _mine(self, i: int) -> bool:
         return i % self.world == self.rank
@@ -219,6 +234,7 @@ class MetaTrainer:
         losses = torch.zeros(2, len(self.trajectories), device=self.device, dtype=theta.dtype)
         accumulated = torch.zeros(len(self.trajectories), theta.numel(), device=self.device, dtype=theta.dtype)
         ended = torch.zeros(len(self.trajectories), device=self.device)
+        runs, references = [], {}  # runs: (pair, row, sign, task, graph, trajectory)
         for i, pair in enumerate(self.trajectories):
             if pair.done:
                 pair = self.trajectories[i] = _new_trajectory(self.suite, cfg, self.sampler)
@@ -227,15 +243,37 @@ class MetaTrainer:
                 continue
             pair.noise = noise[i] if pair.noise is None or pair.step == 0 else pair.noise + noise[i]
             task, graph = self._task(pair.plus.spec)
-            relative = pair.reference is not None
-            if relative:
-                reference = unroll(self.net, task, None, pair.reference, cfg.unroll, lam=cfg.lam, base_rule=True,
-                                   per_step=True)
-            for row, (sign, traj) in enumerate(((1.0, pair.plus), (-1.0, pair.minus))):
-                set_flat_parameters(perturbed, theta + sign * noise[i])
-                loss = unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam, differentiable=False,
-                              per_step=relative)
-                losses[row, i] = relative_meta_loss(loss, reference, cfg.behind_weight) if relative else loss
+            if pair.reference is not None:
+                references[i] = unroll(self.net, task, None, pair.reference, cfg.unroll, lam=cfg.lam,
+                                       base_rule=True, per_step=True)
+            runs += [(i, 0, 1.0, task, graph, pair.plus), (i, 1, -1.0, task, graph, pair.minus)]
+        flats = [theta + sign * noise[i] for i, _, sign, *_ in runs]
+        if self.particle_layers is not None and runs:
+            # one trunk forward per inner step for all particles whose graphs share a kernel frame
+            # (a union pads every edge to its largest kernel: MLPs beside 5x5 CNNs would pay 25x)
+            ratios = [None] * len(runs)
+            groups: Dict[Tuple[int, int], List[int]] = {}
+            for k, (*_, graph, _) in enumerate(runs):
+                groups.setdefault(tuple(graph.kernel_shape), []).append(k)
+            for members in groups.values():
+                layers = output_layers(self.net, self.particle_layers, torch.stack([flats[k] for k in members]))
+                union, workspace = self._particle_graph(tuple(runs[k][4] for k in members))
+                group = unroll_particles(self.net, [(runs[k][3], runs[k][5]) for k in members], union, layers,
+                                         cfg.unroll, lam=cfg.lam, workspace=workspace)
+                for k, ratio in zip(members, group):
+                    ratios[k] = ratio
+        else:
+            ratios = []
+            for flat, (_, _, _, task, graph, traj) in zip(flats, runs):
+                set_flat_parameters(perturbed, flat)
+                ratios.append(unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam, differentiable=False,
+                                     per_step=True))
+        for (i, row, *_), ratio in zip(runs, ratios):
+            losses[row, i] = (relative_meta_loss(ratio, references[i], cfg.behind_weight) if i in references
+                              else ratio.mean())
+        for i, pair in enumerate(self.trajectories):
+            if not self._mine(i):
+                continue
             if not bool(torch.isfinite(losses[:, i]).all()):  # a diverged run says nothing: drop the pair
                 losses[:, i] = math.log(DIVERGED)
             accumulated[i] = pair.noise

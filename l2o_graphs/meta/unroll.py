@@ -7,7 +7,7 @@ kept in the autograd graph, and returns the truncation's meta-loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -169,13 +169,8 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
     trajectory whose loss went above ``diverged`` times its start (or is not finite) is ended.
     """
     differentiable = differentiable and not base_rule
-    if traj.params is None:
-        start(traj, task, net)
-    params = {n: p.detach().requires_grad_() for n, p in traj.params.items()}
+    params, loss = begin(traj, task, net)
     state = traj.state
-    loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
-    if traj.base_loss is None:
-        traj.base_loss = max(float(loss.detach()), 1e-8)
     terms = []
     for k in range(steps):
         grads = torch.autograd.grad(loss, list(params.values()), retain_graph=differentiable and k > 0,
@@ -191,15 +186,35 @@ def unroll(net: UpdateNet, task: Task, graph: Optional[NeuralGraph], traj: Traje
         # the loss on the next batch is both this update's meta-loss and the next update's input
         loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
         terms.append(loss if differentiable else loss.detach())
+    log_ratios = finish(traj, params, state, terms, diverged)
+    return log_ratios if per_step else log_ratios.mean()
+
+
+def begin(traj: Trajectory, task: Task, net: UpdateNet) -> Tuple[TensorDict, Tensor]:
+    """A truncation's start: the trajectory's parameters (started if new) as leaves that require
+    grad, and the loss on its next batch; records the trajectory's first loss."""
+    if traj.params is None:
+        start(traj, task, net)
+    params = {n: p.detach().requires_grad_() for n, p in traj.params.items()}
+    loss = task.loss(params, traj.buffers, *task.batch(traj.batches))
+    if traj.base_loss is None:
+        traj.base_loss = max(float(loss.detach()), 1e-8)
+    return params, loss
+
+
+def finish(traj: Trajectory, params: TensorDict, state: OptState, losses: List[Tensor],
+           diverged: float = DIVERGED) -> Tensor:
+    """A truncation's end: store the detached parameters and state, count the ``len(losses)``
+    steps, end a trajectory whose last loss went above ``diverged`` times its start (or is not
+    finite); returns the ``[steps]`` log ratios of ``losses`` to the trajectory's first loss."""
     traj.params = {n: p.detach() for n, p in params.items()}
     traj.state = _detached(state)
-    traj.step += steps
-    last = float(loss.detach())
+    traj.step += len(losses)
+    last = float(losses[-1].detach())
     if not last < diverged * traj.base_loss:  # also catches NaN
         traj.step = max(traj.step, traj.length)
     # a loss of exactly zero (an easy task fitted perfectly) would give log 0: floor the ratio
-    log_ratios = torch.log((torch.stack(terms) / traj.base_loss).clamp_min(RATIO_FLOOR))
-    return log_ratios if per_step else log_ratios.mean()
+    return torch.log((torch.stack(losses) / traj.base_loss).clamp_min(RATIO_FLOOR))
 
 
 def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_weight: float) -> Tensor:

@@ -39,6 +39,42 @@ EdgeFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], Tensor]
 
 
 @dataclass(frozen=True)
+class Members:
+    """A graph that holds several optimizees (:meth:`~l2o_graphs.graph.GraphBatch.union`), each
+    at its own step and, optionally, decoded by output layers of its own: what the particles of
+    evolution strategies differ in, so that one forward of the shared trunk serves all of them.
+
+    ``node_ptr`` / ``edge_ptr``: ``M + 1`` offsets, member ``i`` owning the nodes
+    ``node_ptr[i]:node_ptr[i + 1]`` and the edges ``edge_ptr[i]:edge_ptr[i + 1]``. ``time``:
+    ``[M, T]``, each member's time features (the ``time`` argument of ``forward`` is then unused).
+    ``edge_out``: ``(weight [M, 2, edge_dim], bias [M, 2])``, ``node_out``: ``(weight [M, 2,
+    decoder_hidden], bias [M, 2])``, member ``i``'s output layers; None: the net's own."""
+
+    node_ptr: Tuple[int, ...]
+    edge_ptr: Tuple[int, ...]
+    time: Tensor
+    edge_out: Optional[Tuple[Tensor, Tensor]] = None
+    node_out: Optional[Tuple[Tensor, Tensor]] = None
+
+    def __post_init__(self) -> None:
+        m = len(self.node_ptr) - 1
+        sizes = [len(self.edge_ptr) - 1, self.time.shape[0]]
+        sizes += [t.shape[0] for pair in (self.edge_out, self.node_out) if pair is not None for t in pair]
+        if m < 1 or any(size != m for size in sizes):
+            raise ValueError(f"members: every per-member field needs {m} rows, got {sizes}")
+
+    def per_node(self, rows: Tensor) -> Tensor:
+        """``rows [M, d]`` repeated over each member's nodes: ``[N, d]``."""
+        counts = torch.tensor(self.node_ptr, device=rows.device).diff()
+        return rows.repeat_interleave(counts, 0)
+
+    def per_edge(self, rows: Tensor) -> Tensor:
+        """``rows [M, d]`` repeated over each member's edges, channel-first: ``[d, E]``."""
+        counts = torch.tensor(self.edge_ptr, device=rows.device).diff()
+        return rows.t().repeat_interleave(counts, 1)
+
+
+@dataclass(frozen=True)
 class _Wiring:
     """Per-forward graph quantities shared by all layers.
 
@@ -382,10 +418,13 @@ class GraphUpdateNet(UpdateNet):
         all hidden nodes of one layer get the same vector."""
         return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
 
-    def _encode_edges(self, graph: NeuralGraph, x: Tensor, kpos: Tensor, time: Tensor) -> Tensor:
+    def _encode_edges(self, graph: NeuralGraph, x: Tensor, kpos: Tensor, time: Tensor,
+                      members: Optional[Members] = None) -> Tensor:
         """Edge states ``[d, E]`` from edge features ``x [F, E, K]``: each element embedded,
-        pooled over the kernel positions that hold parameters, plus edge-kind and time embeddings."""
-        edge_const = (self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)).unsqueeze(-1)  # [d, 1]
+        pooled over the kernel positions that hold parameters, plus edge-kind and time embeddings
+        (each member's time with ``members``)."""
+        edge_const = self.edge_kind.weight[EDGE_WEIGHT] + (self.edge_time(time) if members is None else 0)
+        edge_const = edge_const.unsqueeze(-1)  # [d, 1]
         kpos_enc = self.kernel_position(kpos).t()  # [d, K]
         weight, bias = self.edge_elements.weight, self.edge_elements.bias
         num_features, num_edges, k = x.shape
@@ -413,32 +452,56 @@ class GraphUpdateNet(UpdateNet):
             kinds = self.edge_kind.weight
             delta = (kinds[graph.non_weight_kinds] - kinds[EDGE_WEIGHT]).t()
             e = e.index_add_(1, other, delta) if in_place else e.index_add(1, other, delta)
+        if members is not None:
+            member_time = members.per_edge(self.edge_time(members.time))
+            e = e.add_(member_time) if in_place else e + member_time
         return e
 
-    def _decode_edges(self, graph: NeuralGraph, x: Tensor, e: Tensor, kpos: Tensor) -> Tensor:
+    def _decode_edges(self, graph: NeuralGraph, x: Tensor, e: Tensor, kpos: Tensor,
+                      members: Optional[Members] = None) -> Tensor:
         """``[2, E, K]``: (direction, magnitude) for every kernel position of every edge, from edge
-        features ``x [F, E, K]`` and edge states ``e [d, E]``."""
+        features ``x [F, E, K]`` and edge states ``e [d, E]`` (each member's edges through its own
+        output layer when ``members`` has them)."""
         kpos_dec = self.edge_dec_position(kpos).t().unsqueeze(1)  # [d, 1, K]
         state = self.edge_dec_state.unsqueeze(-1)
         weight, bias = self.edge_dec_x.weight, self.edge_dec_x.bias.unsqueeze(-1)
-        out_weight, out_bias = self.edge_dec_out.weight, self.edge_dec_out.bias.unsqueeze(-1)
         num_features, num_edges, k = x.shape
+        if members is None or members.edge_out is None:
+            layers = [(0, num_edges, self.edge_dec_out.weight, self.edge_dec_out.bias)]
+        else:
+            layers = [(members.edge_ptr[i], members.edge_ptr[i + 1], w, b)
+                      for i, (w, b) in enumerate(zip(*members.edge_out))]
+        rows = chunk_elements(x.device) // max(k, 1)
         out = []
-        for a, b in _edge_chunks(graph, x.device):
-            hidden = torch.addmm(bias, weight, x[:, a:b].reshape(num_features, (b - a) * k)).view(len(bias), b - a, k)
-            hidden.add_((e[:, a:b] * state).unsqueeze(-1)).add_(kpos_dec).relu_()
-            out.append(torch.addmm(out_bias, out_weight, hidden.view(hidden.shape[0], -1)))
+        for start, stop, out_weight, out_bias in layers:
+            for a, b in row_ranges(stop - start, rows):
+                a, b = a + start, b + start
+                hidden = torch.addmm(bias, weight, x[:, a:b].reshape(num_features, (b - a) * k))
+                hidden = hidden.view(len(bias), b - a, k).add_((e[:, a:b] * state).unsqueeze(-1)).add_(kpos_dec).relu_()
+                out.append(torch.addmm(out_bias.unsqueeze(-1), out_weight, hidden.view(hidden.shape[0], -1)))
         return (torch.cat(out, 1) if len(out) > 1 else out[0]).view(2, num_edges, k)
 
+    def _decode_nodes(self, graph: NeuralGraph, node_x: Tensor, h: Tensor,
+                      members: Optional[Members] = None) -> Tensor:
+        """``[N, S, 2]``: (direction, magnitude) for every slot of every node, from node features
+        ``node_x [N, S, F]`` and node states ``h [N, node_dim]``."""
+        hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
+        hidden = hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_()
+        if members is None or members.node_out is None:
+            return self.node_dec_out(hidden)
+        ptr = members.node_ptr
+        return torch.cat([F.linear(hidden[ptr[i]:ptr[i + 1]], w, b) for i, (w, b) in enumerate(zip(*members.node_out))])
+
     def _trunk(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
-               time: Tensor) -> Tuple[Tensor, Tensor]:
+               time: Tensor, members: Optional[Members] = None) -> Tuple[Tensor, Tensor]:
         """Node states ``[N, node_dim]`` and edge states ``[edge_dim, E]`` after the graph layers,
         from node features ``node_x [N, S, F]`` and edge features ``x [F, E, K]``."""
         node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
         slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
+        node_time = self.node_time(time) if members is None else members.per_node(self.node_time(members.time))
         h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-             + self.position(self._node_positions(graph).to(node_x.dtype)) + self.node_time(time))
-        e = self._encode_edges(graph, x, kpos, time)
+             + self.position(self._node_positions(graph).to(node_x.dtype)) + node_time)
+        e = self._encode_edges(graph, x, kpos, time, members)
         wiring = _Wiring.of(graph)
         for layer in self.layers:
             h, e = layer(h, e, wiring)
@@ -461,18 +524,19 @@ class GraphUpdateNet(UpdateNet):
         return self._trunk(graph, node_x, x, kpos, node_x.new_zeros(NUM_TIME_FEATURES))
 
     def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
-                graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+                graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor],
+                members: Optional[Members] = None) -> Tuple[TensorDict, TensorDict]:
+        """See :class:`~l2o_graphs.nn.base.UpdateNet`; ``members``: ``graph`` holds several
+        optimizees with their own times and output layers (:class:`Members`)."""
         if graph is None:
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
         # [N, S, F], [E, K, F]
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
-        h, e = self._trunk(graph, node_x, x, kpos, time)
-
-        edge_out = self._decode_edges(graph, x, e, kpos).permute(1, 2, 0)
-        hidden = self.node_dec_x(node_x).add_(self.node_dec_state(h).unsqueeze(1))
-        node_out = self.node_dec_out(hidden.add_(self.node_dec_kind(graph.node_slot_kind)).relu_())
+        h, e = self._trunk(graph, node_x, x, kpos, time, members)
+        edge_out = self._decode_edges(graph, x, e, kpos, members).permute(1, 2, 0)
+        node_out = self._decode_nodes(graph, node_x, h, members)
         return graph.scatter(node_out, edge_out), dict(net_state)
 
 
