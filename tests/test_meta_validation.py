@@ -38,6 +38,17 @@ def test_untrained_zero_init_net_scores_adams_level():
     assert abs(result["score"]) < 1e-5  # it is Adam at 1e-3, the reference
 
 
+def test_step_multiplier_reaches_the_optimizer():
+    from l2o_graphs.nn import build_net
+
+    """Untrained, the rule is Adam at 1e-3: at lr=1 it scores Adam's level, at lr=3 it is Adam at
+    3e-3, which on 15 steps of this MLP gets further (a negative score)."""
+    net = build_net("ng-gnn", update="adam-scaled")
+    at_one = validate(net, ["mlp-784-64-32-10-tanh-fmnist"], steps=15)["score"]
+    at_three = validate(net, ["mlp-784-64-32-10-tanh-fmnist"], steps=15, lr=3.0)["score"]
+    assert abs(at_one) < 1e-3 and at_three < -0.01
+
+
 def test_worst_is_the_worst_tasks_mean_log_ratio():
     from l2o_graphs.nn import build_net
 

@@ -54,10 +54,10 @@ def _adam_loss(task: str, steps: int, seed: int) -> float:
 
 
 def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
-             lam: float = 0.01) -> Dict[str, object]:
+             lam: float = 0.01, lr: float = 1.0) -> Dict[str, object]:
     """Train every task in ``tasks`` (names in :data:`VALIDATION_TASKS`) for ``steps`` steps with
-    ``net`` as a :class:`~l2o_graphs.optim.NeuralGraphOptimizer` and with Adam(1e-3), ``seeds``
-    initialisations each.
+    ``net`` as a :class:`~l2o_graphs.optim.NeuralGraphOptimizer` (step multiplier ``lr``) and with
+    Adam(1e-3), ``seeds`` initialisations each.
 
     Returns ``{"score": mean log-ratio (lower is better; a diverged run counts as log 10),
     "worst": the largest of the tasks' mean log-ratios,
@@ -69,7 +69,7 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
     for name in tasks:
         learned, adam, task_ratios = [], [], []
         for seed in range(seeds):
-            run = train_with(VALIDATION_TASKS[name], lambda m: NeuralGraphOptimizer(m, weights=net, lam=lam),
+            run = train_with(VALIDATION_TASKS[name], lambda m: NeuralGraphOptimizer(m, weights=net, lam=lam, lr=lr),
                              steps, seed)
             loss, reference = float(run["train_loss"]), _adam_loss(name, steps, seed)
             ratio = math.log(loss / reference) if math.isfinite(loss) and loss > 0 else math.log(10.0)
