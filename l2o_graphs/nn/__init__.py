@@ -13,10 +13,17 @@ def build_net(name: str, **config: object) -> UpdateNet:
     """A freshly initialised network ``name`` (one of :data:`NETS`) with ``config`` overrides."""
     if name not in NETS:
         raise ValueError(f"unknown net {name!r}; choose one of {', '.join(NETS)}")
+    step_scale = config.pop("step_scale", 1.0)  # every net's: see UpdateNet.step_scale
+    if isinstance(step_scale, bool) or not isinstance(step_scale, (int, float)) or \
+            not 0 < step_scale < float("inf"):
+        raise ValueError(f"bad config for net {name!r}: step_scale must be a positive finite number, got {step_scale!r}")
     try:
-        return NETS[name](**config)
+        net = NETS[name](**config)
     except TypeError as err:
         raise ValueError(f"bad config for net {name!r}: {err}") from err
+    if step_scale != 1.0:
+        net.config["step_scale"] = float(step_scale)
+    return net
 
 
 __all__ = ["UpdateNet", "FlatFeatures", "GraphFeatures", "GraphUpdateNet", "NGGNN", "NGT", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]

@@ -53,6 +53,13 @@ class UpdateNet(nn.Module, abc.ABC):
         """How ``(d, m)`` become a step (a name in :data:`l2o_graphs.rules.RULES`)."""
         return str(self.config["update"])
 
+    @property
+    def step_scale(self) -> float:
+        """A constant factor on every step the network's rule takes (``config["step_scale"]``, 1
+        unless set): a step size chosen on meta-validation tasks travels with the weights, and a
+        user's ``lr`` multiplies it."""
+        return float(self.config.get("step_scale", 1.0))
+
     def _init_output(self, layer: nn.Linear) -> None:
         """The layer producing ``(d, m)``: zero under rules marked ``zero_init``, so that the
         untrained network takes exactly the rule's hand-designed step and meta-training learns a

@@ -87,7 +87,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             poison its neighbours), and ``skipped[name]`` counts it. So does a tensor whose
             computed update is not finite: it keeps its value and its previous moments.
         state: from :func:`init_state` or a previous call.
-        lr: multiplier on the learned step (per name or one for all).
+        lr: multiplier on the learned step (per name or one for all), times the net's
+            :attr:`~l2o_graphs.nn.UpdateNet.step_scale`.
         weight_decay: decoupled weight decay, ``p <- p - lr * lam * weight_decay * p``.
         lam: the step scale of the ``paper`` and ``adam-residual`` rules (``delta = -lr * d * lam *
             exp(m * lam)`` for ``paper``); the net's ``update_rule`` names the rule that turns its
@@ -150,6 +151,9 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     outputs, net_state = net(features, time, graph, state.net_state)
     rule = get_rule(net.update_rule)
     owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
+    scale = net.step_scale
+    if scale != 1.0:
+        lr = {n: _per_tensor(lr, n) * scale for n in params}
     new_params, new_state = _apply_rule(rule, outputs, owner, params, state, moments, lr, weight_decay, lam)
     new_state.net_state = {n: (net_state[n] if n in new_params else state.net_state[n]) for n in state.net_state}
     return new_params, new_state
