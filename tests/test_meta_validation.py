@@ -119,3 +119,17 @@ def test_meta_training_never_draws_a_validation_task():
     sampler = torch.Generator().manual_seed(0)
     drawn = [_new_trajectory(suite, MetaConfig(), sampler).spec for _ in range(6000)]
     assert not any(is_validation(spec) for spec in drawn)  # ...and meta-training skips it
+
+
+def test_mean_ahead_prefers_any_checkpoint_ahead_on_every_task():
+    from l2o_graphs.meta.validation import selection_score
+
+    ahead_a = {"score": -0.30, "worst": -0.02}
+    ahead_b = {"score": -0.10, "worst": -0.08}
+    behind = {"score": -0.50, "worst": 0.01}  # best mean, but one task behind Adam
+    scores = {name: selection_score(r, "mean-ahead") for name, r in
+              (("a", ahead_a), ("b", ahead_b), ("behind", behind))}
+    assert min(scores, key=scores.get) == "a" and scores["behind"] > scores["b"]
+    assert selection_score(behind, "mean") == -0.50 and selection_score(behind, "worst") == 0.01
+    with pytest.raises(ValueError, match="unknown validation metric 'median'"):
+        selection_score(behind, "median")

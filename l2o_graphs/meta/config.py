@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import yaml
 
 from l2o_graphs.meta.auxiliary import check_auxiliary
-from l2o_graphs.meta.validation import VALIDATION_TASKS
+from l2o_graphs.meta.validation import METRICS as VALIDATION_METRICS, VALIDATION_TASKS
 
 
 @dataclass
@@ -41,8 +41,9 @@ class MetaConfig:
             first step. validation_steps: the inner horizon of a validation run.
             validation_tasks: names in :data:`l2o_graphs.meta.validation.VALIDATION_TASKS`.
             validation_seeds: initialisations per task. validation_metric: what ``best.pt``
-            minimises, ``"mean"`` (the mean log loss ratio to Adam over tasks and seeds) or
-            ``"worst"`` (the worst task's).
+            minimises, ``"mean"`` (the mean log loss ratio to Adam over tasks and seeds),
+            ``"worst"`` (the worst task's) or ``"mean-ahead"`` (the mean among checkpoints ahead
+            of Adam on every task; :func:`l2o_graphs.meta.validation.selection_score`).
         meta_loss: what a truncation's meta-loss measures: ``"ratio"``, the mean log ratio of the
             optimizee's loss to its loss at the trajectory's start; ``"relative"`` (PES only, and
             a ``zero_init`` update rule), the log ratio to the loss of the same run trained by the
@@ -107,7 +108,7 @@ class MetaConfig:
                   ("pes_sigma", isinstance(self.pes_sigma, (int, float)) and 0 < self.pes_sigma < float("inf")),
                   ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
                   ("validation_seeds", self.validation_seeds >= 1),
-                  ("validation_metric", self.validation_metric in ("mean", "worst")),
+                  ("validation_metric", self.validation_metric in VALIDATION_METRICS),
                   ("meta_loss", self.meta_loss in ("ratio", "relative")), ("behind_weight", self.behind_weight >= 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]

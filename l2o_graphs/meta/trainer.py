@@ -32,7 +32,7 @@ from l2o_graphs.meta.particles import output_layer_names, output_layers, particl
 from l2o_graphs.meta.pes import antithetic_noise, flat_parameters, pes_gradient, set_flat_parameters
 from l2o_graphs.meta.unroll import (DIVERGED, Trajectory, TrajectoryPair, relative_meta_loss, sample_length,
                                     unroll)
-from l2o_graphs.meta.validation import is_validation, validate
+from l2o_graphs.meta.validation import is_validation, selection_score, validate
 from l2o_graphs.nn import UpdateNet, build_net
 from l2o_graphs.optim.update import all_finite
 from l2o_graphs.optim.weights import save_weights
@@ -327,7 +327,7 @@ class MetaTrainer:
             return None
         start = time.perf_counter()
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
-        score = float(result["score"] if cfg.validation_metric == "mean" else result["worst"])
+        score = selection_score(result, cfg.validation_metric)
         improved = state["best_score"] is None or score < state["best_score"]
         if improved:
             state["best_score"], state["best_step"] = score, self.step

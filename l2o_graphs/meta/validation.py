@@ -37,6 +37,8 @@ VALIDATION_TASKS: Dict[str, TaskSpec] = {
 }
 """Validation tasks (``seed`` is replaced per run)."""
 REFERENCE_LR = 1e-3
+METRICS = ("mean", "worst", "mean-ahead")
+"""What ``best.pt`` minimises (:func:`selection_score`)."""
 
 assert not any(is_heldout(spec) for spec in VALIDATION_TASKS.values())
 
@@ -80,3 +82,18 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
                           "log_ratio": sum(task_ratios) / seeds}
     task_means = [t["log_ratio"] for t in per_task.values()]  # every task has `seeds` runs
     return {"score": sum(task_means) / len(task_means), "worst": max(task_means), "tasks": per_task}
+
+
+def selection_score(result: Mapping[str, object], metric: str) -> float:
+    """The number a run's checkpoint selection minimises, from a :func:`validate` result:
+    ``"mean"`` the mean log-ratio, ``"worst"`` the worst task's, ``"mean-ahead"`` the mean where
+    every task is ahead of Adam (worst < 0), else the worst (a positive number, so that any
+    checkpoint ahead on every task beats any that is not): the floor first, then the gain."""
+    mean, worst = float(result["score"]), float(result["worst"])
+    if metric == "mean":
+        return mean
+    if metric == "worst":
+        return worst
+    if metric == "mean-ahead":
+        return mean if worst < 0 else worst
+    raise ValueError(f"unknown validation metric {metric!r}; choose one of {', '.join(METRICS)}")
