@@ -27,6 +27,7 @@ from common import RESULTS, machine, write_result  # noqa: E402
 
 from l2o_graphs.cache import read_jsonl  # noqa: E402
 from l2o_graphs.meta.plot import plot_run  # noqa: E402
+from l2o_graphs.meta.config import META_LOSSES  # noqa: E402
 from l2o_graphs.optim.weights import PRETRAINED_DIR  # noqa: E402
 
 MAX_SHIPPED_BYTES = 2 * 1024 * 1024
@@ -71,7 +72,7 @@ def main() -> None:
         "weights_bytes": weights.stat().st_size,
         "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in read_jsonl(run / "validation.jsonl")]
         if (run / "validation.jsonl").is_file() else None,
-        "note": "meta-loss = mean log(loss after an update / loss at the trajectory's start); lower is better",
+        "note": f"meta-loss = {META_LOSSES[config.get('meta_loss', 'ratio')]}; lower is better",
     }
     print(f"wrote {write_result(f'meta_train_{run.name}.json', payload)}")
     shutil.copyfile(plot_run(run), RESULTS / f"meta_curves_{run.name}.png")

@@ -12,6 +12,14 @@ from l2o_graphs.meta.auxiliary import check_auxiliary
 from l2o_graphs.meta.validation import METRICS as VALIDATION_METRICS, VALIDATION_TASKS
 
 
+META_LOSSES = {
+    "ratio": "mean log(loss after an update / loss at the trajectory's start)",
+    "relative": "mean log(loss after an update / the base rule's on the same run), "
+                "weighted 1 + behind_weight where positive",
+}
+"""The meta-losses a run can train on (``MetaConfig.meta_loss``), in words."""
+
+
 @dataclass
 class MetaConfig:
     """Everything a meta-training run depends on (saved in the run directory).
@@ -109,7 +117,7 @@ class MetaConfig:
                   ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
                   ("validation_seeds", self.validation_seeds >= 1),
                   ("validation_metric", self.validation_metric in VALIDATION_METRICS),
-                  ("meta_loss", self.meta_loss in ("ratio", "relative")), ("behind_weight", self.behind_weight >= 0),
+                  ("meta_loss", self.meta_loss in META_LOSSES), ("behind_weight", self.behind_weight >= 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]

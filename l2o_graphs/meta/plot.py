@@ -1,6 +1,7 @@
 """Curves of a meta-training run from its ``metrics.jsonl``."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Union
@@ -35,7 +36,10 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
     axes[0].plot(*zip(*finite), alpha=0.3, label="per step")
     axes[0].plot([s for s, _ in finite], running_mean([v for _, v in finite], window), label=f"mean of {window}")
     skipped = len(rows) - len(finite)
-    axes[0].set(title="meta-loss: mean log(loss / loss at start)" + (f"\n{skipped} non-finite left out" if skipped else ""),
+    config_path = run_dir / "config.json"
+    meta_loss = json.loads(config_path.read_text()).get("meta_loss", "ratio") if config_path.is_file() else "ratio"
+    title = {"ratio": "mean log(loss / loss at start)", "relative": "log(loss / base rule's), hinged"}[meta_loss]
+    axes[0].set(title=f"meta-loss: {title}" + (f"\n{skipped} non-finite left out" if skipped else ""),
                 xlabel="outer step")
     axes[0].legend()
     axes[1].plot(steps, [r["grad_norm"] for r in rows])
