@@ -214,6 +214,17 @@ def _cmd_sweep_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _cmd_sweep_merge(args: argparse.Namespace) -> int:
+    from l2o_graphs.sweep import load_sweep, merge_sweep
+
+    spec = load_sweep(args.file)
+    run_dir = args.run_dir or Path("runs/sweeps") / spec.name
+    counts = merge_sweep(spec, run_dir, args.source)
+    print(f"sweep {spec.name}: merged {counts['merged']} trial(s) of {args.source} into {run_dir}; "
+          f"{counts['present']} already there, {counts['foreign']} not trials of this sweep (or of another meaning)")
+    return 0
+
+
 def _cmd_sweep_status(args: argparse.Namespace) -> int:
     from l2o_graphs.sweep import sweep_status
 
@@ -379,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_run.add_argument("--threads", type=POSITIVE, help="torch CPU threads per trial (default: cores / workers)")
     sweep_run.add_argument("--no-progress", action="store_true")
     sweep_run.set_defaults(func=_cmd_sweep_run)
+    sweep_merge = sweep_sub.add_parser(
+        "merge", help="record another run directory's finished trials that belong to this sweep",
+        description="Copy into RUN_DIR the finished trials of SOURCE that are trials of the sweep file with "
+                    "the same meaning (task, optimizer definition and weights, steps, curves): results a run "
+                    "would reproduce, so that one report covers trials run under another sweep file.")
+    sweep_merge.add_argument("file", type=Path, help="the sweep YAML")
+    sweep_merge.add_argument("source", type=Path, help="the run directory whose trials are merged")
+    sweep_merge.add_argument("--run-dir", type=Path, help="default: runs/sweeps/NAME")
+    sweep_merge.set_defaults(func=_cmd_sweep_merge)
     sweep_status = sweep_sub.add_parser("status", help="done / running / failed / left trials of a sweep")
     sweep_status.add_argument("run_dir", type=Path)
     sweep_status.set_defaults(func=_cmd_sweep_status)

@@ -122,6 +122,30 @@ def test_a_rerun_skips_finished_trials_and_a_changed_meaning_is_refused(tmp_path
     assert sweep_status(tmp_path)["done"] == 18
 
 
+def test_merge_takes_the_same_trials_from_another_sweep_and_nothing_else(tmp_path):
+    """A sweep with added optimizers takes their trials from the sweep file they ran under when
+    they mean the same (same definition); a same-named optimizer defined otherwise is left to run;
+    the merged sweep then equals one run whole."""
+    from l2o_graphs.sweep import merge_sweep
+
+    def nesterov(momentum):
+        return {"kind": "sgd", "args": {"momentum": momentum, "nesterov": True}, "grid": {"lr": [0.1]}}
+
+    other = tiny(optimizers={"sgd": tiny()["optimizers"]["sgd"], "nesterov": nesterov(0.5)})
+    run_sweep(parse_sweep(other), tmp_path / "other", workers=1, threads=1, progress=False)
+    main = parse_sweep(tiny(optimizers={"adam": tiny()["optimizers"]["adam"]}))
+    run_sweep(main, tmp_path / "main", workers=1, threads=1, progress=False)
+    every = parse_sweep(tiny(optimizers={**tiny()["optimizers"], "nesterov": nesterov(0.9)}))
+    counts = merge_sweep(every, tmp_path / "main", tmp_path / "other")
+    assert counts == {"merged": 4, "present": 0, "foreign": 4}  # sgd's trials; nesterov's mean otherwise
+    assert run_sweep(every, tmp_path / "main", workers=1, threads=1, progress=False)["done"] == 4
+    run_sweep(every, tmp_path / "whole", workers=1, threads=1, progress=False)
+    assert results(tmp_path / "main") == results(tmp_path / "whole")
+    assert merge_sweep(every, tmp_path / "main", tmp_path / "other") == {"merged": 0, "present": 8, "foreign": 0}
+    with pytest.raises(SweepError, match="holds no sweep"):
+        merge_sweep(every, tmp_path / "main", tmp_path / "nothing")
+
+
 def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_path):
     data = tiny()
     data["optimizers"]["ng-gnn"] = {"kind": "learned", "weights": str(REPO / "l2o_graphs/pretrained/ng-gnn.pt"),

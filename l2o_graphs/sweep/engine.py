@@ -185,6 +185,41 @@ def _run_locked(spec: SweepSpec, store: SweepStore, workers: int, ray: Optional[
     return counts
 
 
+def merge_sweep(spec: SweepSpec, run_dir: Union[str, Path], source: Union[str, Path]) -> Dict[str, int]:
+    """Record in ``run_dir`` the finished trials of another run directory ``source`` that are
+    trials of ``spec`` with the same meaning (same task, optimizer definition and weights, steps
+    and curves: the same result a run would give), so that one sweep reports trials run under
+    another sweep file. ``spec`` becomes ``run_dir``'s definition, as after a run.
+
+    Returns ``{"merged": ..., "present": ... (already done here), "foreign": ... (not a trial
+    of ``spec``, or another meaning)}``. Raises :class:`SweepError` as :func:`run_sweep` does
+    when ``spec`` changes what a finished trial of ``run_dir`` means; ``FolderBusy`` when a
+    sweep runs in either directory."""
+    source_store = SweepStore(source)
+    if source_store.definition() is None:
+        raise SweepError(f"{source} holds no sweep (no {source_store.path.name})")
+    with folder_lock(run_dir, f"sweep {spec.name}"), folder_lock(source, "a sweep merge"):
+        store = SweepStore(run_dir)
+        pending, _ = pending_trials(spec, store)
+        wanted = {t.key: t for t in pending}
+        counts = {"merged": 0, "present": 0, "foreign": 0}
+        ours = {t.key for t in spec.trials()}
+        for record in source_store.records():
+            if record.status != "done":
+                continue
+            trial = wanted.get(record.trial.key)
+            if trial is not None and record.meaning == spec.meaning(trial):
+                store.record(trial, record.meaning, record.result)
+                del wanted[trial.key]
+                counts["merged"] += 1
+            elif record.trial.key in ours and trial is None:
+                counts["present"] += 1
+            else:
+                counts["foreign"] += 1
+        store.set_definition(spec)
+    return counts
+
+
 def sweep_status(run_dir: Union[str, Path]) -> Dict[str, Any]:
     """Counts of done, running, failed and left trials of the sweep last run in ``run_dir``, and
     the failed trials with their errors."""
