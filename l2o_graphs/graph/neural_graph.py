@@ -274,8 +274,7 @@ class NeuralGraph:
     @cached_property
     def non_weight_kinds(self) -> Tensor:
         """The ``EDGE_KINDS`` of :attr:`non_weight_edges`, in the same order."""
-        kinds = [torch.full((seg.num_edges,), seg.kind) for seg in self.edge_segments if seg.kind != EDGE_WEIGHT]
-        return (torch.cat(kinds) if kinds else torch.zeros(0, dtype=torch.long)).to(self.device)
+        return materialise_kinds([seg for seg in self.edge_segments if seg.kind != EDGE_WEIGHT], self.device)
 
     @cached_property
     def edges_fully_covered(self) -> bool:

@@ -260,9 +260,12 @@ class _Wiring:
         return torch.cat(results, 1) if len(results) > 1 else results[0]
 
 
-def _edge_chunks(graph: NeuralGraph, device: torch.device):
-    """``(start, stop)`` ranges of edges, about ``chunk_elements(device)`` elements each."""
-    return row_ranges(graph.num_edges, chunk_elements(device) // max(graph.kernel_size, 1))
+def _edge_chunks(graph: NeuralGraph, device: torch.device, start: int = 0, stop: Optional[int] = None):
+    """``(a, b)`` ranges of the edges ``start..stop`` (default: all), about
+    ``chunk_elements(device)`` elements each."""
+    stop = graph.num_edges if stop is None else stop
+    rows = chunk_elements(device) // max(graph.kernel_size, 1)
+    return ((a + start, b + start) for a, b in row_ranges(stop - start, rows))
 
 
 def _columns(x: Tensor, index: Tensor) -> Tensor:
@@ -471,11 +474,9 @@ class GraphUpdateNet(UpdateNet):
         else:
             layers = [(members.edge_ptr[i], members.edge_ptr[i + 1], w, b)
                       for i, (w, b) in enumerate(zip(*members.edge_out))]
-        rows = chunk_elements(x.device) // max(k, 1)
         out = []
         for start, stop, out_weight, out_bias in layers:
-            for a, b in row_ranges(stop - start, rows):
-                a, b = a + start, b + start
+            for a, b in _edge_chunks(graph, x.device, start, stop):
                 hidden = torch.addmm(bias, weight, x[:, a:b].reshape(num_features, (b - a) * k))
                 hidden = hidden.view(len(bias), b - a, k).add_((e[:, a:b] * state).unsqueeze(-1)).add_(kpos_dec).relu_()
                 out.append(torch.addmm(out_bias.unsqueeze(-1), out_weight, hidden.view(hidden.shape[0], -1)))

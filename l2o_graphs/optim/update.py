@@ -176,9 +176,7 @@ def base_update(rule_name: str, params: Mapping[str, Tensor], grads: Mapping[str
                          f"(choose one of {', '.join(n for n, r in RULES.items() if r.zero_init)})")
     moments = _advance_moments(params, grads, state)
     zeros = {name: torch.zeros(*params[name].shape, 2, device=params[name].device) for name in moments.active}
-    new_params, new_state = _apply_rule(rule, zeros, {}, params, state, moments, lr, weight_decay, lam)
-    new_state.net_state = dict(state.net_state)
-    return new_params, new_state
+    return _apply_rule(rule, zeros, {}, params, state, moments, lr, weight_decay, lam)
 
 
 @dataclass
