@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o_graphs.meta import MetaConfig, MetaTrainer
-from l2o_graphs.meta.trainer import BEST, VALIDATION
+from l2o_graphs.meta.trainer import BEST, VALIDATION, validated_weights
 from l2o_graphs.meta.validation import VALIDATION_TASKS, validate
 from l2o_graphs.optim import load_weights
 from l2o_graphs.tasks.train import HELDOUT_TASKS, is_heldout
@@ -77,6 +77,15 @@ def test_best_checkpoint_is_the_best_scoring_network(tmp_path):
     again = validate(load_weights(tmp_path / "run" / BEST), ["mlp-784-64-32-10-tanh-fmnist"], steps=15)
     assert again["score"] == pytest.approx(best["score"], abs=1e-6)
     assert len({round(r["score"], 8) for r in rows}) > 1  # meta-training changed the network
+    # every validated network is kept, and best.pt is the one of the best step
+    for row in rows:
+        kept = torch.load(validated_weights(tmp_path / "run", row["step"]), weights_only=True)
+        assert kept["metadata"]["outer_steps"] == row["step"]
+    kept = torch.load(validated_weights(tmp_path / "run", best["step"]), weights_only=True)
+    assert all(torch.equal(kept["state_dict"][k], v) for k, v in blob["state_dict"].items())
+    others = [r["step"] for r in rows if r["step"] != best["step"]]
+    other = torch.load(validated_weights(tmp_path / "run", others[-1]), weights_only=True)
+    assert not all(torch.equal(other["state_dict"][k], v) for k, v in blob["state_dict"].items())
 
 
 def test_validation_schedule_survives_resume(tmp_path):

@@ -188,6 +188,34 @@ def test_relative_meta_loss_weights_steps_behind_the_reference():
     assert relative_meta_loss(reference, reference.clone(), 3.0) == 0
 
 
+def test_ahead_cap_stops_rewarding_gains_past_it():
+    from l2o_graphs.meta.unroll import relative_meta_loss
+
+    reference = torch.tensor([-0.1, -0.2, -0.3, -0.4])
+    far_ahead, farther = reference - 0.5, reference - 0.9
+    near_ahead, behind = reference - 0.05, reference + 0.05
+    # past the cap every truncation scores -cap: an antithetic pair there has no difference to estimate from
+    assert relative_meta_loss(far_ahead, reference, 3.0, ahead_cap=0.2) == relative_meta_loss(
+        farther, reference, 3.0, ahead_cap=0.2)
+    torch.testing.assert_close(relative_meta_loss(far_ahead, reference, 3.0, ahead_cap=0.2), torch.tensor(-0.2))
+    # within the cap, and behind the reference, the cap changes nothing
+    for ratios in (near_ahead, behind):
+        torch.testing.assert_close(relative_meta_loss(ratios, reference, 3.0, ahead_cap=0.2),
+                                   relative_meta_loss(ratios, reference, 3.0))
+    # negative control: without the cap the farther run is rewarded more
+    assert relative_meta_loss(farther, reference, 3.0) < relative_meta_loss(far_ahead, reference, 3.0)
+
+
+def test_ahead_cap_is_checked():
+    with pytest.raises(ValueError, match="'ahead_cap'"):
+        _config(meta_loss="relative", ahead_cap=0.0)
+    with pytest.raises(ValueError, match="ahead_cap must be a finite number or null"):
+        _config(meta_loss="relative", ahead_cap="big")
+    with pytest.raises(ValueError, match="ahead_cap caps the gain"):
+        _config(ahead_cap=0.2)  # the default meta-loss has no base rule to be ahead of
+    assert _config(meta_loss="relative", ahead_cap=0.2).ahead_cap == 0.2
+
+
 def test_untrained_rule_matches_its_reference_run_exactly():
     """An untrained zero-initialised net and the base rule, unrolled from the same trajectory
     spec, see the same losses bit for bit: the relative meta-loss is exactly 0; a net whose

@@ -59,6 +59,9 @@ class MetaConfig:
             ``1 + behind_weight`` (:func:`l2o_graphs.meta.unroll.relative_meta_loss`): the floor
             "never behind the base rule" as the objective.
         behind_weight: see ``meta_loss``.
+        ahead_cap: under ``meta_loss: relative``, the most a truncation ahead of the base rule can
+            gain (a log ratio, > 0); None: no cap. Without it, tasks that keep gaining from a
+            larger step outvote the ones it puts behind.
         batch_particles: under PES, when the meta-parameters are a graph net's output layers only,
             unroll all particles of a step together: one forward of the shared trunk over the
             union of their graphs per inner step (:mod:`l2o_graphs.meta.particles`); the same
@@ -98,6 +101,7 @@ class MetaConfig:
     meta_parameters: Tuple[str, ...] = ()
     meta_loss: str = "ratio"
     behind_weight: float = 1.0
+    ahead_cap: Optional[float] = None
     batch_particles: bool = True
 
     def __post_init__(self) -> None:
@@ -118,6 +122,7 @@ class MetaConfig:
                   ("validation_seeds", self.validation_seeds >= 1),
                   ("validation_metric", self.validation_metric in VALIDATION_METRICS),
                   ("meta_loss", self.meta_loss in META_LOSSES), ("behind_weight", self.behind_weight >= 0),
+                  ("ahead_cap", self.ahead_cap is None or self.ahead_cap > 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]
@@ -130,6 +135,9 @@ class MetaConfig:
         if self.meta_loss == "relative" and self.estimator != "pes":
             raise ValueError("meta-training config: meta_loss 'relative' needs the 'pes' estimator (its reference "
                              "runs sit beside each antithetic pair)")
+        if self.ahead_cap is not None and self.meta_loss != "relative":
+            raise ValueError("meta-training config: ahead_cap caps the gain over the base rule of meta_loss "
+                             "'relative'; it means nothing for meta_loss " + repr(self.meta_loss))
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
@@ -181,5 +189,8 @@ def _check_types(cfg: MetaConfig) -> None:
             problem = "a list of strings"
         elif kind.startswith("Dict[") and not isinstance(value, dict):
             problem = "a mapping"
+        elif kind == "Optional[float]" and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            problem = "a finite number or null"
         if problem:
             raise ValueError(f"meta-training config: {f.name} must be {problem}, got {value!r}")

@@ -48,6 +48,7 @@ METRICS = "metrics.jsonl"
 VALIDATION = "validation.jsonl"
 WEIGHTS = "weights.pt"
 BEST = "best.pt"
+VALIDATED = "validated"  # every validated network, as validated/step-NNNNN.pt
 RUN_FILES = (CHECKPOINT, CARRY, METRICS, VALIDATION, WEIGHTS, BEST, "meta_curves.png")
 """What a run writes into its directory (besides ``config.json``)."""
 
@@ -98,6 +99,11 @@ def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
     if unmatched:
         raise ValueError(f"meta_parameters: no parameter of {type(net).__name__} starts with {unmatched[0]!r}")
     return [p for n, p in named if n.startswith(tuple(prefixes))]
+
+
+def validated_weights(run_dir: Union[str, Path], step: int) -> Path:
+    """Where a run keeps the network it validated at outer step ``step``."""
+    return Path(run_dir) / VALIDATED / f"step-{step:05d}.pt"
 
 
 class MetaTrainer:
@@ -269,7 +275,7 @@ class MetaTrainer:
                 ratios.append(unroll(self.perturbed, task, graph, traj, cfg.unroll, lam=cfg.lam, differentiable=False,
                                      per_step=True))
         for (i, row, *_), ratio in zip(runs, ratios):
-            losses[row, i] = (relative_meta_loss(ratio, references[i], cfg.behind_weight) if i in references
+            losses[row, i] = (relative_meta_loss(ratio, references[i], cfg.behind_weight, cfg.ahead_cap) if i in references
                               else ratio.mean())
         for i, pair in enumerate(self.trajectories):
             if not self._mine(i):
@@ -329,9 +335,12 @@ class MetaTrainer:
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
         score = selection_score(result, cfg.validation_metric)
         improved = state["best_score"] is None or score < state["best_score"]
+        (self.run_dir / VALIDATED).mkdir(parents=True, exist_ok=True)
+        # every validated network is kept: a selection rule other than the run's can be applied later
+        save_weights(self.net, validated_weights(self.run_dir, self.step), config=cfg.to_dict(),
+                     outer_steps=self.step, validation_score=score)
         if improved:
             state["best_score"], state["best_step"] = score, self.step
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_weights(self.net, self.run_dir / BEST, config=cfg.to_dict(), outer_steps=self.step,
                          validation_score=score)
         state["last_step"] = self.step
@@ -353,6 +362,8 @@ class MetaTrainer:
             if self._overwrite:
                 for name in RUN_FILES:
                     (self.run_dir / name).unlink(missing_ok=True)
+                for old in (self.run_dir / VALIDATED).glob("step-*.pt"):
+                    old.unlink()
                 self._overwrite = False
             return self._run(progress, stop_after)
 

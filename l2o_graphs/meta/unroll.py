@@ -217,7 +217,8 @@ def finish(traj: Trajectory, params: TensorDict, state: OptState, losses: List[T
     return torch.log((torch.stack(losses) / traj.base_loss).clamp_min(RATIO_FLOOR))
 
 
-def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_weight: float) -> Tensor:
+def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_weight: float,
+                       ahead_cap: Optional[float] = None) -> Tensor:
     """The meta-loss of a truncation measured against the base rule on the same run.
 
     ``log_ratios`` and ``reference_log_ratios`` (``[K]``, from :func:`unroll` with ``per_step``)
@@ -227,8 +228,12 @@ def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_
     ``x + behind_weight * max(x, 0)``: a truncation behind the base rule costs ``1 +
     behind_weight`` times what one as far ahead of it gains, so a change that wins on some tasks
     by losing on others is no longer a net gain. The hinge acts on the truncation's mean, not per
-    step, so that batch-to-batch jitter around the base rule is not penalised. Zero when the
-    learned rule is its base (an untrained zero-initialised network); a scalar.
+    step, so that batch-to-batch jitter around the base rule is not penalised. With
+    ``ahead_cap`` c, a truncation more than c ahead (``x < -c``) counts as ``-c``: past the cap a
+    task rewards nothing, so tasks that gain without end from one change (a larger step) cannot
+    outvote those that lose by it. Zero when the learned rule is its base (an untrained
+    zero-initialised network); a scalar.
     """
     x = (log_ratios - reference_log_ratios).mean()
-    return x + behind_weight * x.clamp_min(0)
+    ahead = x if ahead_cap is None else x.clamp_min(-ahead_cap)
+    return ahead + behind_weight * x.clamp_min(0)
