@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -214,12 +214,19 @@ def _cmd_sweep_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _rename(text: str) -> Tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not (sep and old and new):
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW, got {text!r}")
+    return old, new
+
+
 def _cmd_sweep_merge(args: argparse.Namespace) -> int:
     from l2o_graphs.sweep import load_sweep, merge_sweep
 
     spec = load_sweep(args.file)
     run_dir = args.run_dir or Path("runs/sweeps") / spec.name
-    counts = merge_sweep(spec, run_dir, args.source)
+    counts = merge_sweep(spec, run_dir, args.source, renames=dict(args.rename))
     print(f"sweep {spec.name}: merged {counts['merged']} trial(s) of {args.source} into {run_dir}; "
           f"{counts['present']} already there, {counts['foreign']} not trials of this sweep (or of another meaning)")
     return 0
@@ -398,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_merge.add_argument("file", type=Path, help="the sweep YAML")
     sweep_merge.add_argument("source", type=Path, help="the run directory whose trials are merged")
     sweep_merge.add_argument("--run-dir", type=Path, help="default: runs/sweeps/NAME")
+    sweep_merge.add_argument("--rename", type=_rename, action="append", default=[], metavar="OLD=NEW",
+                             help="SOURCE's optimizer OLD is the sweep file's NEW (same definition and weights "
+                                  "content); repeatable")
     sweep_merge.set_defaults(func=_cmd_sweep_merge)
     sweep_status = sweep_sub.add_parser("status", help="done / running / failed / left trials of a sweep")
     sweep_status.add_argument("run_dir", type=Path)

@@ -2,6 +2,7 @@
 workers and Ray giving the same records, user tasks and optimizers, failures, and the report's
 speedups and grid-edge flags against hand-computed curves."""
 import copy
+import json
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ import yaml
 from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
 from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
                                      speedup_aggregates, summarize)
+from l2o_graphs.optim import load_weights, save_weights
 from l2o_graphs.sweep.spec import Trial
 from l2o_graphs.sweep.store import SweepStore
 from l2o_graphs.tasks.task import evaluate
@@ -144,6 +146,63 @@ def test_merge_takes_the_same_trials_from_another_sweep_and_nothing_else(tmp_pat
     assert merge_sweep(every, tmp_path / "main", tmp_path / "other") == {"merged": 0, "present": 8, "foreign": 0}
     with pytest.raises(SweepError, match="holds no sweep"):
         merge_sweep(every, tmp_path / "main", tmp_path / "nothing")
+
+
+def _learned(weights, lrs=(1,)):
+    return {"kind": "learned", "weights": str(weights), "grid": {"lr": list(lrs)}, "default": {"lr": lrs[0]}}
+
+
+def test_a_moved_weights_file_means_the_same_and_a_renamed_optimizer_merges(tmp_path):
+    """The meaning of a learned optimizer's trials is its weights' content, not their path: a
+    file moved (a candidate shipped) keeps its trials; merge --rename records them under the name
+    the sweep file now gives that optimizer; a file with other content is another meaning."""
+    import shutil
+
+    from l2o_graphs.sweep import merge_sweep
+
+    shipped = REPO / "l2o_graphs/pretrained/ng-gnn.pt"
+    shutil.copy(shipped, tmp_path / "candidate.pt")
+    before = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"candidate": _learned(tmp_path / "candidate.pt")}))
+    run_sweep(before, tmp_path / "old", workers=1, threads=1, progress=False)
+    (tmp_path / "moved").mkdir()
+    shutil.move(tmp_path / "candidate.pt", tmp_path / "moved" / "default.pt")
+    moved = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"candidate": _learned(tmp_path / "moved" / "default.pt")}))
+    assert all(moved.meaning(t) == before.meaning(t) for t in moved.trials())
+    counts = run_sweep(moved, tmp_path / "old", workers=1, threads=1, progress=False)
+    assert (counts["done"], counts["skipped"]) == (0, 2)  # nothing rerun
+
+    after = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"default": _learned(tmp_path / "moved" / "default.pt")}))
+    assert merge_sweep(after, tmp_path / "new", tmp_path / "old", renames={"candidate": "default"}) == {
+        "merged": 2, "present": 0, "foreign": 0}
+    assert sorted(json.loads(k)[1] for k in results(tmp_path / "new")) == ["default", "default"]
+    with pytest.raises(SweepError, match="no such optimizer"):
+        merge_sweep(after, tmp_path / "new", tmp_path / "old", renames={"candidate": "typo"})
+    # negative control: other weights under the old name and path are another meaning, not merged
+    other = tmp_path / "moved" / "other.pt"
+    net = load_weights(shipped)
+    with torch.no_grad():
+        net.edge_dec_out.bias.add_(0.1)
+    save_weights(net, other)
+    changed = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"default": _learned(other)}))
+    assert merge_sweep(changed, tmp_path / "fresh", tmp_path / "old", renames={"candidate": "default"}) == {
+        "merged": 0, "present": 0, "foreign": 2}
+
+
+def test_records_written_with_the_weights_path_in_their_meaning_still_count(tmp_path):
+    """Results directories written before paths stopped counting hold digests with the path:
+    they are still the trials' results (no rerun), and a changed file is still refused."""
+    import sqlite3
+
+    spec = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"ng-gnn": _learned(REPO / "l2o_graphs/pretrained/ng-gnn.pt")}))
+    run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        for trial in spec.trials():
+            db.execute("UPDATE trials SET meaning = ? WHERE key = ?",
+                       (spec.meaning(trial, legacy=True), trial.key))
+    assert spec.meaning(spec.trials()[0], legacy=True) != spec.meaning(spec.trials()[0])
+    counts = run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
+    assert (counts["done"], counts["skipped"]) == (0, 2)
+    assert sweep_status(tmp_path)["done"] == 2
 
 
 def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_path):

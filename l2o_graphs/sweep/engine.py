@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from l2o_graphs.cache import folder_lock
 from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial
@@ -30,7 +30,7 @@ def pending_trials(spec: SweepSpec, store: SweepStore) -> Tuple[List[Trial], int
         if record.status == "done":
             done[record.trial.key] = record
     trials = spec.trials()
-    changed = [t for t in trials if t.key in done and done[t.key].meaning != spec.meaning(t)]
+    changed = [t for t in trials if t.key in done and not spec.means(t, done[t.key].meaning)]
     if changed:
         raise SweepError(f"the sweep file changes what {len(changed)} finished trial(s) of {store.run_dir} mean "
                          f"(first: {changed[0]}; its task, optimizer, weights file, steps or curves differ): "
@@ -185,16 +185,26 @@ def _run_locked(spec: SweepSpec, store: SweepStore, workers: int, ray: Optional[
     return counts
 
 
-def merge_sweep(spec: SweepSpec, run_dir: Union[str, Path], source: Union[str, Path]) -> Dict[str, int]:
+def merge_sweep(spec: SweepSpec, run_dir: Union[str, Path], source: Union[str, Path],
+                renames: Optional[Mapping[str, str]] = None) -> Dict[str, int]:
     """Record in ``run_dir`` the finished trials of another run directory ``source`` that are
     trials of ``spec`` with the same meaning (same task, optimizer definition and weights, steps
     and curves: the same result a run would give), so that one sweep reports trials run under
-    another sweep file. ``spec`` becomes ``run_dir``'s definition, as after a run.
+    another sweep file. ``renames`` maps an optimizer name in ``source`` to the name ``spec``
+    gives the same optimizer (say, a candidate that became the shipped default): its trials are
+    recorded under the new name when their meaning matches. ``spec`` becomes ``run_dir``'s
+    definition, as after a run.
 
     Returns ``{"merged": ..., "present": ... (already done here), "foreign": ... (not a trial
     of ``spec``, or another meaning)}``. Raises :class:`SweepError` as :func:`run_sweep` does
-    when ``spec`` changes what a finished trial of ``run_dir`` means; ``FolderBusy`` when a
-    sweep runs in either directory."""
+    when ``spec`` changes what a finished trial of ``run_dir`` means, or when ``renames`` names
+    an optimizer ``spec`` does not have; ``FolderBusy`` when a sweep runs in either directory."""
+    renames = dict(renames or {})
+    names = {o.name for o in spec.optimizers}
+    unknown = sorted(set(renames.values()) - names)
+    if unknown:
+        raise SweepError(f"cannot rename to {unknown[0]!r}: the sweep file has no such optimizer "
+                         f"({', '.join(sorted(names))})")
     source_store = SweepStore(source)
     if source_store.definition() is None:
         raise SweepError(f"{source} holds no sweep (no {source_store.path.name})")
@@ -207,12 +217,14 @@ def merge_sweep(spec: SweepSpec, run_dir: Union[str, Path], source: Union[str, P
         for record in source_store.records():
             if record.status != "done":
                 continue
-            trial = wanted.get(record.trial.key)
-            if trial is not None and record.meaning == spec.meaning(trial):
-                store.record(trial, record.meaning, record.result)
+            old = record.trial
+            key = Trial(old.task, renames.get(old.optimizer, old.optimizer), old.setting, old.seed).key
+            trial = wanted.get(key)
+            if trial is not None and spec.means(trial, record.meaning):
+                store.record(trial, spec.meaning(trial), record.result)
                 del wanted[trial.key]
                 counts["merged"] += 1
-            elif record.trial.key in ours and trial is None:
+            elif key in ours and trial is None:
                 counts["present"] += 1
             else:
                 counts["foreign"] += 1
@@ -234,7 +246,7 @@ def sweep_status(run_dir: Union[str, Path]) -> Dict[str, Any]:
     failed = []
     for trial in spec.trials():
         record = records.get(trial.key)
-        if record is not None and record.status == "done" and record.meaning == spec.meaning(trial):
+        if record is not None and record.status == "done" and spec.means(trial, record.meaning):
             counts["done"] += 1
         elif trial.key in running:
             counts["running" if running[trial.key]["alive"] else "interrupted"] += 1

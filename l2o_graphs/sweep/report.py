@@ -77,7 +77,7 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                 for seed in spec.seeds:
                     key = Trial(task.name, opt.name, setting, seed).key
                     record = records.get(key)
-                    if record is not None and record.meaning == spec.meaning(record.trial):
+                    if record is not None and spec.means(record.trial, record.meaning):
                         runs.append(record.result)
                 if not runs:
                     continue

@@ -145,14 +145,24 @@ class SweepSpec:
     def optimizer(self, name: str) -> OptimizerDef:
         return next(o for o in self.optimizers if o.name == name)
 
-    def meaning(self, trial: Trial) -> str:
+    def meaning(self, trial: Trial, legacy: bool = False) -> str:
         """A digest of everything that decides ``trial``'s result: its task's and optimizer's
-        definitions (weights file content included), steps and curve spacing. A finished trial
-        whose meaning changed is not silently mixed with new ones."""
+        definitions (the weights file's content, not its path, and not the optimizer's name: a
+        moved file or a renamed entry means the same), steps and curve spacing. A finished trial
+        whose meaning changed is not silently mixed with new ones. ``legacy``: the digest as
+        sweeps wrote it before the path and name stopped counting (see :meth:`means`)."""
         payload = {"task": self.task(trial.task).to_dict(), "optimizer": self.optimizer(trial.optimizer).to_dict(),
                    "steps": self.steps, "eval_every": self.eval_every, "test_curve": self.test_curve}
         payload["optimizer"].pop("default")  # which setting is reported as untuned changes no result
+        if not legacy:  # neither its label nor where its file lies decides a result
+            payload["optimizer"].pop("weights")
+            payload["optimizer"].pop("name")
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def means(self, trial: Trial, recorded: str) -> bool:
+        """Whether a record of meaning ``recorded`` is ``trial``'s result: its meaning now, or as
+        recorded before weights paths and names stopped counting (results directories written then)."""
+        return recorded in (self.meaning(trial), self.meaning(trial, legacy=True))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SweepSpec":
