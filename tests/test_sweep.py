@@ -381,3 +381,21 @@ def test_the_heldout_sweep_runs_the_trials_of_heldout_py():
         direct = train_with(HELDOUT_TASKS[task], make, 20, seed=2, eval_every=10)
         assert swept["curve"] == direct["curve"] and swept["train_loss"] == direct["train_loss"]
         assert swept["eval_steps"] == [0, 10, 20] and swept["eval_curve"][1:] == direct["eval_curve"]
+
+
+def test_merge_rename_argument_must_be_old_equals_new(tmp_path, capsys):
+    from l2o_graphs.cli import main
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tiny()))
+    for bad in ("candidate", "=ng-gnn", "candidate="):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sweep", "merge", str(path), str(tmp_path / "old"), "--rename", bad])
+        assert exit_info.value.code == 2 and "expected OLD=NEW" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    run_sweep(parse_sweep(tiny(optimizers={"sgd": tiny()["optimizers"]["sgd"]})), tmp_path / "old",
+              workers=1, threads=1, progress=False)
+    code = main(["sweep", "merge", str(path), str(tmp_path / "old"), "--run-dir", str(tmp_path / "new"),
+                 "--rename", "sgd=typo"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot rename to 'typo'" in err and len(err.strip().splitlines()) == 1
