@@ -335,7 +335,6 @@ class MetaTrainer:
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
         score = selection_score(result, cfg.validation_metric)
         improved = state["best_score"] is None or score < state["best_score"]
-        (self.run_dir / VALIDATED).mkdir(parents=True, exist_ok=True)
         # every validated network is kept: a selection rule other than the run's can be applied later
         save_weights(self.net, validated_weights(self.run_dir, self.step), config=cfg.to_dict(),
                      outer_steps=self.step, validation_score=score)

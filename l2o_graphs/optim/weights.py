@@ -6,6 +6,7 @@ from typing import Optional, Union
 
 import torch
 
+from l2o_graphs.cache import atomic_save
 from l2o_graphs.nn import NETS, UpdateNet, build_net
 from l2o_graphs.optim.update import all_finite
 
@@ -23,11 +24,12 @@ def net_name(net: UpdateNet) -> str:
 
 
 def save_weights(net: UpdateNet, path: Union[str, Path], **metadata: object) -> None:
-    """Write ``net``'s name, config and weights (plus JSON-like ``metadata``) to ``path``."""
+    """Write ``net``'s name, config and weights (plus JSON-like ``metadata``) to ``path``, through a
+    temporary file and a rename (a kill leaves the old file or the new one, never half of one)."""
     blob = {"format": FORMAT, "version": VERSION, "net": net_name(net), "config": dict(net.config),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "metadata": dict(metadata)}
-    torch.save(blob, Path(path))
+    atomic_save(blob, path)
 
 
 def load_weights(path: Union[str, Path], expected_net: Optional[str] = None) -> UpdateNet:

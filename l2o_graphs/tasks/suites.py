@@ -173,6 +173,10 @@ def parse_suite(data: Mapping[str, Any]) -> Suite:
 
 
 _ACTS = ["relu", "gelu", "tanh", "silu"]
+# the two families of "small", shared by "medium"
+_SMALL_MLP = {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 128], "activations": _ACTS}
+_SMALL_CNN = {"kind": "cnn", "conv_layers": [2, 4], "channels": [4, 24], "kernels": [3, 5], "heads": ["pool", "flatten"],
+              "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}
 BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
     # the paper's meta-training task (ANCHORS.md)
     "fmnist-cnn": {"name": "fmnist-cnn", "datasets": ["fashion_mnist"], "batch_sizes": [128],
@@ -204,20 +208,14 @@ BUILTIN_SUITES: Dict[str, Dict[str, Any]] = {
     # cost (a PES step costs about the same as on "tiny": the update network's overhead dominates)
     "small": {
         "name": "small", "datasets": ["mnist", "fashion_mnist"], "batch_sizes": [32, 64, 128],
-        "architectures": [
-            {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 128], "activations": _ACTS},
-            {"kind": "cnn", "conv_layers": [2, 4], "channels": [4, 24], "kernels": [3, 5], "heads": ["pool", "flatten"],
-             "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}]},
+        "architectures": [_SMALL_MLP, _SMALL_CNN]},
     # "small" with MLPs of the widths people train (2-4 hidden layers of 64-384) as a third of its
     # tasks: on "small" alone every run drifted to steps that its small networks reward and wider
     # ones do not (README, "What was tried")
     "medium": {
         "name": "medium", "datasets": ["mnist", "fashion_mnist"], "batch_sizes": [32, 64, 128],
-        "architectures": [
-            {"kind": "mlp", "hidden_layers": [1, 3], "width": [16, 128], "activations": _ACTS},
-            {"kind": "mlp", "hidden_layers": [2, 4], "width": [64, 384], "activations": _ACTS},
-            {"kind": "cnn", "conv_layers": [2, 4], "channels": [4, 24], "kernels": [3, 5], "heads": ["pool", "flatten"],
-             "activations": _ACTS, "residual": [False, True], "batchnorm": [False, True]}]},
+        "architectures": [_SMALL_MLP, {"kind": "mlp", "hidden_layers": [2, 4], "width": [64, 384], "activations": _ACTS},
+                          _SMALL_CNN]},
     # a fixed tiny suite for tests and smoke runs: small MLPs on the 8x8 digits
     "digits-mlp": {"name": "digits-mlp", "datasets": ["digits"], "batch_sizes": [64],
                    "architectures": [{"kind": "mlp", "hidden_layers": [1, 1], "width": [16, 16],
