@@ -2,14 +2,17 @@
 weights as the package default.
 
 Run: ``python benchmarks/record_meta_run.py runs/ng-gnn-default --command "l2o-graphs meta-train
---config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--weights best]
-[--ship] [--carry]``.
-Writes ``meta_train_<run>.json`` (command, config, machine, wall time from the run directory's
-file times, first and last meta-losses, the validation scores of a meta-validated run) and
-``meta_curves_<run>.png``; ``--ship`` copies the chosen weights (``weights.pt`` of a finished run,
-or ``best.pt``, the best-validated network so far) to ``l2o_graphs/pretrained/<net>.pt`` (refused
-over 2 MB); ``--carry`` copies the run's compact state ``carry.pt`` to ``benchmarks/carry/<run>.pt``,
-from where a later session carries the run on (copy it into an empty run directory, ``--resume``).
+--config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--weights best |
+--select mean-ahead --margin 0.05] [--ship] [--carry]``.
+Writes ``meta_train_<run>.json`` (command, config, machine, wall time, first and last meta-losses,
+the validation scores of a meta-validated run) and ``meta_curves_<run>.png``; ``--ship`` copies the
+chosen weights (``weights.pt`` of a finished run, ``best.pt``, the best-validated network by the
+run's own metric, or with ``--select`` the validated network another rule picks from the run's
+validation rows) to ``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB); ``--carry`` copies the
+run's compact state ``carry.pt`` to ``benchmarks/carry/<run>.pt``, from where a later session
+carries the run on (copy it into an empty run directory, ``--resume``). The wall time is the sum
+of the logged outer steps' and validations' seconds (rank 0's), so that it counts the stretches of
+a resumed run and not the time between them.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from common import RESULTS, machine, write_result  # noqa: E402
 from l2o_graphs.cache import read_jsonl  # noqa: E402
 from l2o_graphs.meta.plot import plot_run  # noqa: E402
 from l2o_graphs.meta.config import META_LOSSES  # noqa: E402
+from l2o_graphs.meta.trainer import validated_weights  # noqa: E402
+from l2o_graphs.meta.validation import METRICS, select_validated  # noqa: E402
 from l2o_graphs.optim.weights import PRETRAINED_DIR  # noqa: E402
 
 MAX_SHIPPED_BYTES = 2 * 1024 * 1024
@@ -39,11 +44,24 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the exact command that produced the run")
     parser.add_argument("--weights", choices=["final", "best"], default="final",
                         help="weights.pt (the finished run) or best.pt (the best-validated network so far)")
+    parser.add_argument("--select", choices=METRICS,
+                        help="instead of --weights: the validated network this rule picks from the run's validation rows")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="with --select mean-ahead: the lead over Adam (log loss ratio) every task must have")
     parser.add_argument("--ship", action="store_true", help="install the chosen weights as the package default")
     parser.add_argument("--carry", action="store_true", help="keep the run's carry.pt in benchmarks/carry/")
     args = parser.parse_args()
     run = args.run_dir
-    weights = run / ("weights.pt" if args.weights == "final" else "best.pt")
+    validation = read_jsonl(run / "validation.jsonl") if (run / "validation.jsonl").is_file() else None
+    selection = None
+    if args.select:
+        if not validation:
+            raise SystemExit(f"{run} has no validation rows to select from")
+        step = select_validated(validation, args.select, args.margin)
+        weights = validated_weights(run, step)
+        selection = {"metric": args.select, "margin": args.margin, "step": step}
+    else:
+        weights = run / ("weights.pt" if args.weights == "final" else "best.pt")
     if not weights.is_file():
         raise SystemExit(f"{weights} does not exist" + (": the run has not finished" if args.weights == "final" else ""))
     config = json.loads((run / "config.json").read_text())
@@ -57,8 +75,9 @@ def main() -> None:
     payload = {
         "benchmark": "meta_train", "command": args.command, "machine": host, "config": config,
         "outer_steps": len(rows),
-        "wall_s": round((run / "metrics.jsonl").stat().st_mtime - (run / "config.json").stat().st_mtime),
-        "weights": args.weights,
+        "wall_s": round(sum(r["seconds"] for r in rows) + sum(r["seconds"] for r in validation or [])),
+        "weights": f"validated step {selection['step']}" if selection else args.weights,
+        "selection": selection,
         "weights_outer_steps": blob["metadata"].get("outer_steps"),
         "step_seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 3),
         # inner steps unrolled per outer step: a trajectory per meta-batch slot, two under PES
@@ -70,8 +89,8 @@ def main() -> None:
         **{f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
            for key in auxiliary for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))},
         "weights_bytes": weights.stat().st_size,
-        "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in read_jsonl(run / "validation.jsonl")]
-        if (run / "validation.jsonl").is_file() else None,
+        "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in validation]
+        if validation is not None else None,
         "note": f"meta-loss = {META_LOSSES[config.get('meta_loss', 'ratio')]}; lower is better",
     }
     print(f"wrote {write_result(f'meta_train_{run.name}.json', payload)}")

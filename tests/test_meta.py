@@ -133,6 +133,8 @@ def test_meta_config_rejects_unknown_and_bad_fields(tmp_path):
         MetaConfig.from_dict({"lerning_rate": 1.0})
     with pytest.raises(ValueError, match="'unroll'"):
         MetaConfig(unroll=0)
+    with pytest.raises(ValueError, match="'validation_margin'"):
+        MetaConfig(validation_margin=-0.05)
 
 
 def test_fewshot_suite_draws_learn2learn_tasks():

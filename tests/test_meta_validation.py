@@ -142,3 +142,34 @@ def test_mean_ahead_prefers_any_checkpoint_ahead_on_every_task():
     assert selection_score(behind, "mean") == -0.50 and selection_score(behind, "worst") == 0.01
     with pytest.raises(ValueError, match="unknown validation metric 'median'"):
         selection_score(behind, "median")
+
+
+def test_margin_demands_a_lead_on_every_task():
+    from l2o_graphs.meta.validation import selection_score
+
+    narrow = {"score": -0.40, "worst": -0.02}  # ahead everywhere, but by less than the margin
+    clear = {"score": -0.15, "worst": -0.07}
+    assert selection_score(narrow, "mean-ahead") < selection_score(clear, "mean-ahead")  # no margin: narrow wins
+    with_margin = {name: selection_score(r, "mean-ahead", margin=0.05) for name, r in (("narrow", narrow), ("clear", clear))}
+    assert min(with_margin, key=with_margin.get) == "clear"
+    assert with_margin["narrow"] == -0.02 and with_margin["clear"] == -0.15
+    assert selection_score(narrow, "mean", margin=0.05) == -0.40  # the margin is the floor's, not the mean's
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        selection_score(clear, "mean-ahead", margin=-0.01)
+
+
+def test_select_validated_applies_a_rule_after_the_run():
+    from l2o_graphs.meta.validation import select_validated
+
+    rows = [{"step": 0, "mean": 0.007, "worst": 0.021, "score": 0.021},
+            {"step": 80, "mean": -0.173, "worst": -0.047, "score": -0.047},
+            {"step": 160, "mean": -0.238, "worst": -0.053, "score": -0.053},
+            {"step": 240, "mean": -0.343, "worst": -0.025, "score": -0.025}]
+    assert select_validated(rows, "worst") == 160
+    assert select_validated(rows, "mean") == 240
+    assert select_validated(rows, "mean-ahead") == 240
+    assert select_validated(rows, "mean-ahead", margin=0.05) == 160
+    assert select_validated(rows[:1], "mean-ahead", margin=0.05) == 0  # nothing passes: the least behind
+    assert select_validated(rows + [dict(rows[2], step=320)], "worst") == 160  # ties: the earliest
+    with pytest.raises(ValueError, match="no validation rows"):
+        select_validated([], "worst")

@@ -51,7 +51,8 @@ class MetaConfig:
             validation_seeds: initialisations per task. validation_metric: what ``best.pt``
             minimises, ``"mean"`` (the mean log loss ratio to Adam over tasks and seeds),
             ``"worst"`` (the worst task's) or ``"mean-ahead"`` (the mean among checkpoints ahead
-            of Adam on every task; :func:`l2o_graphs.meta.validation.selection_score`).
+            of Adam on every task by more than ``validation_margin``, a log loss ratio;
+            :func:`l2o_graphs.meta.validation.selection_score`).
         meta_loss: what a truncation's meta-loss measures: ``"ratio"``, the mean log ratio of the
             optimizee's loss to its loss at the trajectory's start; ``"relative"`` (PES only, and
             a ``zero_init`` update rule), the log ratio to the loss of the same run trained by the
@@ -98,6 +99,7 @@ class MetaConfig:
     validation_tasks: Tuple[str, ...] = tuple(VALIDATION_TASKS)
     validation_seeds: int = 1
     validation_metric: str = "mean"
+    validation_margin: float = 0.0
     meta_parameters: Tuple[str, ...] = ()
     meta_loss: str = "ratio"
     behind_weight: float = 1.0
@@ -121,6 +123,7 @@ class MetaConfig:
                   ("validate_every", self.validate_every >= 0), ("validation_steps", self.validation_steps >= 1),
                   ("validation_seeds", self.validation_seeds >= 1),
                   ("validation_metric", self.validation_metric in VALIDATION_METRICS),
+                  ("validation_margin", self.validation_margin >= 0),
                   ("meta_loss", self.meta_loss in META_LOSSES), ("behind_weight", self.behind_weight >= 0),
                   ("ahead_cap", self.ahead_cap is None or self.ahead_cap > 0),
                   ("validation_tasks", len(self.validation_tasks) > 0

@@ -333,7 +333,7 @@ class MetaTrainer:
             return None
         start = time.perf_counter()
         result = validate(self.net, cfg.validation_tasks, cfg.validation_steps, cfg.validation_seeds, lam=cfg.lam)
-        score = selection_score(result, cfg.validation_metric)
+        score = selection_score(result, cfg.validation_metric, cfg.validation_margin)
         improved = state["best_score"] is None or score < state["best_score"]
         # every validated network is kept: a selection rule other than the run's can be applied later
         save_weights(self.net, validated_weights(self.run_dir, self.step), config=cfg.to_dict(),

@@ -84,16 +84,31 @@ def validate(net: UpdateNet, tasks: Sequence[str], steps: int, seeds: int = 1,
     return {"score": sum(task_means) / len(task_means), "worst": max(task_means), "tasks": per_task}
 
 
-def selection_score(result: Mapping[str, object], metric: str) -> float:
+def selection_score(result: Mapping[str, object], metric: str, margin: float = 0.0) -> float:
     """The number a run's checkpoint selection minimises, from a :func:`validate` result:
     ``"mean"`` the mean log-ratio, ``"worst"`` the worst task's, ``"mean-ahead"`` the mean where
-    every task is ahead of Adam (worst < 0), else the worst (a positive number, so that any
-    checkpoint ahead on every task beats any that is not): the floor first, then the gain."""
+    every task is more than ``margin`` ahead of Adam (worst < -margin), else the worst (a number
+    no passing checkpoint's mean reaches, since its mean <= its worst < -margin: any checkpoint
+    ahead on every task beats any that is not): the floor first, then the gain. ``margin`` (a log
+    loss ratio, >= 0) is the part of the floor that validation noise could take away."""
+    if margin < 0:
+        raise ValueError(f"validation margin must be >= 0, got {margin}")
     mean, worst = float(result["score"]), float(result["worst"])
     if metric == "mean":
         return mean
     if metric == "worst":
         return worst
     if metric == "mean-ahead":
-        return mean if worst < 0 else worst
+        return mean if worst < -margin else worst
     raise ValueError(f"unknown validation metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def select_validated(rows: Sequence[Mapping[str, object]], metric: str, margin: float = 0.0) -> int:
+    """The outer step whose network a selection rule picks from a run's ``validation.jsonl`` rows
+    (each with ``step``, ``mean`` and ``worst``), whatever metric the run itself selected on; the
+    earliest of equal scores. Raises ValueError on no rows."""
+    if not rows:
+        raise ValueError("no validation rows to select from")
+    scores = [(selection_score({"score": row["mean"], "worst": row["worst"]}, metric, margin), int(row["step"]))
+              for row in rows]
+    return min(scores)[1]
