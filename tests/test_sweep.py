@@ -188,21 +188,46 @@ def test_a_moved_weights_file_means_the_same_and_a_renamed_optimizer_merges(tmp_
         "merged": 0, "present": 0, "foreign": 2}
 
 
-def test_records_written_with_the_weights_path_in_their_meaning_still_count(tmp_path):
-    """Results directories written before paths stopped counting hold digests with the path:
-    they are still the trials' results (no rerun), and a changed file is still refused."""
+@pytest.mark.parametrize("version", [0, 1])
+def test_records_written_with_an_earlier_meaning_still_count(tmp_path, version):
+    """Results directories written before paths and names (version 0) or the grid's other points
+    (version 1) stopped counting hold those digests: they are still the trials' results (no
+    rerun), and a changed file is still refused."""
     import sqlite3
 
     spec = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"ng-gnn": _learned(REPO / "l2o_graphs/pretrained/ng-gnn.pt")}))
     run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
     with sqlite3.connect(tmp_path / "results.sqlite") as db:
         for trial in spec.trials():
-            db.execute("UPDATE trials SET meaning = ? WHERE key = ?",
-                       (spec.meaning(trial, legacy=True), trial.key))
-    assert spec.meaning(spec.trials()[0], legacy=True) != spec.meaning(spec.trials()[0])
+            db.execute("UPDATE trials SET meaning = ? WHERE key = ?", (spec.meaning(trial, version), trial.key))
+    assert spec.meaning(spec.trials()[0], version) != spec.meaning(spec.trials()[0])
     counts = run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
     assert (counts["done"], counts["skipped"]) == (0, 2)
     assert sweep_status(tmp_path)["done"] == 2
+    with pytest.raises(ValueError, match="meaning version"):
+        spec.meaning(spec.trials()[0], 3)
+
+
+@pytest.mark.parametrize("written_as", [1, 2])
+def test_a_grid_with_more_points_keeps_the_trials_it_had(tmp_path, written_as):
+    """Extending a grid runs only its new points, also in a directory written when the digest held
+    the whole grid (version 1: upgraded on the next run); the setting itself is part of a trial's
+    meaning (negative control: the same optimizer at another setting means something else)."""
+    import sqlite3
+
+    weights = REPO / "l2o_graphs/pretrained/ng-gnn.pt"
+    one = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"ng-gnn": _learned(weights, lrs=(1,))}))
+    run_sweep(one, tmp_path, workers=1, threads=1, progress=False)
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        for trial in one.trials():
+            db.execute("UPDATE trials SET meaning = ? WHERE key = ?", (one.meaning(trial, written_as), trial.key))
+    two = parse_sweep(tiny(tasks=[DIGITS_MLP], optimizers={"ng-gnn": _learned(weights, lrs=(1, 3))}))
+    assert [two.meaning(t) for t in two.trials() if t.setting == {"lr": 1}] == [one.meaning(t) for t in one.trials()]
+    counts = run_sweep(two, tmp_path, workers=1, threads=1, progress=False)
+    assert (counts["done"], counts["skipped"]) == (2, 2)
+    assert sweep_status(tmp_path)["done"] == 4
+    at_1, at_3 = (next(t for t in two.trials() if t.setting == {"lr": lr}) for lr in (1, 3))
+    assert two.meaning(at_1) != two.meaning(at_3)
 
 
 def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_path):

@@ -22,9 +22,35 @@ from l2o_graphs.sweep.trial import run_trial
 Outcome = Tuple[Trial, Optional[Dict[str, Any]], Optional[str]]  # (trial, result, error)
 
 
+def upgrade_meanings(store: SweepStore) -> int:
+    """Rewrite the finished trials recorded under an earlier version of
+    :meth:`SweepSpec.meaning` with the current one, as the definition the directory holds reads
+    them (a record its definition does not recognise is left alone); returns how many. The
+    earlier versions digested more than decides a result (the weights' path, the optimizer's
+    name, its whole grid), so a sweep file that only adds grid points can be compared with them."""
+    definition = store.definition()
+    if definition is None:
+        return 0
+    stored = SweepSpec.from_dict(definition)
+    tasks, optimizers = {t.name for t in stored.tasks}, {o.name for o in stored.optimizers}
+    upgraded = {}
+    for record in store.records():
+        trial = record.trial
+        if record.status != "done" or trial.task not in tasks or trial.optimizer not in optimizers:
+            continue
+        current = stored.meaning(trial)
+        if record.meaning != current and stored.means(trial, record.meaning):
+            upgraded[trial.key] = current
+    if upgraded:
+        store.set_meanings(upgraded)
+    return len(upgraded)
+
+
 def pending_trials(spec: SweepSpec, store: SweepStore) -> Tuple[List[Trial], int]:
-    """The trials of ``spec`` still to run and how many are already done. Raises
-    :class:`SweepError` when a finished trial was recorded under another meaning."""
+    """The trials of ``spec`` still to run and how many are already done (records of an earlier
+    meaning version upgraded first, :func:`upgrade_meanings`). Raises :class:`SweepError` when a
+    finished trial was recorded under another meaning."""
+    upgrade_meanings(store)
     done = {}
     for record in store.records():
         if record.status == "done":
@@ -209,6 +235,7 @@ def merge_sweep(spec: SweepSpec, run_dir: Union[str, Path], source: Union[str, P
     if source_store.definition() is None:
         raise SweepError(f"{source} holds no sweep (no {source_store.path.name})")
     with folder_lock(run_dir, f"sweep {spec.name}"), folder_lock(source, "a sweep merge"):
+        upgrade_meanings(source_store)
         store = SweepStore(run_dir)
         pending, _ = pending_trials(spec, store)
         wanted = {t.key: t for t in pending}

@@ -121,6 +121,9 @@ class Trial:
         return f"{self.task} / {self.optimizer} ({setting_label(self.setting)}) / seed {self.seed}"
 
 
+MEANING_VERSION = 2  # what SweepSpec.meaning digests; earlier versions' records still count
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep (see the module docstring)."""
@@ -145,24 +148,31 @@ class SweepSpec:
     def optimizer(self, name: str) -> OptimizerDef:
         return next(o for o in self.optimizers if o.name == name)
 
-    def meaning(self, trial: Trial, legacy: bool = False) -> str:
+    def meaning(self, trial: Trial, version: int = MEANING_VERSION) -> str:
         """A digest of everything that decides ``trial``'s result: its task's and optimizer's
-        definitions (the weights file's content, not its path, and not the optimizer's name: a
-        moved file or a renamed entry means the same), steps and curve spacing. A finished trial
-        whose meaning changed is not silently mixed with new ones. ``legacy``: the digest as
-        sweeps wrote it before the path and name stopped counting (see :meth:`means`)."""
+        definitions (the weights file's content, not its path; not the optimizer's name, nor the
+        rest of its grid: a moved file, a renamed entry or a grid with more points means the
+        same), its setting, steps and curve spacing. A finished trial whose meaning changed is not
+        silently mixed with new ones. ``version``: the digest as sweeps wrote it earlier (0: with
+        the path, name and grid; 1: with the grid), for :meth:`means`."""
+        if not 0 <= version <= MEANING_VERSION:
+            raise ValueError(f"meaning version must be 0..{MEANING_VERSION}, got {version}")
         payload = {"task": self.task(trial.task).to_dict(), "optimizer": self.optimizer(trial.optimizer).to_dict(),
                    "steps": self.steps, "eval_every": self.eval_every, "test_curve": self.test_curve}
         payload["optimizer"].pop("default")  # which setting is reported as untuned changes no result
-        if not legacy:  # neither its label nor where its file lies decides a result
+        if version >= 1:  # neither its label nor where its file lies decides a result
             payload["optimizer"].pop("weights")
             payload["optimizer"].pop("name")
+        if version >= 2:  # the trial's own setting does, the grid's other points do not
+            payload["optimizer"].pop("grid")
+            payload["setting"] = trial.setting
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def means(self, trial: Trial, recorded: str) -> bool:
         """Whether a record of meaning ``recorded`` is ``trial``'s result: its meaning now, or as
-        recorded before weights paths and names stopped counting (results directories written then)."""
-        return recorded in (self.meaning(trial), self.meaning(trial, legacy=True))
+        an earlier version wrote it (results directories written before paths, names and grids
+        stopped counting)."""
+        return recorded in {self.meaning(trial, version) for version in range(MEANING_VERSION + 1)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SweepSpec":

@@ -84,6 +84,13 @@ class SweepStore:
                        None if result is None else json.loads(result), error, wall_s)
                 for task, opt, setting, seed, meaning, status, result, error, wall_s in rows]
 
+    def set_meanings(self, meanings: Dict[str, str]) -> None:
+        """Rewrite the recorded meaning of finished trials, ``{key: meaning}`` (a digest upgraded
+        to the current version; the result is left alone), in one transaction."""
+        with closing(self._connect()) as db, db:
+            db.executemany("UPDATE trials SET meaning = ? WHERE key = ? AND status = 'done'",
+                           [(meaning, key) for key, meaning in meanings.items()])
+
     def record(self, trial: Trial, meaning: str, result: Optional[Dict[str, Any]] = None,
                error: Optional[str] = None) -> None:
         """Write ``trial``'s outcome (``result``, or ``error`` for a failed trial) and clear its
