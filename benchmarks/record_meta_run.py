@@ -42,9 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--command", required=True, help="the exact command that produced the run")
-    parser.add_argument("--weights", choices=["final", "best"], default="final",
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--weights", choices=["final", "best"], default="final",
                         help="weights.pt (the finished run) or best.pt (the best-validated network so far)")
-    parser.add_argument("--select", choices=METRICS,
+    chosen.add_argument("--select", choices=METRICS,
                         help="instead of --weights: the validated network this rule picks from the run's validation rows")
     parser.add_argument("--margin", type=float, default=0.0,
                         help="with --select mean-ahead: the lead over Adam (log loss ratio) every task must have")
@@ -63,7 +64,8 @@ def main() -> None:
     else:
         weights = run / ("weights.pt" if args.weights == "final" else "best.pt")
     if not weights.is_file():
-        raise SystemExit(f"{weights} does not exist" + (": the run has not finished" if args.weights == "final" else ""))
+        raise SystemExit(f"{weights} does not exist"
+                         + (": the run has not finished" if not selection and args.weights == "final" else ""))
     config = json.loads((run / "config.json").read_text())
     rows = read_jsonl(run / "metrics.jsonl")
     blob = torch.load(weights, weights_only=True)
