@@ -21,7 +21,7 @@ class FlatParameterMLP(UpdateNet):
         self.net = nn.Sequential(nn.Linear(num_params * NUM_FEATURES, hidden), nn.Tanh(),
                                  nn.Linear(hidden, num_params * 2))
 
-    def forward(self, features, time, graph, net_state):
+    def forward(self, features, time, graph, net_state, kernels="torch"):
         flat, shapes = flatten_features(features)
         return split_outputs(self.net(flat.reshape(1, -1)).reshape(-1, 2), shapes), dict(net_state)
 

@@ -65,8 +65,8 @@ class ParticleNet(UpdateNet):
         self.members = members
 
     def forward(self, features, time: Tensor, graph: Optional[NeuralGraph],
-                net_state: Dict[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-        return self.net(features, time, graph, net_state, members=self.members)
+                net_state: Dict[str, Tensor], kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:
+        return self.net(features, time, graph, net_state, members=self.members, kernels=kernels)
 
 
 def particle_graph(graphs: Sequence[NeuralGraph]) -> Tuple[NeuralGraph, Tuple[int, ...], Tuple[int, ...]]:

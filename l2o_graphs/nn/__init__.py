@@ -1,7 +1,7 @@
 """Learned-update networks: NG-GNN and NG-T on the neural graph, FF and LSTM baselines."""
 from typing import Callable, Dict
 
-from l2o_graphs.nn.base import FlatFeatures, GraphFeatures, UpdateNet
+from l2o_graphs.nn.base import KERNELS, FlatFeatures, GraphFeatures, UpdateNet
 from l2o_graphs.nn.baselines import PerParameterMLP, PerTensorLSTM
 from l2o_graphs.nn.graph_nets import NGGNN, NGT, GraphUpdateNet
 
@@ -26,4 +26,4 @@ def build_net(name: str, **config: object) -> UpdateNet:
     return net
 
 
-__all__ = ["UpdateNet", "FlatFeatures", "GraphFeatures", "GraphUpdateNet", "NGGNN", "NGT", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]
+__all__ = ["KERNELS", "UpdateNet", "FlatFeatures", "GraphFeatures", "GraphUpdateNet", "NGGNN", "NGT", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]

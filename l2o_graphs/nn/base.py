@@ -13,6 +13,10 @@ from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.rules import get_rule
 
 TensorDict = Dict[str, Tensor]
+KERNELS = ("auto", "triton", "torch")
+"""How a network's per-edge work runs: ``"torch"`` (the reference, any device, autograd),
+``"triton"`` (fused GPU kernels, forward only, for the nets that have them: :mod:`l2o_graphs.nn.edge_kernels`)
+or ``"auto"`` (Triton where it can run on a CUDA device, PyTorch otherwise)."""
 
 
 class FlatFeatures(NamedTuple):
@@ -39,6 +43,7 @@ class UpdateNet(nn.Module, abc.ABC):
     ``graph`` the optimizee's neural graph (None for nets that do not use it), ``net_state`` a dict
     of per-tensor recurrent state (``{}`` for stateless nets) and ``outputs[name]`` is
     ``[*param.shape, 2]``. Implementations must not mix information across graphs of a batch.
+    ``kernels`` (:data:`KERNELS`) chooses how the per-edge work runs where a net has kernels.
     """
 
     uses_graph: bool = False
@@ -68,14 +73,34 @@ class UpdateNet(nn.Module, abc.ABC):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def resolve_kernels(self, kernels: str, device: torch.device) -> str:
+        """``"torch"`` or ``"triton"``: what the choice ``kernels`` (one of :data:`KERNELS`) means
+        for this network on ``device``, with autograd as it is now. ``"auto"`` takes Triton only
+        on CUDA devices where it can run; ``"triton"`` raises ``ValueError`` saying why where it
+        cannot."""
+        if kernels not in KERNELS:
+            raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(KERNELS)}")
+        if kernels == "torch" or (kernels == "auto" and device.type != "cuda"):
+            return "torch"
+        why_not = self.kernels_unusable(device)
+        if why_not is None:
+            return "triton"
+        if kernels == "triton":
+            raise ValueError(f"kernels='triton' cannot run here: {why_not}")
+        return "torch"
+
+    def kernels_unusable(self, device: torch.device) -> Optional[str]:
+        """Why the Triton kernels cannot run for this network on ``device`` now; None when they can."""
+        return f"{type(self).__name__} has no Triton kernels (only NG-GNN has)"
+
     def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:
         """Per-tensor recurrent state at step 0, one tensor per parameter name (float32)."""
         return {}
 
     @abc.abstractmethod
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
-                net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
-        """See the class docstring."""
+                net_state: Mapping[str, Tensor], kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:
+        """See the class docstring; ``kernels``: see :meth:`resolve_kernels`."""
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:

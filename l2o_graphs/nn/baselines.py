@@ -22,8 +22,9 @@ class PerParameterMLP(UpdateNet):
         self._init_output(self.body[-1])
 
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
-                net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+                net_state: Mapping[str, Tensor], kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:
         flat, shapes = flatten_features(features)
+        self.resolve_kernels(kernels, flat.device)  # refuses "triton": no kernels here
         time_bias = self.time(time)
         out = chunked(lambda a, b: self.body(self.inp(flat[a:b]).add_(time_bias).relu_()), flat.shape[0],
                       flat.device)
@@ -47,8 +48,9 @@ class PerTensorLSTM(UpdateNet):
         return {n: torch.zeros(2 * self.hidden, device=p.device) for n, p in params.items()}
 
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
-                net_state: Mapping[str, Tensor]) -> Tuple[TensorDict, TensorDict]:
+                net_state: Mapping[str, Tensor], kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:
         flat, shapes = flatten_features(features)
+        self.resolve_kernels(kernels, flat.device)  # refuses "triton": no kernels here
         names = [n for n, _ in shapes]
         counts = [int(torch.Size(s).numel()) for _, s in shapes]
         stats = torch.stack([torch.cat([part.sum(0) / max(n, 1), torch.linalg.vector_norm(part, dim=0) / max(n, 1) ** 0.5])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable, List, Mapping, Optional, Tuple, Union
 
@@ -146,12 +147,7 @@ class _Wiring:
 
         for seg, group in itertools.groupby(self.parts(e), key=lambda part: part[0]):
             if seg.dense is None:
-                es = next(group)[3]
-                src, dst = seg.index
-                fwd.index_add_(1, dst, _columns(a_fwd, src) * (1 + es))
-                fwd_e.index_add_(1, dst, es)
-                bwd.index_add_(1, src, _columns(a_bwd, dst) * (1 + es))
-                bwd_e.index_add_(1, src, es)
+                index_sums(seg, next(group)[3], a_fwd, a_bwd, (fwd, fwd_e, bwd, bwd_e))
                 continue
             rows, cols, s0, d0 = seg.dense
             a_in = a_fwd[:, s0:s0 + cols].unsqueeze(1)  # [d, 1, cols]
@@ -268,6 +264,18 @@ def _edge_chunks(graph: NeuralGraph, device: torch.device, start: int = 0, stop:
     return ((a + start, b + start) for a, b in row_ranges(stop - start, rows))
 
 
+def index_sums(seg: EdgeSegment, es: Tensor, a_fwd: Tensor, a_bwd: Tensor,
+               totals: Tuple[Tensor, Tensor, Tensor, Tensor]) -> None:
+    """:meth:`_Wiring.sums` over one segment given by its ``index``, added into ``totals`` (``fwd,
+    fwd_e, bwd, bwd_e``, each ``[d, N]``) in place; ``es``: the segment's edge states ``[d, e]``."""
+    fwd, fwd_e, bwd, bwd_e = totals
+    src, dst = seg.index
+    fwd.index_add_(1, dst, _columns(a_fwd, src) * (1 + es))
+    fwd_e.index_add_(1, dst, es)
+    bwd.index_add_(1, src, _columns(a_bwd, dst) * (1 + es))
+    bwd_e.index_add_(1, src, es)
+
+
 def _columns(x: Tensor, index: Tensor) -> Tensor:
     """``x[:, index]`` for channel-first ``x [d, N]``, as ``index_select``: its backward is an
     ``index_add``, several times faster on CPUs than advanced indexing's accumulating
@@ -292,17 +300,23 @@ class EdgeUpdate(nn.Module):
         self.own = nn.Parameter(torch.ones(edge_dim))
         self.ends = nn.Linear(node_dim, 2 * edge_dim)
 
+    def node_terms(self, h: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(from_src, from_dst)``, each ``[d, N]``: the terms ``U h`` (plus the bias) and ``V h``
+        every edge reads at its source and at its target; ``h``: ``[N, node_dim]``."""
+        from_src, from_dst = (_channels_first(x) for x in self.ends(h).chunk(2, -1))
+        return from_src, from_dst
+
+    def apply(self, es: Tensor, us: Tensor, vd: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """The update of edge states ``es [d, ...]`` given their node terms (broadcastable to
+        ``es``), written to ``out`` when given."""
+        t = es * self.own.view(-1, *[1] * (es.dim() - 1))  # fresh: the in-place ops are autograd-safe
+        t.add_(us).add_(vd).relu_()
+        return es + t if out is None else torch.add(es, t, out=out)
+
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tensor:
         """``h``: ``[N, node_dim]``, ``e``: ``[d, E]`` -> new ``[d, E]``. Without autograd ``e`` is
         updated in place and returned."""
-        from_src, from_dst = (_channels_first(x) for x in self.ends(h).chunk(2, -1))
-
-        def update(es: Tensor, us: Tensor, vd: Tensor, out: Optional[Tensor]) -> Tensor:
-            t = es * self.own.view(-1, *[1] * (es.dim() - 1))  # fresh: the in-place ops are autograd-safe
-            t.add_(us).add_(vd).relu_()
-            return es + t if out is None else torch.add(es, t, out=out)
-
-        return w.edge_map(e, from_src, from_dst, update, in_place=not torch.is_grad_enabled())
+        return w.edge_map(e, *self.node_terms(h), self.apply, in_place=not torch.is_grad_enabled())
 
 
 class NGGNNLayer(nn.Module):
@@ -323,14 +337,24 @@ class NGGNNLayer(nn.Module):
 
     def forward(self, h: Tensor, e: Tensor, w: _Wiring) -> Tuple[Tensor, Tensor]:
         hn = self.norm(h)
+        h = self.aggregate(h, hn, w.sums(e, *self.messages(hn)), w)
+        return h, self.edge_update(self.norm(h), e, w)
+
+    def messages(self, hn: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(a_fwd, a_bwd)``, each ``[d, N]``: the projected node states the messages carry
+        forward and backward, from the normalised node states ``hn [N, node_dim]``."""
         a_fwd, a_bwd = (_channels_first(a) for a in self.message(hn).chunk(2, -1))
-        fwd, fwd_e, bwd, bwd_e = (s.t() for s in w.sums(e, a_fwd, a_bwd))  # [N, d] each
+        return a_fwd, a_bwd
+
+    def aggregate(self, h: Tensor, hn: Tensor, sums: Tuple[Tensor, Tensor, Tensor, Tensor], w: _Wiring) -> Tensor:
+        """The new node states ``[N, node_dim]`` from ``h``, its normalisation ``hn`` and the
+        four edge sums of :meth:`_Wiring.sums` (each ``[d, N]``)."""
+        fwd, fwd_e, bwd, bwd_e = (s.t() for s in sums)  # [N, d] each
         shift_f, _ = self.shift(fwd_e).chunk(2, -1)
         _, shift_b = self.shift(bwd_e).chunk(2, -1)
         agg_f = (fwd + shift_f) * w.inv_deg_in  # mean over edges from inputs towards outputs
         agg_b = (bwd + shift_b) * w.inv_deg_out  # mean over edges from outputs back to inputs
-        h = h + self.node_update(torch.cat([hn, agg_f, agg_f * w.scale_in, agg_b, agg_b * w.scale_out], -1))
-        return h, self.edge_update(self.norm(h), e, w)
+        return h + self.node_update(torch.cat([hn, agg_f, agg_f * w.scale_in, agg_b, agg_b * w.scale_out], -1))
 
 
 class NGTLayer(nn.Module):
@@ -493,15 +517,20 @@ class GraphUpdateNet(UpdateNet):
         ptr = members.node_ptr
         return torch.cat([F.linear(hidden[ptr[i]:ptr[i + 1]], w, b) for i, (w, b) in enumerate(zip(*members.node_out))])
 
+    def _encode_nodes(self, graph: NeuralGraph, node_x: Tensor, time: Tensor,
+                      members: Optional[Members] = None) -> Tensor:
+        """Node states ``[N, node_dim]`` before the graph layers, from node features ``node_x [N, S, F]``."""
+        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
+        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
+        node_time = self.node_time(time) if members is None else members.per_node(self.node_time(members.time))
+        return (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
+                + self.position(self._node_positions(graph).to(node_x.dtype)) + node_time)
+
     def _trunk(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
                time: Tensor, members: Optional[Members] = None) -> Tuple[Tensor, Tensor]:
         """Node states ``[N, node_dim]`` and edge states ``[edge_dim, E]`` after the graph layers,
         from node features ``node_x [N, S, F]`` and edge features ``x [F, E, K]``."""
-        node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
-        slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
-        node_time = self.node_time(time) if members is None else members.per_node(self.node_time(members.time))
-        h = (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-             + self.position(self._node_positions(graph).to(node_x.dtype)) + node_time)
+        h = self._encode_nodes(graph, node_x, time, members)
         e = self._encode_edges(graph, x, kpos, time, members)
         wiring = _Wiring.of(graph)
         for layer in self.layers:
@@ -526,28 +555,122 @@ class GraphUpdateNet(UpdateNet):
 
     def forward(self, features: Union[Mapping[str, Tensor], GraphFeatures], time: Tensor,
                 graph: Optional[NeuralGraph], net_state: Mapping[str, Tensor],
-                members: Optional[Members] = None) -> Tuple[TensorDict, TensorDict]:
+                members: Optional[Members] = None, kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:
         """See :class:`~l2o_graphs.nn.base.UpdateNet`; ``members``: ``graph`` holds several
-        optimizees with their own times and output layers (:class:`Members`)."""
+        optimizees with their own times and output layers (:class:`Members`); ``kernels``: see
+        :meth:`~l2o_graphs.nn.base.UpdateNet.resolve_kernels` (not with ``members``)."""
         if graph is None:
             raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
         # [N, S, F], [E, K, F]
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
-        h, e = self._trunk(graph, node_x, x, kpos, time, members)
-        edge_out = self._decode_edges(graph, x, e, kpos, members).permute(1, 2, 0)
+        if members is None and self.resolve_kernels(kernels, x.device) == "triton":
+            if x.dtype != torch.float32:
+                raise ValueError(f"kernels='triton' computes in float32; the features are {x.dtype}")
+            h, decoded = self._forward_kernels(graph, node_x, x, kpos, time)
+        else:
+            if members is not None and kernels == "triton":
+                raise ValueError("kernels='triton' serves one optimizee at a time, not members of a union graph")
+            h, e = self._trunk(graph, node_x, x, kpos, time, members)
+            decoded = self._decode_edges(graph, x, e, kpos, members)
         node_out = self._decode_nodes(graph, node_x, h, members)
-        return graph.scatter(node_out, edge_out), dict(net_state)
+        return graph.scatter(node_out, decoded.permute(1, 2, 0)), dict(net_state)
+
+    def _forward_kernels(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
+                         time: Tensor) -> Tuple[Tensor, Tensor]:
+        """Node states ``[N, node_dim]`` and decoded edges ``[2, E, K]`` with the per-edge work in
+        Triton kernels; only for nets whose :meth:`kernels_unusable` is None."""
+        raise NotImplementedError(f"{type(self).__name__} has no Triton kernels")
 
 
 class NGGNN(GraphUpdateNet):
-    """NG-GNN learned optimizer network."""
+    """NG-GNN learned optimizer network. Its per-edge work also runs in fused Triton kernels
+    (``kernels="triton"``, forward only: :mod:`l2o_graphs.nn.edge_kernels`)."""
 
     def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 3, decoder_hidden: int = 8,
                  update: str = "paper"):
         super().__init__(nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers)),
                          node_dim, edge_dim, decoder_hidden, layers=layers, update=update)
+
+    def kernels_unusable(self, device: torch.device) -> Optional[str]:
+        if torch.is_grad_enabled():
+            return "the kernels compute the forward pass only, and autograd is on"
+        width = self.edge_dec_state.shape[0]
+        if width & (width - 1):
+            return f"the kernels need an edge width that is a power of two, this net has {width}"
+        from l2o_graphs.nn import edge_kernels  # deferred: TRITON_INTERPRET is read when it is imported
+
+        if not edge_kernels.kernels_available(device):
+            return (f"Triton cannot run on {device} (CUDA devices only; on a CPU through Triton's interpreter "
+                    f"with TRITON_INTERPRET=1, for tests)")
+        return None
+
+    def _forward_kernels(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
+                         time: Tensor) -> Tuple[Tensor, Tensor]:
+        """As :meth:`_trunk` and :meth:`_decode_edges` with the edge states in one buffer updated in
+        place: one pass per layer serves the edge update of the layer and the messages of the
+        next; edge states are stored in bfloat16 under autocast, float32 otherwise."""
+        from l2o_graphs.nn import edge_kernels
+
+        h = self._encode_nodes(graph, node_x, time)
+        store = torch.bfloat16 if torch.is_autocast_enabled(x.device.type) else torch.float32
+        one_element = graph.kernel_size == 1 and not graph.has_parameterless_edges
+        const = self.edge_kind.weight[EDGE_WEIGHT] + self.edge_time(time)
+        e = edge_kernels.encode_edges(x, None if one_element else graph.edge_mask, self.edge_elements.weight,
+                                      self.edge_elements.bias, self.kernel_position(kpos).t(), const, store)
+        other = graph.non_weight_edges  # kind embedding: corrected on the few non-weight edges
+        if other.numel():
+            kinds = self.edge_kind.weight
+            e.index_add_(1, other, (kinds[graph.non_weight_kinds] - kinds[EDGE_WEIGHT]).t().to(store))
+        wiring = _Wiring.of(graph)
+        tiles = _dense_tiles(graph)
+        indexed = [seg for seg in wiring.segments if seg.dense is None]
+
+        def edge_pass(update: Optional[EdgeUpdate], terms: Optional[Tuple[Tensor, Tensor]],
+                      messages: Optional[Tuple[Tensor, Tensor]]):
+            sums = edge_kernels.dense_pass(e, tiles, graph.num_nodes, None if update is None else (update.own, *terms),
+                                           messages)
+            for seg in indexed:  # residual edges: few, through the PyTorch path
+                es = e[:, seg.start:seg.stop]
+                if update is not None:
+                    src, dst = seg.index
+                    es.copy_(update.apply(es.float(), _columns(terms[0], src), _columns(terms[1], dst)))
+                if messages is not None:
+                    index_sums(seg, es.float(), *(m.float() for m in messages), sums)
+            return sums
+
+        layers = list(self.layers)
+        if layers:
+            hn = layers[0].norm(h)
+            sums = edge_pass(None, None, layers[0].messages(hn))
+            for i, layer in enumerate(layers):
+                h = layer.aggregate(h, hn, sums, wiring)
+                terms = layer.edge_update.node_terms(layer.norm(h))
+                messages = None
+                if i + 1 < len(layers):
+                    hn = layers[i + 1].norm(h)
+                    messages = layers[i + 1].messages(hn)
+                sums = edge_pass(layer.edge_update, terms, messages)
+        decoded = edge_kernels.decode_edges(
+            x, e, self.edge_dec_x.weight, self.edge_dec_x.bias, self.edge_dec_state, self.edge_dec_position(kpos).t(),
+            self.edge_dec_out.weight, self.edge_dec_out.bias)
+        return h, decoded
+
+
+_TILES: "weakref.WeakKeyDictionary[NeuralGraph, object]" = weakref.WeakKeyDictionary()
+
+
+def _dense_tiles(graph: NeuralGraph):
+    """The graph's dense segments as :class:`~l2o_graphs.nn.edge_kernels.DenseTiles`, built once
+    per graph (on its device)."""
+    from l2o_graphs.nn.edge_kernels import DenseTiles
+
+    tiles = _TILES.get(graph)
+    if tiles is None:
+        dense = [(seg.start, *seg.dense) for seg in graph.edge_segments if seg.dense is not None]
+        tiles = _TILES[graph] = DenseTiles.of(dense, graph.device)
+    return tiles
 
 
 class NGT(GraphUpdateNet):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
-from l2o_graphs.nn import NETS, UpdateNet, build_net
+from l2o_graphs.nn import KERNELS, NETS, UpdateNet, build_net
 from l2o_graphs.optim.memory import check_fits
 from l2o_graphs.optim.update import OptState, all_finite, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
@@ -54,13 +54,16 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         seed: initialisation seed when ``weights=None``.
         net_config: overrides of the net's hyper-parameters when ``weights=None``.
         autocast: run the update network under bfloat16 autocast (features, moments and the
-            update itself stay float32). None: on for CUDA parameters when ``compile`` is set,
-            off otherwise (measured on an H200 at 37 M parameters, before the channel-first edge
-            layout: bf16 saved time only once compiled, 27 ms against 63 ms; eager it cost more,
-            80 ms against 64 ms).
+            update itself stay float32; with Triton kernels the edge states are stored in
+            bfloat16 and computed in float32). None: on for CUDA parameters when ``compile`` is
+            set or the Triton kernels run, off otherwise (eager PyTorch gains nothing from it:
+            ``benchmarks/step_cost.py``).
         compile: run the update network through ``torch.compile`` (the first step then pays the
             compilation, about a minute on a GPU machine). For GPUs; on the project's 2-core CPU
             the first step took over three minutes and later steps were slower than eager.
+        kernels: how the network's per-edge work runs: ``"auto"`` (fused Triton kernels on CUDA
+            for NG-GNN unless ``compile`` is set, PyTorch otherwise), ``"triton"`` (refused where
+            they cannot run, or with ``compile``) or ``"torch"`` (the reference path).
         check_memory: refuse (``MemoryError``, saying how much is needed) a model whose estimated
             peak extra memory exceeds what its device has left, before the neural graph is built
             (:mod:`l2o_graphs.optim.memory`); False skips the estimate.
@@ -74,13 +77,18 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
                  weights: Union[str, Path, UpdateNet, None] = DEFAULT, *, module: Optional[nn.Module] = None,
                  net: str = "ng-gnn", lr: float = 1.0, weight_decay: float = 0.0, lam: float = 0.01,
                  seed: int = 0, net_config: Optional[Dict[str, Any]] = None,
-                 autocast: Optional[bool] = None, compile: bool = False, check_memory: bool = True):
+                 autocast: Optional[bool] = None, compile: bool = False, check_memory: bool = True,
+                 kernels: str = "auto"):
         if isinstance(params, nn.Module):
             if module is not None and module is not params:
                 raise ValueError("pass the model either as params or as module, not two different ones")
             module, params = params, params.parameters()
         lr, weight_decay = _check_hyperparameter("lr", lr), _check_hyperparameter("weight_decay", weight_decay)
         lam = _check_hyperparameter("lam", lam, positive=True)
+        if kernels not in KERNELS:
+            raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(KERNELS)}")
+        if kernels == "triton" and compile:
+            raise ValueError("kernels='triton' and compile=True are two ways of running the network: choose one")
         if isinstance(weights, UpdateNet):
             net = net_name(weights)
         if net not in NETS:
@@ -94,6 +102,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         self._graph_on: Dict[torch.device, Optional[NeuralGraph]] = {}
         self.autocast = autocast
         self.compile = compile
+        self.kernels = kernels
         self._compiled: Optional[nn.Module] = None
         self._workspace: Dict[str, Tensor] = {}  # feature buffers reused between steps
 
@@ -227,6 +236,14 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             self._compiled = torch.compile(self.net)
         return self._compiled
 
+    def kernels_in_use(self, device: torch.device) -> str:
+        """``"triton"`` or ``"torch"``: how a step on ``device`` runs the network's per-edge work
+        (``kernels`` resolved; the compiled network always runs its PyTorch path)."""
+        if self.compile:
+            return "torch"
+        with torch.no_grad():  # as in step()
+            return self.net.resolve_kernels(self.kernels, device)
+
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -254,11 +271,14 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         state = self._collect_state(params)
         lr = {n: owned[id(p)]["lr"] if id(p) in owned else 0.0 for n, p in params.items()}
         decay = {n: owned[id(p)]["weight_decay"] if id(p) in owned else 0.0 for n, p in params.items()}
-        use_autocast = (device.type == "cuda" and self.compile) if self.autocast is None else self.autocast
+        kernels = self.kernels_in_use(device)
+        use_autocast = self.autocast
+        if use_autocast is None:
+            use_autocast = device.type == "cuda" and (self.compile or kernels == "triton")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
             new_params, new_state = learned_update(
                 self._runner(), self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads,
-                state, lr=lr, weight_decay=decay, lam=self.lam, workspace=self._workspace)
+                state, lr=lr, weight_decay=decay, lam=self.lam, workspace=self._workspace, kernels=kernels)
         for name, value in new_params.items():
             params[name].copy_(value)
         self._store_state(params, owned, new_state)
@@ -269,13 +289,14 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         """torch.optim's pickled state plus the update network, the model binding and ``lam``
         (caches are rebuilt): ``copy.deepcopy`` and ``pickle`` give a working optimizer."""
         state = super().__getstate__()
-        own = ("lam", "net", "_module", "_named", "_graph", "autocast", "compile", "_check_memory")
+        own = ("lam", "net", "_module", "_named", "_graph", "autocast", "compile", "kernels", "_check_memory")
         state.update({k: self.__dict__[k] for k in own})
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self._graph_on, self._compiled, self._workspace = {}, None, {}
+        self.__dict__.setdefault("kernels", "auto")  # pickled before the option existed
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:

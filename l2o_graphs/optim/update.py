@@ -74,7 +74,7 @@ def all_finite(t: Tensor) -> bool:
 def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping[str, Tensor],
                    grads: Mapping[str, Optional[Tensor]], state: OptState, *, lr: PerTensor = 1.0,
                    weight_decay: PerTensor = 0.0, lam: float = 0.01,
-                   workspace: Optional[TensorDict] = None) -> Tuple[TensorDict, OptState]:
+                   workspace: Optional[TensorDict] = None, kernels: str = "torch") -> Tuple[TensorDict, OptState]:
     """One learned step.
 
     Args:
@@ -97,6 +97,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             feature buffers are reused from it instead of allocated every call. Features of a
             1 M-parameter model take 52 MB, and on CPUs faulting in fresh pages for them costs
             more than filling them. Only used while autograd is off; never read by the caller.
+        kernels: how the network's per-edge work runs (``"torch"``, ``"triton"`` or ``"auto"``:
+            :meth:`~l2o_graphs.nn.UpdateNet.resolve_kernels`).
     Returns:
         New parameters (float32 computation, float64 for float64 parameters, cast back to each
         parameter's dtype) for the names that were updated, and the new state. The network reads
@@ -148,7 +150,7 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         if recording:
             flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts]).to(dtype)
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
-    outputs, net_state = net(features, time, graph, state.net_state)
+    outputs, net_state = net(features, time, graph, state.net_state, kernels=kernels)
     rule = get_rule(net.update_rule)
     owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
     scale = net.step_scale
