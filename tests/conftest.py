@@ -1,6 +1,11 @@
 """Fixtures shared by several test modules: tiny INR sets and CNN zoos made by the real code."""
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # Triton kernels run on the CPU through Triton's interpreter
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from l2o_graphs.data import load_images
 from l2o_graphs.inr import InrSetSpec, make_inr_set

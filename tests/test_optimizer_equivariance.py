@@ -26,14 +26,14 @@ class FlatParameterMLP(UpdateNet):
         return split_outputs(self.net(flat.reshape(1, -1)).reshape(-1, 2), shapes), dict(net_state)
 
 
-def _make_optimizer(model: nn.Module, net: str, rule: str = "paper") -> NeuralGraphOptimizer:
+def _make_optimizer(model: nn.Module, net: str, rule: str = "paper", kernels: str = "auto") -> NeuralGraphOptimizer:
     if net == "control":
         opt = NeuralGraphOptimizer(model, weights=None, net="ff")
         with torch.random.fork_rng():
             torch.manual_seed(0)
             opt.net = FlatParameterMLP(sum(p.numel() for p in model.parameters()))
         return opt
-    opt = NeuralGraphOptimizer(model, weights=None, net=net, seed=0, net_config={"update": rule})
+    opt = NeuralGraphOptimizer(model, weights=None, net=net, seed=0, net_config={"update": rule}, kernels=kernels)
     if RULES[rule].zero_init:  # as after meta-training: outputs that are not zero, so the rule is used
         with torch.random.fork_rng():
             torch.manual_seed(1)
@@ -43,8 +43,9 @@ def _make_optimizer(model: nn.Module, net: str, rule: str = "paper") -> NeuralGr
     return opt
 
 
-def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3, rule: str = "paper") -> nn.Module:
-    opt = _make_optimizer(model, net, rule)
+def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3, rule: str = "paper",
+           kernels: str = "auto") -> nn.Module:
+    opt = _make_optimizer(model, net, rule, kernels)
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
@@ -53,14 +54,15 @@ def _train(model: nn.Module, net: str, x: Tensor, y: Tensor, steps: int = 3, rul
 
 
 def _max_equivariance_error(make: Callable[[], nn.Module], permute: Callable[[nn.Module], nn.Module],
-                            shape: Tuple[int, ...], net: str, rule: str = "paper") -> float:
+                            shape: Tuple[int, ...], net: str, rule: str = "paper", kernels: str = "auto") -> float:
     torch.manual_seed(0)
     model = make()
     initial = [p.detach().clone() for p in model.parameters()]
     twin = permute(model)
     x, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
     torch.testing.assert_close(twin(x), model(x), atol=1e-5, rtol=1e-5)
-    trained, trained_twin = _train(model, net, x, y, rule=rule), _train(twin, net, x, y, rule=rule)
+    trained = _train(model, net, x, y, rule=rule, kernels=kernels)
+    trained_twin = _train(twin, net, x, y, rule=rule, kernels=kernels)
     moved = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), initial))
     assert moved > 1e-4, "the optimizer did not move the parameters"
     expected = permute(trained)
@@ -85,6 +87,13 @@ def _case(name: str):
 def test_learned_step_is_equivariant(net, arch):
     make, permute, shape = _case(arch)
     assert _max_equivariance_error(make, permute, shape, net) < 1e-5
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
+def test_learned_step_with_triton_kernels_is_equivariant(arch):
+    """The kernels' step (through Triton's interpreter on a CPU) on the permuted twins."""
+    make, permute, shape = _case(arch)
+    assert _max_equivariance_error(make, permute, shape, "ng-gnn", kernels="triton") < 1e-5
 
 
 @pytest.mark.parametrize("rule", [r for r in RULES if r != "paper"])
