@@ -1,7 +1,7 @@
 """Where one optimizer step spends its time: torch.profiler over a few steps of one net on one
 MLP size, top operators by device (or CPU) self time.
 
-Run: ``python benchmarks/profile_step.py --device cuda --size 37M [--autocast]``. Prints the
+Run: ``python benchmarks/profile_step.py --device cuda --size 37M [--autocast] [--kernels triton]``. Prints the
 table; with ``--out DIR`` also writes it there as text.
 """
 from __future__ import annotations
@@ -26,13 +26,18 @@ def main() -> None:
     parser.add_argument("--size", default="1M", choices=list(SIZES))
     parser.add_argument("--net", default="ng-gnn")
     parser.add_argument("--autocast", action="store_true")
+    parser.add_argument("--kernels", default="torch", choices=["auto", "triton", "torch"],
+                        help="how NG-GNN's per-edge work runs (Triton: bf16 unless --fp32)")
+    parser.add_argument("--fp32", action="store_true", help="no autocast even with the Triton kernels")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = _with_grads(mlp(SIZES[args.size]).to(device))
-    opt = NeuralGraphOptimizer(model, weights=None, net=args.net, lr=1e-3, autocast=args.autocast)
+    autocast = True if args.autocast else False if args.fp32 else None
+    opt = NeuralGraphOptimizer(model, weights=None, net=args.net, lr=1e-3, autocast=autocast, kernels=args.kernels)
+    kernels, bf16 = opt.kernels_in_use(device), opt.autocast_in_use(device)
     for _ in range(2):
         opt.step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -43,11 +48,12 @@ def main() -> None:
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
-    title = f"{args.net} {args.size} {device} autocast={args.autocast}, {args.steps} steps"
+    title = f"{args.net} {args.size} {device} kernels={kernels} autocast={bf16}, {args.steps} steps"
     print(title, table, sep="\n")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        name = f"profile_{args.net}_{args.size}_{device.type}{'_bf16' if args.autocast else ''}.txt"
+        name = f"profile_{args.net}_{args.size}_{device.type}{'_triton' if kernels == 'triton' else ''}" \
+               f"{'_bf16' if bf16 else ''}.txt"
         (args.out / name).write_text(title + "\n" + table)
 
 

@@ -237,6 +237,27 @@ def test_optimizer_steps_agree_with_and_without_kernels():
     assert restored.kernels == "triton"
 
 
+def test_bf16_step_with_kernels_stays_near_the_float32_step():
+    """Kernels under autocast (bf16 features and edge states) against the float32 PyTorch step:
+    each tensor's step within the stated tolerance of its own size, and half the workspace."""
+    model = _models()["residual"].to(DEVICE)
+    x, y = torch.randn(4, 1, 8, 8, device=DEVICE), torch.randint(0, 10, (4,), device=DEVICE)
+    nn.functional.cross_entropy(model(x), y).backward()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    steps, workspaces = [], []
+    for kernels_choice, autocast in (("torch", False), ("triton", True)):
+        trial = copy.deepcopy(model)
+        opt = NeuralGraphOptimizer(trial, kernels=kernels_choice, autocast=autocast)
+        opt.step()
+        steps.append({n: p.detach() - before[n] for n, p in trial.named_parameters()})
+        workspaces.append(opt.memory_bytes()["workspace"])
+    reference, got = steps
+    for name in reference:
+        scale = reference[name].abs().max()
+        assert (got[name] - reference[name]).abs().max() <= BF16_MAX_ERROR * scale, name
+    assert workspaces[1] == workspaces[0] // 2
+
+
 def test_kernel_choices_and_refusals():
     net, graph_net = build_net("ng-t"), build_net("ng-gnn")
     cpu = torch.device("cpu")

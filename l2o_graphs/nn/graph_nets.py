@@ -566,8 +566,8 @@ class GraphUpdateNet(UpdateNet):
         x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
         if members is None and self.resolve_kernels(kernels, x.device) == "triton":
-            if x.dtype != torch.float32:
-                raise ValueError(f"kernels='triton' computes in float32; the features are {x.dtype}")
+            if x.dtype not in (torch.float32, torch.bfloat16):
+                raise ValueError(f"kernels='triton' reads float32 or bfloat16 features, not {x.dtype}")
             h, decoded = self._forward_kernels(graph, node_x, x, kpos, time)
         else:
             if members is not None and kernels == "triton":

@@ -244,6 +244,13 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         with torch.no_grad():  # as in step()
             return self.net.resolve_kernels(self.kernels, device)
 
+    def autocast_in_use(self, device: torch.device) -> bool:
+        """Whether a step on ``device`` runs the network under bfloat16 autocast (``autocast``
+        resolved: see the class docstring)."""
+        if self.autocast is not None:
+            return bool(self.autocast)
+        return device.type == "cuda" and (self.compile or self.kernels_in_use(device) == "triton")
+
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -272,10 +279,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
         lr = {n: owned[id(p)]["lr"] if id(p) in owned else 0.0 for n, p in params.items()}
         decay = {n: owned[id(p)]["weight_decay"] if id(p) in owned else 0.0 for n, p in params.items()}
         kernels = self.kernels_in_use(device)
-        use_autocast = self.autocast
-        if use_autocast is None:
-            use_autocast = device.type == "cuda" and (self.compile or kernels == "triton")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_in_use(device)):
             new_params, new_state = learned_update(
                 self._runner(), self._graph_for(device), {n: p.detach() for n, p in params.items()}, grads,
                 state, lr=lr, weight_decay=decay, lam=self.lam, workspace=self._workspace, kernels=kernels)

@@ -98,7 +98,8 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             1 M-parameter model take 52 MB, and on CPUs faulting in fresh pages for them costs
             more than filling them. Only used while autograd is off; never read by the caller.
         kernels: how the network's per-edge work runs (``"torch"``, ``"triton"`` or ``"auto"``:
-            :meth:`~l2o_graphs.nn.UpdateNet.resolve_kernels`).
+            :meth:`~l2o_graphs.nn.UpdateNet.resolve_kernels`). With Triton under bfloat16
+            autocast the features are stored in bfloat16 too.
     Returns:
         New parameters (float32 computation, float64 for float64 parameters, cast back to each
         parameter's dtype) for the names that were updated, and the new state. The network reads
@@ -108,7 +109,11 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     moments = _advance_moments(params, grads, state)
     device = next(iter(params.values())).device
     dtype = _net_dtype(net)
+    kernels = net.resolve_kernels(kernels, device)
     time = F.time_features(step, device=device).to(dtype)
+    # the kernels under autocast read bfloat16 features (values clipped to +-10 or normalised
+    # by an RMS, read into float32): half the workspace and half the network's largest reads
+    feature_dtype = torch.bfloat16 if kernels == "triton" and torch.is_autocast_enabled(device.type) else dtype
     # Under autograd every slice write into a feature tensor becomes a node whose backward copies
     # the whole gradient: features are then built per tensor and written once (graph) or
     # concatenated (flat); without autograd they are written in place.
@@ -116,11 +121,11 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     if net.uses_graph:
         # only parameter positions are written: padding and residual edges must start at zero
         node_x = _feature_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, F.NUM_FEATURES),
-                                 True, device, dtype)
+                                 True, device, feature_dtype)
         # channel-first storage behind the [E, K, F] view: each feature is one contiguous plane,
         # the layout the graph nets' per-edge matrix products read without a copy
         edge_x = _feature_buffer(workspace, "edge_x", (F.NUM_FEATURES, graph.num_edges, graph.kernel_size),
-                                 not graph.edges_fully_covered, device, dtype).permute(1, 2, 0)
+                                 not graph.edges_fully_covered, device, feature_dtype).permute(1, 2, 0)
         features = GraphFeatures(node_x, edge_x)
     else:
         total = sum(p.numel() for p in params.values())
