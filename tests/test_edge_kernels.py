@@ -56,9 +56,11 @@ def test_encode_matches_reference(num_edges, k, masked, dtype):
 
 
 def _segments():
-    """Three dense blocks with sizes that are not multiples of the tile, among 180 nodes, after
-    5 edges that belong to no dense block: ``(start, rows, cols, src_start, dst_start)``."""
-    return [(5, 23, 70, 0, 70), (5 + 23 * 70, 17, 23, 70, 93), (5 + 23 * 70 + 17 * 23, 1, 150, 30, 179)]
+    """Four dense blocks with sizes that are not multiples of the tile (one wider than a
+    program's span of columns under the interpreter), among 180 nodes, after 5 edges that belong
+    to no dense block: ``(start, rows, cols, src_start, dst_start)``."""
+    return [(5, 23, 70, 0, 70), (5 + 23 * 70, 17, 23, 70, 93), (5 + 23 * 70 + 17 * 23, 1, 150, 30, 179),
+            (5 + 23 * 70 + 17 * 23 + 150, 2, 179, 0, 178)]
 
 
 def _per_edge_index(segments):
@@ -71,16 +73,19 @@ def _per_edge_index(segments):
     return torch.cat(ends, 1), torch.cat(ids)
 
 
+@pytest.mark.parametrize("blocks", [None, kernels.DENSE_BLOCKS])  # the GPU's tiles too, on a wide block
 @pytest.mark.parametrize("do_update,do_sums", [(True, False), (False, True), (True, True)])
-def test_dense_pass_matches_per_edge_reference(do_update, do_sums):
+def test_dense_pass_matches_per_edge_reference(do_update, do_sums, blocks):
     gen = torch.Generator().manual_seed(0)
     segments, num_nodes = _segments(), 180
+    if blocks is not None:  # wider than the GPU's span of columns: 512
+        segments, num_nodes = [(4, 40, 600, 0, 600), (4 + 40 * 600, 3, 40, 600, 640)], 643
     (src, dst), ids = _per_edge_index(segments)
     num_edges = int(ids.max()) + 3
     e = torch.randn(8, num_edges, generator=gen)
     own, terms, messages = torch.randn(8, generator=gen), torch.randn(2, 8, num_nodes, generator=gen), \
         torch.randn(2, 8, num_nodes, generator=gen)
-    tiles = kernels.DenseTiles.of(segments, torch.device(DEVICE))
+    tiles = kernels.DenseTiles.of(segments, torch.device(DEVICE), blocks)
     out = e.clone().to(DEVICE)  # updated in place
     sums = kernels.dense_pass(out, tiles, num_nodes, (own.to(DEVICE), *terms.to(DEVICE)) if do_update else None,
                               tuple(messages.to(DEVICE)) if do_sums else None)
@@ -107,8 +112,8 @@ def test_dense_pass_with_a_tile_missing_fails_the_reference():
     """Negative control: a tile table that misses one tile leaves its edges un-updated."""
     segments, num_nodes = _segments(), 180
     full = kernels.DenseTiles.of(segments, torch.device(DEVICE))
-    short = kernels.DenseTiles(full.segments, full.tiles[:, 1:].contiguous())
-    e = torch.randn(8, 5 + 23 * 70 + 17 * 23 + 150 + 3, device=DEVICE)
+    short = kernels.DenseTiles(full.segments, full.tiles[:, 1:].contiguous(), full.blocks)
+    e = torch.randn(8, 5 + 23 * 70 + 17 * 23 + 150 + 2 * 179 + 3, device=DEVICE)
     terms = torch.randn(2, 8, num_nodes, device=DEVICE)
     update = (torch.ones(8, device=DEVICE), terms[0], terms[1])
     a, b = e.clone(), e.clone()
@@ -120,7 +125,7 @@ def test_dense_pass_with_a_tile_missing_fails_the_reference():
 def test_bf16_edge_states_are_stored_rounded():
     segments, num_nodes = _segments(), 180
     tiles = kernels.DenseTiles.of(segments, torch.device(DEVICE))
-    e = torch.randn(8, 5 + 23 * 70 + 17 * 23 + 150 + 3, device=DEVICE)
+    e = torch.randn(8, 5 + 23 * 70 + 17 * 23 + 150 + 2 * 179 + 3, device=DEVICE)
     terms = torch.randn(2, 8, num_nodes, device=DEVICE)
     update = (torch.full((8,), 0.5, device=DEVICE), terms[0], terms[1])
     full, half = e.clone(), e.bfloat16()

@@ -37,8 +37,11 @@ except ImportError:  # pragma: no cover - triton ships with torch on Linux
     triton = None
 
 BLOCK_EDGES = 128
-BLOCK_ROWS = 16
-BLOCK_COLS = 64
+DENSE_BLOCKS = (32, 64, 8)
+"""Dense pass: rows and columns of a tile, and column tiles per program, on a GPU."""
+INTERPRETED_DENSE_BLOCKS = (16, 32, 8)
+"""The same under Triton's interpreter, where each program's cost grows with its tile: smaller
+tiles keep the tests' small graphs quick and still cross tile and span boundaries."""
 
 
 def interpreted() -> bool:
@@ -103,37 +106,51 @@ if triton is not None:
                       own_ptr, from_src_ptr, from_dst_ptr, a_fwd_ptr, a_bwd_ptr,
                       fwd_ptr, fwd_e_ptr, bwd_ptr, bwd_e_ptr,
                       D: tl.constexpr, UPDATE: tl.constexpr, SUMS: tl.constexpr,
-                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                      BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, SPAN: tl.constexpr):
+        # one program: BLOCK_R rows of a segment times up to SPAN column tiles of BLOCK_C; the sums into
+        # each row are kept in registers across the span, so atomics per edge are about
+        # 2 / (SPAN * BLOCK_C) for the targets and 2 / BLOCK_R for the sources
         tile = tl.program_id(0)
         seg = tl.load(tiles_ptr + tile)  # tiles: [3, T] int64 rows (segment, first row, first column)
         r = tl.load(tiles_ptr + num_tiles + tile) + tl.arange(0, BLOCK_R)
-        c = tl.load(tiles_ptr + 2 * num_tiles + tile) + tl.arange(0, BLOCK_C)
+        c_first = tl.load(tiles_ptr + 2 * num_tiles + tile)
+        span = tl.minimum(SPAN, tl.cdiv(tl.load(segs_ptr + tl.load(tiles_ptr + tile) * 5 + 2) - c_first, BLOCK_C))
         start = tl.load(segs_ptr + seg * 5)  # segs: [S, 5] int64 (start, rows, cols, src_start, dst_start)
         rows = tl.load(segs_ptr + seg * 5 + 1)
         cols = tl.load(segs_ptr + seg * 5 + 2)
-        src = tl.load(segs_ptr + seg * 5 + 3) + c
+        s0 = tl.load(segs_ptr + seg * 5 + 3)
         dst = tl.load(segs_ptr + seg * 5 + 4) + r
-        in_rows, in_cols = r < rows, c < cols
-        inside = in_rows[:, None] & in_cols[None, :]
-        offsets = start + r[:, None] * cols + c[None, :]
+        in_rows = r < rows
         for ch in tl.static_range(D):
-            ptr = e_ptr + ch * num_edges + offsets
-            e = tl.load(ptr, mask=inside, other=0.0).to(tl.float32)
-            if UPDATE:
-                from_src = tl.load(from_src_ptr + ch * num_nodes + src, mask=in_cols, other=0.0).to(tl.float32)
-                from_dst = tl.load(from_dst_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32)
-                own = tl.load(own_ptr + ch).to(tl.float32)
-                stored = (e + tl.maximum(own * e + from_src[None, :] + from_dst[:, None], 0.0)).to(e_ptr.dtype.element_ty)
-                tl.store(ptr, stored, mask=inside)
-                e = tl.where(inside, stored.to(tl.float32), 0.0)  # the sums read what was stored
+            own = tl.load(own_ptr + ch).to(tl.float32) if UPDATE else 0.0
+            from_dst = tl.load(from_dst_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32) \
+                if UPDATE else tl.zeros([BLOCK_R], tl.float32)
+            a_out = tl.load(a_bwd_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32) \
+                if SUMS else tl.zeros([BLOCK_R], tl.float32)
+            row_sum = tl.zeros([BLOCK_R], tl.float32)
+            row_sum_e = tl.zeros([BLOCK_R], tl.float32)
+            for j in range(0, span):
+                c = c_first + j * BLOCK_C + tl.arange(0, BLOCK_C)
+                in_cols = c < cols
+                inside = in_rows[:, None] & in_cols[None, :]
+                ptr = e_ptr + ch * num_edges + start + r[:, None] * cols + c[None, :]
+                e = tl.load(ptr, mask=inside, other=0.0).to(tl.float32)
+                if UPDATE:
+                    from_src = tl.load(from_src_ptr + ch * num_nodes + s0 + c, mask=in_cols, other=0.0).to(tl.float32)
+                    stored = (e + tl.maximum(own * e + from_src[None, :] + from_dst[:, None], 0.0)).to(
+                        e_ptr.dtype.element_ty)
+                    tl.store(ptr, stored, mask=inside)
+                    e = tl.where(inside, stored.to(tl.float32), 0.0)  # the sums read what was stored
+                if SUMS:
+                    a_in = tl.load(a_fwd_ptr + ch * num_nodes + s0 + c, mask=in_cols, other=0.0).to(tl.float32)
+                    one_e = tl.where(inside, 1.0 + e, 0.0)
+                    row_sum += tl.sum(one_e * a_in[None, :], 1)
+                    row_sum_e += tl.sum(e, 1)
+                    tl.atomic_add(bwd_ptr + ch * num_nodes + s0 + c, tl.sum(one_e * a_out[:, None], 0), mask=in_cols)
+                    tl.atomic_add(bwd_e_ptr + ch * num_nodes + s0 + c, tl.sum(e, 0), mask=in_cols)
             if SUMS:
-                a_in = tl.load(a_fwd_ptr + ch * num_nodes + src, mask=in_cols, other=0.0).to(tl.float32)
-                a_out = tl.load(a_bwd_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32)
-                one_e = tl.where(inside, 1.0 + e, 0.0)
-                tl.atomic_add(fwd_ptr + ch * num_nodes + dst, tl.sum(one_e * a_in[None, :], 1), mask=in_rows)
-                tl.atomic_add(fwd_e_ptr + ch * num_nodes + dst, tl.sum(e, 1), mask=in_rows)
-                tl.atomic_add(bwd_ptr + ch * num_nodes + src, tl.sum(one_e * a_out[:, None], 0), mask=in_cols)
-                tl.atomic_add(bwd_e_ptr + ch * num_nodes + src, tl.sum(e, 0), mask=in_cols)
+                tl.atomic_add(fwd_ptr + ch * num_nodes + dst, row_sum, mask=in_rows)
+                tl.atomic_add(fwd_e_ptr + ch * num_nodes + dst, row_sum_e, mask=in_rows)
 
     @triton.jit
     def _decode_kernel(x_ptr, e_ptr, wx_ptr, bx_ptr, state_ptr, kpos_ptr, wo_ptr, bo_ptr, out_ptr, num_edges, K,
@@ -183,25 +200,32 @@ def encode_edges(x: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Tensor
 
 @dataclass(frozen=True)
 class DenseTiles:
-    """The dense segments of a graph cut into ``BLOCK_ROWS x BLOCK_COLS`` tiles, as the kernel reads
-    them: ``segments [S, 5]`` int64 ``(start, rows, cols, src_start, dst_start)``, ``tiles [3, T]``
-    int64 ``(segment, first row, first column)``."""
+    """The dense segments of a graph cut into tiles, one per program of the dense pass:
+    ``segments [S, 5]`` int64 ``(start, rows, cols, src_start, dst_start)``, ``tiles [3, T]`` int64
+    ``(segment, first row, first column)``, ``blocks``: rows and columns of a tile and column
+    tiles per program (:data:`DENSE_BLOCKS`)."""
 
     segments: Tensor
     tiles: Tensor
+    blocks: Tuple[int, int, int]
 
     @classmethod
-    def of(cls, dense: Sequence[Tuple[int, int, int, int, int]], device: torch.device) -> "DenseTiles":
-        """From ``(start, rows, cols, src_start, dst_start)`` of every dense segment."""
+    def of(cls, dense: Sequence[Tuple[int, int, int, int, int]], device: torch.device,
+           blocks: Optional[Tuple[int, int, int]] = None) -> "DenseTiles":
+        """From ``(start, rows, cols, src_start, dst_start)`` of every dense segment; ``blocks``
+        (powers of two) default to :data:`DENSE_BLOCKS` on a GPU, the interpreter's on a CPU."""
+        if blocks is None:
+            blocks = INTERPRETED_DENSE_BLOCKS if device.type == "cpu" else DENSE_BLOCKS
+        block_rows, block_cols, span = blocks
         tiles = []
         for i, (_, rows, cols, _, _) in enumerate(dense):
-            r = torch.arange(0, rows, BLOCK_ROWS)
-            c = torch.arange(0, cols, BLOCK_COLS)
+            r = torch.arange(0, rows, block_rows)
+            c = torch.arange(0, cols, block_cols * span)
             grid_r, grid_c = torch.meshgrid(r, c, indexing="ij")
             tiles.append(torch.stack([torch.full_like(grid_r, i), grid_r, grid_c]).reshape(3, -1))
         table = torch.cat(tiles, 1) if tiles else torch.zeros(3, 0, dtype=torch.long)
         segments = torch.tensor(list(dense), dtype=torch.long).reshape(-1, 5)
-        return cls(segments.to(device), table.to(device))
+        return cls(segments.to(device), table.to(device), blocks)
 
     @property
     def num_tiles(self) -> int:
@@ -236,7 +260,7 @@ def dense_pass(e: Tensor, tiles: DenseTiles, num_nodes: int,
         _dense_kernel[(tiles.num_tiles,)](
             e, num_edges, tiles.tiles, tiles.num_tiles, tiles.segments, num_nodes, own, from_src, from_dst,
             a_fwd, a_bwd, fwd, fwd_e, bwd, bwd_e, D=width, UPDATE=update is not None, SUMS=messages is not None,
-            BLOCK_R=BLOCK_ROWS, BLOCK_C=BLOCK_COLS)
+            BLOCK_R=tiles.blocks[0], BLOCK_C=tiles.blocks[1], SPAN=tiles.blocks[2])
     return sums
 
 
