@@ -3,7 +3,10 @@ kernels against its PyTorch path. On a machine without CUDA they run through Tri
 interpreter (``TRITON_INTERPRET=1``, set by conftest.py), at small sizes; the ``cuda`` tests run
 them compiled at full size where a GPU is present (``benchmarks/gpu_checks.sh``)."""
 import copy
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -173,6 +176,51 @@ def test_kernels_refuse_a_cpu_without_the_interpreter(monkeypatch):
     net = build_net("ng-gnn")
     with torch.no_grad(), pytest.raises(ValueError, match="Triton cannot run on cpu"):
         net.resolve_kernels("triton", torch.device("cpu"))
+
+
+AHEAD_OF_TIME = r"""
+import itertools, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from l2o_graphs.nn import edge_kernels as K
+
+arch = int(sys.argv[1])
+target = GPUTarget("cuda", arch, 32)
+f32 = "*fp32"
+for e, x in itertools.product(("*fp32", "*bf16"), repeat=2):
+    shared = dict(x_ptr=x, e_ptr=e, num_edges="i32", K="i32", F="constexpr", D="constexpr", BLOCK_E="constexpr")
+    consts = dict(F=13, D=8, BLOCK_E=K.BLOCK_EDGES)
+    kernels = [(K._encode_kernel, dict(shared, mask_ptr="*u8", w_ptr=f32, b_ptr=f32, kpos_ptr=f32, const_ptr=f32,
+                                       HAS_MASK="constexpr"), dict(consts, HAS_MASK=True)),
+               (K._decode_kernel, dict(shared, wx_ptr=f32, bx_ptr=f32, state_ptr=f32, kpos_ptr=x, wo_ptr=f32,
+                                       bo_ptr=f32, out_ptr=f32), consts)]
+    nodes = "*bf16" if x == "*bf16" else f32
+    for update, sums in ((True, True), (False, True), (True, False)):
+        kernels.append((K._dense_kernel, dict(
+            e_ptr=e, num_edges="i32", tiles_ptr="*i64", num_tiles="i32", segs_ptr="*i64", num_nodes="i32",
+            own_ptr=f32, from_src_ptr=nodes, from_dst_ptr=nodes, a_fwd_ptr=nodes, a_bwd_ptr=nodes, fwd_ptr=f32,
+            fwd_e_ptr=f32, bwd_ptr=f32, bwd_e_ptr=f32, D="constexpr", UPDATE="constexpr", SUMS="constexpr",
+            BLOCK_R="constexpr", BLOCK_C="constexpr", SPAN="constexpr"),
+            dict(D=8, UPDATE=update, SUMS=sums, BLOCK_R=K.DENSE_BLOCKS[0], BLOCK_C=K.DENSE_BLOCKS[1],
+                 SPAN=K.DENSE_BLOCKS[2])))
+    for fn, signature, constexprs in kernels:
+        compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=target)
+        assert compiled.asm["cubin"], fn
+print("compiled")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", [80, 90])
+def test_kernels_compile_for_gpus_without_one(arch, tmp_path):
+    """Every kernel variant the launchers use goes through Triton's whole compiler down to a cubin
+    for an A100 (sm_80) and an H100 (sm_90): what the interpreter cannot check (typing of
+    constexpr branches, loop-carried values, int64 offsets), without a GPU."""
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", AHEAD_OF_TIME, str(arch)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------------------- the network

@@ -74,9 +74,12 @@ def _check_width(width: int) -> None:
 
 if triton is not None:
 
-    @triton.jit
+    # edge counts stay runtime int64 values (not specialised): offsets such as channel * edges
+    # pass 2^31 for a few hundred million parameters
+    @triton.jit(do_not_specialize=["num_edges", "K"])
     def _encode_kernel(x_ptr, mask_ptr, w_ptr, b_ptr, kpos_ptr, const_ptr, e_ptr, num_edges, K,
                        F: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_E: tl.constexpr):
+        num_edges = num_edges.to(tl.int64)
         edges = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
         valid = edges < num_edges
         chans = tl.arange(0, D)
@@ -101,7 +104,7 @@ if triton is not None:
         tl.store(e_ptr + chans[None, :] * num_edges + edges[:, None], e.to(e_ptr.dtype.element_ty),
                  mask=valid[:, None])
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["num_edges", "num_tiles", "num_nodes"])
     def _dense_kernel(e_ptr, num_edges, tiles_ptr, num_tiles, segs_ptr, num_nodes,
                       own_ptr, from_src_ptr, from_dst_ptr, a_fwd_ptr, a_bwd_ptr,
                       fwd_ptr, fwd_e_ptr, bwd_ptr, bwd_e_ptr,
@@ -110,6 +113,7 @@ if triton is not None:
         # one program: BLOCK_R rows of a segment times up to SPAN column tiles of BLOCK_C; the sums into
         # each row are kept in registers across the span, so atomics per edge are about
         # 2 / (SPAN * BLOCK_C) for the targets and 2 / BLOCK_R for the sources
+        num_edges = num_edges.to(tl.int64)
         tile = tl.program_id(0)
         seg = tl.load(tiles_ptr + tile)  # tiles: [3, T] int64 rows (segment, first row, first column)
         r = tl.load(tiles_ptr + num_tiles + tile) + tl.arange(0, BLOCK_R)
@@ -122,11 +126,14 @@ if triton is not None:
         dst = tl.load(segs_ptr + seg * 5 + 4) + r
         in_rows = r < rows
         for ch in tl.static_range(D):
-            own = tl.load(own_ptr + ch).to(tl.float32) if UPDATE else 0.0
-            from_dst = tl.load(from_dst_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32) \
-                if UPDATE else tl.zeros([BLOCK_R], tl.float32)
-            a_out = tl.load(a_bwd_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32) \
-                if SUMS else tl.zeros([BLOCK_R], tl.float32)
+            own = 0.0
+            from_dst = tl.zeros([BLOCK_R], tl.float32)
+            a_out = tl.zeros([BLOCK_R], tl.float32)
+            if UPDATE:
+                own = tl.load(own_ptr + ch).to(tl.float32)
+                from_dst = tl.load(from_dst_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32)
+            if SUMS:
+                a_out = tl.load(a_bwd_ptr + ch * num_nodes + dst, mask=in_rows, other=0.0).to(tl.float32)
             row_sum = tl.zeros([BLOCK_R], tl.float32)
             row_sum_e = tl.zeros([BLOCK_R], tl.float32)
             for j in range(0, span):
@@ -152,9 +159,10 @@ if triton is not None:
                 tl.atomic_add(fwd_ptr + ch * num_nodes + dst, row_sum, mask=in_rows)
                 tl.atomic_add(fwd_e_ptr + ch * num_nodes + dst, row_sum_e, mask=in_rows)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["num_edges", "K"])
     def _decode_kernel(x_ptr, e_ptr, wx_ptr, bx_ptr, state_ptr, kpos_ptr, wo_ptr, bo_ptr, out_ptr, num_edges, K,
                        F: tl.constexpr, D: tl.constexpr, BLOCK_E: tl.constexpr):
+        num_edges = num_edges.to(tl.int64)
         edges = tl.program_id(0).to(tl.int64) * BLOCK_E + tl.arange(0, BLOCK_E)
         valid = edges < num_edges
         chans = tl.arange(0, D)
