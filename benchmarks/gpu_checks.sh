@@ -26,7 +26,10 @@ for part in $parts; do
         python3 -c "import pytest" 2>/dev/null || pip install -q --no-index --find-links .gpu_wheels pytest
         timeout 180 python3 -m pytest -q -p no:cacheprovider -p no:logging -k cuda tests/test_optimizer_behaviour.py \
             tests/test_edge_kernels.py 2>&1 | tee "$out/gpu_tests.log" ;;
-    kernels)  # NG-GNN's step with the Triton kernels: bf16 (the default on CUDA) and float32, and its profile
+    kernels)  # NG-GNN's step with the Triton kernels: bf16 (the default on CUDA) and float32, its profile,
+              # and the outputs' distance to the float32 PyTorch path
+        timeout 60 python3 benchmarks/kernel_tolerance.py --device cuda 2>&1 | tee "$out/gpu_kernel_tolerance.log"
+        cp benchmarks/results/kernel_tolerance_cuda_*.json "$out/" 2>/dev/null || true
         step_cost 150 --sizes 1M 10M 37M --nets ng-gnn --kernels triton
         step_cost 60 --sizes 37M --nets ng-gnn --kernels triton --no-autocast
         timeout 60 python3 benchmarks/profile_step.py --device cuda --size 37M --kernels triton --out "$out" \

@@ -25,10 +25,11 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # float32 kernels against the float32 PyTorch path: the same arithmetic in another order
 F32_TOLERANCE = dict(rtol=1e-4, atol=1e-5)
-# bfloat16 edge states against the float32 reference, relative to the largest output: the
-# rounding of 8-bit mantissas (2^-8 = 0.4 %) through four passes, no larger than what the PyTorch
-# path under bf16 autocast (the compiled GPU path) shows on the same inputs
-BF16_MAX_ERROR, BF16_MIN_COSINE = 5e-2, 0.9999
+# bfloat16 storage against the float32 reference, relative to the largest output: bfloat16 keeps
+# 8 significant bits (half an ulp is 0.2 % of a value) and the edge states are rounded once per
+# pass, four to five passes; measured 0.5 % on the test networks, as for the PyTorch path under
+# bf16 autocast (the compiled GPU setting): benchmarks/kernel_tolerance.py
+BF16_MAX_ERROR, BF16_MIN_COSINE = 2e-2, 0.9999
 
 
 def _reference_encode(x, mask, weight, bias, kpos, const):
@@ -52,10 +53,21 @@ def test_encode_matches_reference(num_edges, k, masked, dtype):
     assert e.dtype == dtype and e.shape == (8, num_edges)
     expected = _reference_encode(x, mask, weight, bias, kpos, const)
     if masked:
-        # one bfloat16 rounding step (the interpreter truncates where GPUs round to nearest)
-        torch.testing.assert_close(e[:, 0].float().cpu(), const, rtol=0 if dtype == torch.float32 else 2 ** -7, atol=0)
+        assert torch.equal(e[:, 0].cpu(), const.to(dtype))
     tolerance = F32_TOLERANCE if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(e.float().cpu(), expected, **tolerance)
+
+
+def test_bf16_storage_rounds_to_nearest_even_as_torch_does():
+    """bfloat16 edge states are the float32 ones rounded as ``Tensor.to`` rounds (to nearest,
+    ties to even), bit for bit; Triton's interpreter alone would truncate."""
+    gen = torch.Generator().manual_seed(3)
+    args = [torch.randn(NUM_FEATURES, 1000, 1, generator=gen) * 3, None, torch.randn(8, NUM_FEATURES, generator=gen),
+            torch.randn(8, generator=gen), torch.zeros(8, 1), torch.zeros(8)]
+    args = [a if a is None else a.to(DEVICE) for a in args]
+    full, half = kernels.encode_edges(*args), kernels.encode_edges(*args, dtype=torch.bfloat16)
+    assert torch.equal(half, full.bfloat16())
+    assert not torch.equal(half, (full.view(torch.int32) & ~0xFFFF).view(torch.float32).bfloat16())  # truncated
 
 
 def _segments():

@@ -153,8 +153,8 @@ def test_adam_layer_gives_biases_the_factor_of_the_weight_feeding_their_neurons(
     captured = {}
     forward = opt.net.forward
 
-    def capture(*args):
-        outputs, state = forward(*args)
+    def capture(*args, **kwargs):
+        outputs, state = forward(*args, **kwargs)
         captured.update({n: o.detach().clone() for n, o in outputs.items()})
         return outputs, state
 

@@ -74,6 +74,16 @@ def _check_width(width: int) -> None:
 
 if triton is not None:
 
+    @triton.jit
+    def _rounded(x, ptr):
+        """``x`` (float32) in the element type of ``ptr``; to bfloat16 rounded to nearest even
+        with integer ops, as GPUs round, where Triton's interpreter would truncate."""
+        if ptr.dtype.element_ty == tl.bfloat16:
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        return x.to(ptr.dtype.element_ty)
+
     # edge counts stay runtime int64 values (not specialised): offsets such as channel * edges
     # pass 2^31 for a few hundred million parameters
     @triton.jit(do_not_specialize=["num_edges", "K"])
@@ -101,7 +111,7 @@ if triton is not None:
                 total += z
                 count += 1.0
         e = total / tl.maximum(count, 1.0)[:, None] + tl.load(const_ptr + chans).to(tl.float32)[None, :]
-        tl.store(e_ptr + chans[None, :] * num_edges + edges[:, None], e.to(e_ptr.dtype.element_ty),
+        tl.store(e_ptr + chans[None, :] * num_edges + edges[:, None], _rounded(e, e_ptr),
                  mask=valid[:, None])
 
     @triton.jit(do_not_specialize=["num_edges", "num_tiles", "num_nodes"])
@@ -144,8 +154,7 @@ if triton is not None:
                 e = tl.load(ptr, mask=inside, other=0.0).to(tl.float32)
                 if UPDATE:
                     from_src = tl.load(from_src_ptr + ch * num_nodes + s0 + c, mask=in_cols, other=0.0).to(tl.float32)
-                    stored = (e + tl.maximum(own * e + from_src[None, :] + from_dst[:, None], 0.0)).to(
-                        e_ptr.dtype.element_ty)
+                    stored = _rounded(e + tl.maximum(own * e + from_src[None, :] + from_dst[:, None], 0.0), e_ptr)
                     tl.store(ptr, stored, mask=inside)
                     e = tl.where(inside, stored.to(tl.float32), 0.0)  # the sums read what was stored
                 if SUMS:
