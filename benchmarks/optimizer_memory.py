@@ -6,10 +6,13 @@ read after the model's gradients exist, after the optimizer is built and after i
 the increase, divided by :func:`~l2o_graphs.optim.memory.graph_positions`, is the figure.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/optimizer_memory.py``; writes
-``benchmarks/results/optimizer_memory_<cpu>.json``.
+``benchmarks/results/optimizer_memory_<cpu>.json``. ``--kernels triton`` (with
+``TRITON_INTERPRET=1`` on a CPU) measures the path GPUs take by default, NG-GNN's Triton kernels
+with bfloat16 storage: ``..._triton-bf16.json``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -35,10 +38,15 @@ torch.set_num_threads(1)
 from l2o_graphs import NeuralGraphOptimizer
 from l2o_graphs.optim.memory import graph_positions
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+settings = dict(kernels={kernels!r}, autocast={autocast!r})
+warm = torch.nn.Linear(3, 2)  # imports and first-call set-up (Triton's, with the kernels) before measuring
+warm(torch.randn(1, 3)).sum().backward()
+NeuralGraphOptimizer(warm, **settings).step()
+del warm
 model = {model}
 model({inputs}).square().mean().backward()
 before = peak()
-opt = NeuralGraphOptimizer(model)
+opt = NeuralGraphOptimizer(model, **settings)
 built = peak()
 opt.step()
 stepped = peak()
@@ -51,15 +59,24 @@ print(json.dumps({{"parameters": sum(p.numel() for p in model.parameters()), "po
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kernels", default="torch", choices=["torch", "triton"],
+                        help="triton: NG-GNN's kernels with bf16 storage, as on a GPU (on a CPU through Triton's "
+                             "interpreter: set TRITON_INTERPRET=1; slow, minutes per model)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+    autocast = True if args.kernels == "triton" else None
     rows = {}
-    for name, model in MODELS.items():
-        out = subprocess.run([sys.executable, "-c", CHILD.format(model=model, inputs=INPUTS[name])],
-                             capture_output=True, text=True, check=True)
+    for name in args.models:
+        child = CHILD.format(model=MODELS[name], inputs=INPUTS[name], kernels=args.kernels, autocast=autocast)
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
         rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
         print(name, rows[name])
     info = machine()
-    path = write_result(f"optimizer_memory_{cpu_slug(info)}.json", {
-        "benchmark": "optimizer_memory", "command": "python benchmarks/optimizer_memory.py", "machine": info,
+    suffix = "" if args.kernels == "torch" else "_triton-bf16"
+    path = write_result(f"optimizer_memory_{cpu_slug(info)}{suffix}.json", {
+        "benchmark": "optimizer_memory", "command": "python benchmarks/optimizer_memory.py " + " ".join(sys.argv[1:]),
+        "machine": info, "kernels": args.kernels, "bf16_storage": bool(autocast),
         "estimate_bytes_per_position": PEAK_BYTES_PER_POSITION, "models": rows,
         "estimate_covers_all": all(r["peak_bytes_per_position"] <= PEAK_BYTES_PER_POSITION for r in rows.values())})
     print(f"wrote {path}")
