@@ -90,11 +90,6 @@ class _Opaque:
 OPAQUE = _Opaque()
 
 
-def _activation_of_target(target: Any) -> Optional[str]:
-    name = target if isinstance(target, str) else getattr(target, "__name__", "")
-    return _ACTIVATION_FUNCTIONS.get(name)
-
-
 class _Reader:
     """Walks a traced graph (or the module list) and feeds a GraphBuilder."""
 
