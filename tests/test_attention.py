@@ -7,7 +7,7 @@ import torch
 from torch_geometric.utils import softmax as segment_softmax
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn.graph_nets import _Wiring
+from l2o_graphs.nn.message_passing import SegmentedGraph
 from l2o_graphs.tasks import ResidualCNN, mlp
 from unusual_models import Tied
 
@@ -33,9 +33,9 @@ def _reference(q, k, v, edge_qkv, heads, own, other, num_nodes):
 def test_blockwise_attention_matches_per_edge_reference(make, by_dst, chunk):
     torch.manual_seed(0)
     graph = NeuralGraph.from_module(make())
-    wiring = _Wiring.of(graph)
+    wiring = SegmentedGraph.of(graph)
     if chunk is not None:  # force several row chunks per dense segment
-        wiring = _Wiring(**{**wiring.__dict__, "chunk": chunk})
+        wiring = SegmentedGraph(**{**wiring.__dict__, "chunk": chunk})
     assert any(seg.dense is not None for seg in wiring.segments)
     n, e, a, heads = graph.num_nodes, graph.num_edges, 8, 2
     q, k, v = (torch.randn(a, n, dtype=torch.float64) * 3 for _ in range(3))
@@ -50,7 +50,7 @@ def test_blockwise_attention_matches_per_edge_reference(make, by_dst, chunk):
 def test_blockwise_attention_backpropagates_like_the_reference():
     torch.manual_seed(0)
     graph = NeuralGraph.from_module(ResidualCNN(channels=3, blocks=1))
-    wiring = _Wiring(**{**_Wiring.of(graph).__dict__, "chunk": 5})
+    wiring = SegmentedGraph(**{**SegmentedGraph.of(graph).__dict__, "chunk": 5})
     inputs = [torch.randn(8, graph.num_nodes, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     edge_qkv = torch.randn(24, graph.num_edges, dtype=torch.float64, requires_grad=True)
     weights = torch.randn(8, graph.num_nodes, dtype=torch.float64)

@@ -4,6 +4,7 @@ from typing import Callable, Dict
 from l2o_graphs.nn.base import KERNELS, FlatFeatures, GraphFeatures, UpdateNet
 from l2o_graphs.nn.baselines import PerParameterMLP, PerTensorLSTM
 from l2o_graphs.nn.graph_nets import NGGNN, NGT, GraphUpdateNet
+from l2o_graphs.nn.message_passing import SegmentedGraph
 
 NETS: Dict[str, Callable[..., UpdateNet]] = {"ng-gnn": NGGNN, "ng-t": NGT, "ff": PerParameterMLP,
                                              "lstm": PerTensorLSTM}
@@ -26,4 +27,4 @@ def build_net(name: str, **config: object) -> UpdateNet:
     return net
 
 
-__all__ = ["KERNELS", "UpdateNet", "FlatFeatures", "GraphFeatures", "GraphUpdateNet", "NGGNN", "NGT", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]
+__all__ = ["KERNELS", "UpdateNet", "FlatFeatures", "GraphFeatures", "GraphUpdateNet", "NGGNN", "NGT", "SegmentedGraph", "PerParameterMLP", "PerTensorLSTM", "NETS", "build_net"]

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, GraphBatch, NeuralGraph
 from l2o_graphs.nn.base import sinusoidal
-from l2o_graphs.nn.graph_nets import POS_DIM, NGGNNLayer, NGTLayer, _Wiring
+from l2o_graphs.nn.graph_nets import POS_DIM, NGGNNLayer, NGTLayer
+from l2o_graphs.nn.message_passing import SegmentedGraph
 
 ENCODERS = ("ng-gnn", "ng-t")
 
@@ -76,9 +77,9 @@ class NeuralGraphEncoder(nn.Module):
         if node_extra is not None:
             h = h + self.extra_in(node_extra)
         e = (self.edge_in(edge_x) + self.edge_kind(batch.edge_kind)).t().contiguous()
-        wiring = _Wiring.of_edges(batch.edge_index, batch.num_nodes)
+        segmented = SegmentedGraph.of_edges(batch.edge_index, batch.num_nodes)
         for layer in self.layers:
-            h, e = layer(h, e, wiring)
+            h, e = layer(h, e, segmented)
             h = self.dropout(h)
         return h, e
 
