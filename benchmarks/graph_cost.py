@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median_ms, write_result  # noqa: E402
 
 from l2o_graphs.graph import NeuralGraph  # noqa: E402
-from l2o_graphs.graph import wiring  # noqa: E402
+from l2o_graphs.graph.wiring import clear_graph_cache  # noqa: E402
 from l2o_graphs.tasks import mlp  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def topology_seconds(model: torch.nn.Module, repeats: int) -> float:
     """Median time of building the topology from scratch (cache cleared each time)."""
     times = []
     for _ in range(repeats):
-        wiring._CACHE.clear()
+        clear_graph_cache()
         start = time.perf_counter()
         NeuralGraph.from_module(model)
         times.append(time.perf_counter() - start)

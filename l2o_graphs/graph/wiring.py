@@ -457,6 +457,12 @@ _CACHE: "OrderedDict[Hashable, NeuralGraph]" = OrderedDict()
 _CACHE_SIZE = 64
 
 
+def clear_graph_cache() -> None:
+    """Forget every topology built so far: the next :meth:`NeuralGraph.from_module` of any model
+    builds (and warns) anew."""
+    _CACHE.clear()
+
+
 def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGraph:
     """Implementation of :meth:`NeuralGraph.from_module` (see there)."""
     if not isinstance(module, nn.Module):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.meta.unroll import DIVERGED, RATIO_FLOOR, sample_length
-from l2o_graphs.tasks.fewshot import _learn2learn
+from l2o_graphs.tasks.fewshot import import_learn2learn
 from l2o_graphs.tasks.task import Task, TaskSpec
 
 
@@ -27,7 +27,7 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
     The outer optimiser is Adam, which moves every rate by about ``outer_lr`` per step whatever
     its gradient's scale: with ``1e-2`` the rates of a 784-128-128-10 MLP spread to [-1, 2.3]
     within 500 steps and training with them diverged."""
-    l2l = _learn2learn()
+    l2l = import_learn2learn()
     from learn2learn.algorithms.meta_sgd import meta_sgd_update
 
     sampler = torch.Generator().manual_seed(seed)

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 
-def _learn2learn():
+def import_learn2learn():
+    """The ``learn2learn`` module, or an ``ImportError`` saying how to install it."""
     try:
         import learn2learn
     except ImportError as err:  # an optional dependency (extra "learn2learn")
@@ -26,7 +27,7 @@ def fewshot_split(images: Tensor, labels: Tensor, ways: int, shots: int, queries
     Returns ``(train_x [ways*shots, ...], train_y, test_x [ways*queries, ...], test_y)``; the
     same ``seed`` gives the same task (learn2learn draws with Python's ``random``, which is
     seeded here and restored afterwards)."""
-    l2l = _learn2learn()
+    l2l = import_learn2learn()
     from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
 
     classes = labels.unique().tolist()

@@ -52,11 +52,13 @@ def mean_loss(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor], par
     return total / n if n else math.nan
 
 
-def _train(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, validate: Callable[[], float],
+def fit_loop(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, validate: Callable[[], float],
            higher_is_better: bool, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
            progress: bool, log: Optional[Callable[[Dict[str, float]], None]]) -> Tuple[List[Dict[str, float]], float, int, float]:
-    """The shared loop; leaves the best validation epoch's weights in ``model``. Returns history,
-    best validation score, best epoch and seconds."""
+    """The training loop every weight-space model shares (AdamW, cosine schedule, shuffled
+    batches of ``batch_loss(indices)`` over ``n`` examples, ``validate()`` after every epoch);
+    leaves the best validation epoch's weights in ``model``. Returns history, best validation
+    score, best epoch and seconds."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -107,7 +109,7 @@ def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epoc
     def batch_loss(index: Tensor) -> Tensor:
         return nn.functional.cross_entropy(model(_rows(params, index)), labels[index])
 
-    history, best, epoch, seconds = _train(model, batch_loss, len(labels), lambda: accuracy(model, val), True,
+    history, best, epoch, seconds = fit_loop(model, batch_loss, len(labels), lambda: accuracy(model, val), True,
                                            epochs, batch_size, lr, weight_decay, seed, progress, log)
     return {"val_acc": best, "test_acc": accuracy(model, test), "best_epoch": epoch, "history": history,
             "seconds": seconds}
@@ -121,7 +123,7 @@ def fit_regressor(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor],
 
     Returns ``val_mse`` / ``test_mse`` (the loss on those splits at the best validation epoch),
     ``best_epoch``, ``history`` and ``seconds``."""
-    history, best, epoch, seconds = _train(
+    history, best, epoch, seconds = fit_loop(
         model, lambda index: loss(model, _rows(train, index)), _count(train), lambda: mean_loss(model, loss, val),
         False, epochs, batch_size, lr, weight_decay, seed, progress, log)
     return {"val_mse": best, "test_mse": mean_loss(model, loss, test), "best_epoch": epoch, "history": history,

@@ -21,7 +21,7 @@ from l2o_graphs.nn.base import mlp
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.weightspace import NeuralGraphEncoder, mixed_inputs, per_graph_mean, tensor_statistics
 from l2o_graphs.weightspace.models import STATISTICS
-from l2o_graphs.weightspace.training import _train
+from l2o_graphs.weightspace.training import fit_loop
 from l2o_graphs.zoo.make import ZooEntry, load_zoo
 
 PREDICTORS = ("ng-gnn", "ng-t", "statnn")
@@ -155,7 +155,7 @@ def fit_predictor(model: nn.Module, train: Sequence[ZooEntry], val: Sequence[Zoo
     def tau(entries: Sequence[ZooEntry]) -> float:
         return kendall_tau(predict_accuracy(model, entries), torch.tensor([e.test_acc for e in entries]))
 
-    history, best, epoch, seconds = _train(model, batch_loss, len(train), lambda: tau(val), True, epochs,
+    history, best, epoch, seconds = fit_loop(model, batch_loss, len(train), lambda: tau(val), True, epochs,
                                            batch_size, lr, 0.0, seed, progress, None)
     predicted = predict_accuracy(model, test)
     truth = torch.tensor([e.test_acc for e in test])
