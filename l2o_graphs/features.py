@@ -21,12 +21,13 @@ plus ``NUM_TIME_FEATURES`` global features ``tanh(step / tau)`` for ``tau`` in `
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
+from l2o_graphs.types import TensorDict
 
 BETAS = (0.5, 0.9, 0.99, 0.999, 0.9999)
 BETA2 = 0.999
@@ -36,7 +37,6 @@ NUM_TIME_FEATURES = len(TIMESCALES)
 EPS = 1e-8
 RATIO_CLIP = 10.0
 
-TensorDict = Dict[str, Tensor]
 
 
 def compute_dtype(t: Tensor) -> torch.dtype:

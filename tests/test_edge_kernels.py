@@ -10,13 +10,13 @@ import sys
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from l2o_graphs import NeuralGraphOptimizer
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.graph.neural_graph import EdgeSegment
-from l2o_graphs.nn import NGGNN, NGT, build_net
+from l2o_graphs.nn import NGGNN, build_net
 from l2o_graphs.nn import edge_kernels as kernels
 from l2o_graphs.optim.update import init_state, learned_update
 from l2o_graphs.tasks import ResidualCNN, mlp

@@ -73,7 +73,7 @@ def test_union_is_one_graph_of_the_members():
 
 
 def test_update_network_on_the_union_equals_each_member_alone():
-    from l2o_graphs import features as F
+    from l2o_graphs import features as feats
     from l2o_graphs.nn import build_net
 
     models = _models()
@@ -84,8 +84,8 @@ def test_update_network_on_the_union_equals_each_member_alone():
     for layer in (net.edge_dec_out, net.node_dec_out):  # zero-initialised: outputs would all be 0
         torch.nn.init.normal_(layer.weight)
         torch.nn.init.normal_(layer.bias)
-    features = [{n: torch.randn(*p.shape, F.NUM_FEATURES) for n, p in m.named_parameters()} for m in models]
-    time = F.time_features(3)
+    features = [{n: torch.randn(*p.shape, feats.NUM_FEATURES) for n, p in m.named_parameters()} for m in models]
+    time = feats.time_features(3)
     with torch.no_grad():
         together = net({f"{i}.{n}": f for i, member in enumerate(features) for n, f in member.items()},
                        time, union, {})[0]

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr.dataset import load_inr_set
 from l2o_graphs.inr.siren import Siren, image_grid, siren_apply
-from l2o_graphs.nn.base import mlp
+from l2o_graphs.nn.base import feed_forward
 from l2o_graphs.weightspace import NeuralGraphEncoder, ParamNormalizer, SameArchitecture
 from l2o_graphs.weightspace.training import fit_regressor
 
@@ -48,7 +48,7 @@ class GraphEditor(nn.Module):
         k = graph.kernel_size
         self.edge_head = nn.Sequential(nn.Linear(self.encoder.edge_dim, self.encoder.edge_dim), nn.ReLU(),
                                        nn.Linear(self.encoder.edge_dim, k))
-        self.node_head = mlp(self.encoder.node_dim, self.encoder.node_dim, graph.num_slots)
+        self.node_head = feed_forward(self.encoder.node_dim, self.encoder.node_dim, graph.num_slots)
         self.scale = nn.Parameter(torch.tensor(0.01))
 
     def forward(self, params: Mapping[str, Tensor]) -> Dict[str, Tensor]:
@@ -67,7 +67,7 @@ class FlatEditor(nn.Module):
         self.normalizer = normalizer
         self.shapes = {n: torch.Size(s) for n, s in shapes.items()}
         size = sum(s.numel() for s in self.shapes.values())
-        self.net = mlp(size, hidden, size, 3)
+        self.net = feed_forward(size, hidden, size, 3)
         self.scale = nn.Parameter(torch.tensor(0.01))
 
     def forward(self, params: Mapping[str, Tensor]) -> Dict[str, Tensor]:

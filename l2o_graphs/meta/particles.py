@@ -16,12 +16,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from l2o_graphs import features as F
+from l2o_graphs import features as feats
 from l2o_graphs.graph import GraphBatch, NeuralGraph
 from l2o_graphs.meta.unroll import DIVERGED, Trajectory, begin, finish
 from l2o_graphs.nn import GraphUpdateNet, UpdateNet
 from l2o_graphs.nn.graph_nets import Members
-from l2o_graphs.optim.update import OptState, TensorDict, learned_update
+from l2o_graphs.optim.update import OptState, learned_update
+from l2o_graphs.types import TensorDict
 from l2o_graphs.tasks.task import Task
 
 OUTPUT_LAYERS = ("edge_dec_out", "node_dec_out")
@@ -99,7 +100,7 @@ def unroll_particles(net: GraphUpdateNet, runs: Sequence[Tuple[Task, Trajectory]
             grads = torch.autograd.grad(loss, list(member.values()), allow_unused=True)
             for (name, p), g in zip(member.items(), grads):
                 merged_params[f"{i}.{name}"], merged_grads[f"{i}.{name}"] = p.detach(), g
-        members = Members(node_ptr, edge_ptr, torch.stack([F.time_features(s.step + 1, device=graph.device) for s in states]),
+        members = Members(node_ptr, edge_ptr, torch.stack([feats.time_features(s.step + 1, device=graph.device) for s in states]),
                           layers["edge_out"], layers["node_out"])
         with torch.no_grad():
             new, merged = learned_update(ParticleNet(net, members), graph, merged_params, merged_grads,

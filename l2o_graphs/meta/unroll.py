@@ -17,8 +17,8 @@ from l2o_graphs.nn import UpdateNet
 from l2o_graphs.optim.update import OptState, base_update, init_state, learned_update
 from l2o_graphs.tasks.suites import log_uniform
 from l2o_graphs.tasks.task import Task, TaskSpec
+from l2o_graphs.types import TensorDict
 
-TensorDict = Dict[str, Tensor]
 RATIO_FLOOR = 1e-6
 """Smallest loss ratio the meta-loss counts (its log is -13.8)."""
 DIVERGED = 10.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.rules import get_rule
+from l2o_graphs.types import TensorDict
 
-TensorDict = Dict[str, Tensor]
 KERNELS = ("auto", "triton", "torch")
 """How a network's per-edge work runs: ``"torch"`` (the reference, any device, autograd),
 ``"triton"`` (fused GPU kernels, forward only, for the nets that have them: :mod:`l2o_graphs.nn.edge_kernels`)
@@ -103,7 +103,7 @@ class UpdateNet(nn.Module, abc.ABC):
         """See the class docstring; ``kernels``: see :meth:`resolve_kernels`."""
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:
+def feed_forward(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:
     """``layers`` linear layers with ReLU between them."""
     dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
     modules: list = []

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn.base import TensorDict, UpdateNet, chunked, flatten_features, mlp, split_outputs
+from l2o_graphs.nn.base import UpdateNet, chunked, feed_forward, flatten_features, split_outputs
+from l2o_graphs.types import TensorDict
 
 
 class PerParameterMLP(UpdateNet):
@@ -18,7 +19,7 @@ class PerParameterMLP(UpdateNet):
         super().__init__(hidden=hidden, layers=layers, update=update)
         self.inp = nn.Linear(NUM_FEATURES, hidden)
         self.time = nn.Linear(NUM_TIME_FEATURES, hidden, bias=False)
-        self.body = mlp(hidden, hidden, 2, layers)
+        self.body = feed_forward(hidden, hidden, 2, layers)
         self._init_output(self.body[-1])
 
     def forward(self, features: Mapping[str, Tensor], time: Tensor, graph: Optional[NeuralGraph],
@@ -41,7 +42,7 @@ class PerTensorLSTM(UpdateNet):
         self.cell = nn.LSTMCell(2 * NUM_FEATURES + NUM_TIME_FEATURES, hidden)
         self.inp = nn.Linear(NUM_FEATURES, hidden)
         self.cond = nn.Linear(hidden, hidden, bias=False)
-        self.body = mlp(hidden, hidden, 2, layers)
+        self.body = feed_forward(hidden, hidden, 2, layers)
         self._init_output(self.body[-1])
 
     def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:

@@ -30,8 +30,9 @@ from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES, inv_rms
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
 from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
-from l2o_graphs.nn.base import GraphFeatures, TensorDict, UpdateNet, mlp, sinusoidal
+from l2o_graphs.nn.base import GraphFeatures, UpdateNet, feed_forward, sinusoidal
 from l2o_graphs.nn.message_passing import SegmentedGraph, channels_first, columns, index_sums
+from l2o_graphs.types import TensorDict
 
 POS_DIM = 16
 
@@ -124,7 +125,7 @@ class NGGNNLayer(nn.Module):
         self.norm = nn.LayerNorm(node_dim)
         self.message = nn.Linear(node_dim, 2 * edge_dim)  # forward and reverse messages
         self.shift = nn.Linear(edge_dim, 2 * edge_dim, bias=False)
-        self.node_update = mlp(node_dim + 4 * edge_dim, node_dim, node_dim)
+        self.node_update = feed_forward(node_dim + 4 * edge_dim, node_dim, node_dim)
         self.edge_update = EdgeUpdate(node_dim, edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: SegmentedGraph) -> Tuple[Tensor, Tensor]:
@@ -163,7 +164,7 @@ class NGTLayer(nn.Module):
         self.edge_qkv = nn.Linear(edge_dim, 6 * attn_dim, bias=False)
         self.out = nn.Linear(2 * attn_dim, node_dim)
         self.ffn_norm = nn.LayerNorm(node_dim)
-        self.ffn = mlp(node_dim, 2 * node_dim, node_dim)
+        self.ffn = feed_forward(node_dim, 2 * node_dim, node_dim)
         self.edge_update = EdgeUpdate(node_dim, edge_dim)
 
     def forward(self, h: Tensor, e: Tensor, w: SegmentedGraph) -> Tuple[Tensor, Tensor]:

@@ -11,12 +11,12 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from l2o_graphs import features as F
+from l2o_graphs import features as feats
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
 from l2o_graphs.rules import RULES, RuleState, UpdateRule, get_rule
+from l2o_graphs.types import TensorDict
 
-TensorDict = Dict[str, Tensor]
 PerTensor = Union[float, Mapping[str, float]]
 
 
@@ -40,7 +40,7 @@ class OptState:
 
 def init_state(params: Mapping[str, Tensor], net: Optional[UpdateNet]) -> OptState:
     """The state before the first step; ``net`` None: no network state (for :func:`base_update`)."""
-    momenta, second = F.init_moments(params)
+    momenta, second = feats.init_moments(params)
     net_state = net.init_net_state(params) if net is not None else {}
     return OptState(momenta, second, net_state, {n: 0 for n in params}, {n: 0 for n in params})
 
@@ -110,7 +110,7 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     device = next(iter(params.values())).device
     dtype = _net_dtype(net)
     kernels = net.resolve_kernels(kernels, device)
-    time = F.time_features(step, device=device).to(dtype)
+    time = feats.time_features(step, device=device).to(dtype)
     # the kernels under autocast read bfloat16 features (values clipped to +-10 or normalised
     # by an RMS, read into float32): half the workspace and half the network's largest reads
     feature_dtype = torch.bfloat16 if kernels == "triton" and torch.is_autocast_enabled(device.type) else dtype
@@ -120,16 +120,16 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     recording = torch.is_grad_enabled()
     if net.uses_graph:
         # only parameter positions are written: padding and residual edges must start at zero
-        node_x = _feature_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, F.NUM_FEATURES),
+        node_x = _feature_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, feats.NUM_FEATURES),
                                  True, device, feature_dtype)
         # channel-first storage behind the [E, K, F] view: each feature is one contiguous plane,
         # the layout the graph nets' per-edge matrix products read without a copy
-        edge_x = _feature_buffer(workspace, "edge_x", (F.NUM_FEATURES, graph.num_edges, graph.kernel_size),
+        edge_x = _feature_buffer(workspace, "edge_x", (feats.NUM_FEATURES, graph.num_edges, graph.kernel_size),
                                  not graph.edges_fully_covered, device, feature_dtype).permute(1, 2, 0)
         features = GraphFeatures(node_x, edge_x)
     else:
         total = sum(p.numel() for p in params.values())
-        flat = None if recording else _feature_buffer(workspace, "flat", (total, F.NUM_FEATURES), False, device, dtype)
+        flat = None if recording else _feature_buffer(workspace, "flat", (total, feats.NUM_FEATURES), False, device, dtype)
         offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
         flat_parts = []
     for name in params:
@@ -138,22 +138,22 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
         momentum, second = moments.momenta[name], moments.second[name]
         if not net.uses_graph:
             if recording:
-                flat_parts.append(F.element_features(p, g, momentum, second, tensor_step))
+                flat_parts.append(feats.element_features(p, g, momentum, second, tensor_step))
             else:
-                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, F.NUM_FEATURES)
-                F.element_features(p, g, momentum, second, tensor_step, out=rows)
+                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, feats.NUM_FEATURES)
+                feats.element_features(p, g, momentum, second, tensor_step, out=rows)
             continue
         view, block = graph.param_view(node_x, edge_x, name)
-        values = (p.reshape(block), g.reshape(block), momentum.reshape(*block, len(F.BETAS)),
+        values = (p.reshape(block), g.reshape(block), momentum.reshape(*block, len(feats.BETAS)),
                   second.reshape(block), tensor_step)
         if view is not None and not recording:
-            F.element_features(*values, out=view)
+            feats.element_features(*values, out=view)
         else:
-            graph.gather_into({name: F.element_features(*values)}, node_x, edge_x, names=(name,))
+            graph.gather_into({name: feats.element_features(*values)}, node_x, edge_x, names=(name,))
 
     if not net.uses_graph:
         if recording:
-            flat = torch.cat([part.reshape(-1, F.NUM_FEATURES) for part in flat_parts]).to(dtype)
+            flat = torch.cat([part.reshape(-1, feats.NUM_FEATURES) for part in flat_parts]).to(dtype)
         features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
     outputs, net_state = net(features, time, graph, state.net_state, kernels=kernels)
     rule = get_rule(net.update_rule)
@@ -207,7 +207,7 @@ def _advance_moments(params: Mapping[str, Tensor], grads: Mapping[str, Optional[
         g = grads.get(name)
         finite_value = all_finite(p)
         if g is not None and finite_value and all_finite(g):
-            momenta[name], second[name] = F.accumulate(g, state.momenta[name], state.second_moment[name])
+            momenta[name], second[name] = feats.accumulate(g, state.momenta[name], state.second_moment[name])
             active.append(name)
         else:
             if g is not None:
@@ -231,7 +231,7 @@ def _apply_rule(rule: UpdateRule, outputs: Mapping[str, Tensor], owner: Mapping[
     layer_means: Dict[str, Tensor] = {}
     for name in moments.active:
         p = params[name]
-        dtype = F.compute_dtype(p)
+        dtype = feats.compute_dtype(p)
         direction, magnitude = outputs[name].to(dtype).unbind(-1)  # float32 even under autocast
         layer_m = None
         if name in owner:  # a weight's mean serves its biases and norms too: computed once

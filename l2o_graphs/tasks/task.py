@@ -17,8 +17,8 @@ from torch.func import functional_call
 from l2o_graphs.data import load_images
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.tasks.fewshot import fewshot_split
+from l2o_graphs.types import TensorDict
 
-TensorDict = Dict[str, Tensor]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
-from l2o_graphs.nn.base import mlp
+from l2o_graphs.nn.base import feed_forward
 from l2o_graphs.weightspace.encoder import NeuralGraphEncoder, SameArchitecture, per_graph_mean
 
 
@@ -55,7 +55,7 @@ class GraphPredictor(nn.Module):
         self.probe = probe
         self.encoder = NeuralGraphEncoder(net, slots=graph.num_slots, kernel_shape=graph.kernel_shape,
                                           node_extra=probe_dim if probe is not None else 0, **encoder)
-        self.head = mlp(2 * self.encoder.node_dim, hidden, out_dim)
+        self.head = feed_forward(2 * self.encoder.node_dim, hidden, out_dim)
 
     def forward(self, params: Mapping[str, Tensor]) -> Tensor:
         batch, node_x, edge_x = self.inputs.inputs(self.normalizer(params))
@@ -72,7 +72,7 @@ class FlatMLP(nn.Module):
                  hidden: int = 256, layers: int = 3):
         super().__init__()
         self.normalizer = normalizer
-        self.net = mlp(sum(int(torch.Size(s).numel()) for s in shapes.values()), hidden, out_dim, layers)
+        self.net = feed_forward(sum(int(torch.Size(s).numel()) for s in shapes.values()), hidden, out_dim, layers)
 
     def forward(self, params: Mapping[str, Tensor]) -> Tensor:
         normed = self.normalizer(params)
@@ -105,7 +105,7 @@ class StatNN(nn.Module):
         self.names = list(names)
         self.register_buffer("stats_mean", stats_mean)
         self.register_buffer("stats_std", stats_std.clamp_min(1e-8))
-        self.net = mlp(len(self.names) * len(STATISTICS), hidden, out_dim, layers)
+        self.net = feed_forward(len(self.names) * len(STATISTICS), hidden, out_dim, layers)
 
     @classmethod
     def fit(cls, params: Mapping[str, Tensor], out_dim: int, **kwargs: object) -> "StatNN":

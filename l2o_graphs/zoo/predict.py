@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
-from l2o_graphs.nn.base import mlp
+from l2o_graphs.nn.base import feed_forward
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.weightspace import NeuralGraphEncoder, mixed_inputs, per_graph_mean, tensor_statistics
 from l2o_graphs.weightspace.models import STATISTICS
@@ -77,7 +77,7 @@ class GraphAccuracyPredictor(nn.Module):
                  edge_scale: Optional[Tensor] = None, **encoder: object):
         super().__init__()
         self.encoder = NeuralGraphEncoder(net, slots=1, kernel_shape=KERNEL_FRAME, **encoder)
-        self.head = mlp(2 * self.encoder.node_dim, hidden, 1)
+        self.head = feed_forward(2 * self.encoder.node_dim, hidden, 1)
         self.graphs = ArchitectureGraphs()
         node_scale = torch.ones(1) if node_scale is None else node_scale
         edge_scale = torch.ones(()) if edge_scale is None else edge_scale
@@ -116,7 +116,7 @@ class StatNNAccuracyPredictor(nn.Module):
         stats = torch.stack([layer_statistics(e) for e in train])
         self.register_buffer("mean", stats.mean(0))
         self.register_buffer("std", stats.std(0).clamp_min(1e-8))
-        self.net = mlp(stats.shape[1], hidden, 1, 3)
+        self.net = feed_forward(stats.shape[1], hidden, 1, 3)
 
     def forward(self, entries: Sequence[ZooEntry]) -> Tensor:
         stats = torch.stack([layer_statistics(e) for e in entries])
