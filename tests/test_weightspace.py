@@ -2,6 +2,7 @@
 a network's prediction does not depend on the rest of its batch."""
 import pytest
 import torch
+from torch import nn
 
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr import Siren, siren_apply, siren_init
@@ -194,3 +195,18 @@ def test_training_keeps_the_best_epoch_and_survives_missing_validation():
                             progress=False)
     assert result["best_epoch"] == 3  # no validation score: the last epoch, not the first
     assert result["val_acc"] != result["val_acc"]  # NaN, reported as such
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_predict_loops_keep_the_models_mode(training):
+    """Both predict loops (weight-space models, zoo predictors) run in eval mode without autograd
+    and leave the model in the mode it had."""
+    from l2o_graphs.weightspace.training import batch_outputs
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5)).train(training)
+    seen = []
+    out = batch_outputs(model, 10, 4, lambda a, b: (seen.append((model.training, torch.is_grad_enabled())),
+                                                    torch.ones(b - a, 3))[1])
+    assert out.shape == (10, 4) and seen == [(False, False)] * 3
+    assert model.training == training
+    torch.testing.assert_close(out, model.eval()(torch.ones(10, 3)).detach())  # no dropout: eval mode

@@ -2,10 +2,11 @@
 the best validation score kept, the test split read once at the end."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,16 +23,29 @@ def _count(params: Params) -> int:
     return next(iter(params.values())).shape[0] if params else 0
 
 
-@torch.no_grad()
-def predict(model: nn.Module, params: Params, batch_size: int = 256) -> Tensor:
-    """``model`` outputs for all ``n`` networks, in batches, in eval mode: ``[n, out_dim]``."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode with autograd off inside the block; its mode as before after it."""
     was_training = model.training
     model.eval()
-    n = _count(params)
-    out = torch.cat([model(_rows(params, torch.arange(a, min(n, a + batch_size))))
-                     for a in range(0, n, batch_size)]) if n else torch.empty(0)
-    model.train(was_training)
-    return out
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def batch_outputs(model: nn.Module, n: int, batch_size: int, inputs: Callable[[int, int], object]) -> Tensor:
+    """``model(inputs(a, b))`` over consecutive ranges ``[a, b)`` of ``batch_size`` covering ``n``
+    examples, in eval mode (:func:`evaluating`), concatenated along the first dimension."""
+    with evaluating(model):
+        outs = [model(inputs(a, min(n, a + batch_size))) for a in range(0, n, batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def predict(model: nn.Module, params: Params, batch_size: int = 256) -> Tensor:
+    """``model`` outputs for all ``n`` networks, in batches, in eval mode: ``[n, out_dim]``."""
+    return batch_outputs(model, _count(params), batch_size, lambda a, b: _rows(params, torch.arange(a, b)))
 
 
 def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
@@ -39,16 +53,13 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
     return float((predict(model, params, batch_size).argmax(1) == labels).float().mean()) if len(labels) else math.nan
 
 
-@torch.no_grad()
 def mean_loss(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor], params: Params,
               batch_size: int = 256) -> float:
     """``loss`` averaged over all networks of ``params`` (batch means weighted by batch size)."""
-    was_training = model.training
-    model.eval()
     n = _count(params)
-    total = sum(float(loss(model, _rows(params, torch.arange(a, min(n, a + batch_size))))) * (min(n, a + batch_size) - a)
-                for a in range(0, n, batch_size))
-    model.train(was_training)
+    with evaluating(model):
+        total = sum(float(loss(model, _rows(params, torch.arange(a, min(n, a + batch_size))))) *
+                    (min(n, a + batch_size) - a) for a in range(0, n, batch_size))
     return total / n if n else math.nan
 
 

@@ -21,7 +21,7 @@ from l2o_graphs.nn.base import feed_forward
 from l2o_graphs.tasks.architectures import build_optimizee
 from l2o_graphs.weightspace import NeuralGraphEncoder, mixed_inputs, per_graph_mean, tensor_statistics
 from l2o_graphs.weightspace.models import STATISTICS
-from l2o_graphs.weightspace.training import fit_loop
+from l2o_graphs.weightspace.training import batch_outputs, fit_loop
 from l2o_graphs.zoo.make import ZooEntry, load_zoo
 
 PREDICTORS = ("ng-gnn", "ng-t", "statnn")
@@ -133,12 +133,9 @@ def build_predictor(name: str, train: Sequence[ZooEntry], seed: int = 0) -> nn.M
     return GraphAccuracyPredictor(name, node_scale=node_scale, edge_scale=edge_scale)
 
 
-@torch.no_grad()
 def predict_accuracy(model: nn.Module, entries: Sequence[ZooEntry], batch_size: int = 64) -> Tensor:
-    model.eval()
-    out = torch.cat([model(entries[a:a + batch_size]) for a in range(0, len(entries), batch_size)])
-    model.train()
-    return out
+    """Predicted test accuracy ``[n]`` of each zoo entry, in eval mode (the model's mode is kept)."""
+    return batch_outputs(model, len(entries), batch_size, lambda a, b: entries[a:b])
 
 
 def fit_predictor(model: nn.Module, train: Sequence[ZooEntry], val: Sequence[ZooEntry], test: Sequence[ZooEntry],
