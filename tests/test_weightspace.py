@@ -210,3 +210,22 @@ def test_predict_loops_keep_the_models_mode(training):
     assert out.shape == (10, 4) and seen == [(False, False)] * 3
     assert model.training == training
     torch.testing.assert_close(out, model.eval()(torch.ones(10, 3)).detach())  # no dropout: eval mode
+
+
+def test_invariant_readout_is_one_readout_for_one_graph_and_for_batches():
+    """The single-graph path equals the batched one, and relabelling nodes changes nothing."""
+    from l2o_graphs.graph import GraphBatch
+    from l2o_graphs.nn.readout import InvariantReadout
+
+    torch.manual_seed(0)
+    graphs = [NeuralGraph.from_module(mlp([4, 6, 3])), NeuralGraph.from_module(mlp([5, 2, 7, 3]))]
+    batch = GraphBatch(graphs)
+    h = torch.randn(batch.num_nodes, 8)
+    readout = InvariantReadout(8, 16, 5)
+    together = readout(h, batch.node_role, batch)
+    first = graphs[0].num_nodes
+    alone = torch.stack([readout(h[:first], graphs[0].node_role), readout(h[first:], graphs[1].node_role)])
+    torch.testing.assert_close(together, alone)
+    order = torch.randperm(first)
+    torch.testing.assert_close(readout(h[:first][order], graphs[0].node_role[order]), alone[0])
+    assert not torch.allclose(readout(h[:first], graphs[1].node_role[:first]), alone[0])  # roles matter

@@ -29,9 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
 from l2o_graphs.nn import GraphUpdateNet
-from l2o_graphs.nn.base import feed_forward
+from l2o_graphs.nn.readout import InvariantReadout
 
 AUXILIARY_TASKS = ("inr-classification", "generalization")
 SETTINGS = {"weight": (int, float), "batch": int, "folder": (str, type(None)), "hidden": int}
@@ -74,13 +73,12 @@ class AuxiliaryTask(nn.Module, abc.ABC):
     def __init__(self, node_dim: int, out_dim: int, weight: float, batch: int, hidden: int):
         super().__init__()
         self.weight, self.batch = float(weight), int(batch)
-        self.head = feed_forward(2 * node_dim, hidden, out_dim)
+        self.head = InvariantReadout(node_dim, hidden, out_dim)
 
     def readout(self, net: GraphUpdateNet, params: Mapping[str, Tensor], graph: NeuralGraph) -> Tensor:
         """``[out_dim]``: the head on the mean trunk state of the output neurons and of all neurons."""
         h, _ = net.embed(params, graph)
-        outputs = h[graph.node_role == ROLE_OUTPUT].mean(0)
-        return self.head(torch.cat([outputs, h.mean(0)]))
+        return self.head(h, graph.node_role)
 
     @abc.abstractmethod
     def loss(self, net: GraphUpdateNet, generator: torch.Generator) -> Tensor:

@@ -17,6 +17,7 @@ from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, GraphBatc
 from l2o_graphs.nn.base import sinusoidal
 from l2o_graphs.nn.graph_nets import POS_DIM, NGGNNLayer, NGTLayer
 from l2o_graphs.nn.message_passing import SegmentedGraph
+from l2o_graphs.nn.readout import per_graph_mean  # noqa: F401 - part of this module's API
 
 ENCODERS = ("ng-gnn", "ng-t")
 
@@ -126,15 +127,6 @@ def mixed_inputs(graphs: Sequence[NeuralGraph], params: Sequence[Mapping[str, Te
     batch = GraphBatch([g.with_layout(kernel_shape, slots) for g in graphs])
     node_x, edge_x = batch.gather(list(params))
     return batch, node_x, edge_x
-
-
-def per_graph_mean(x: Tensor, batch: GraphBatch, mask: Optional[Tensor] = None) -> Tensor:
-    """Mean of node rows ``x [sum N, d]`` per graph (over the nodes where ``mask``), ``[B, d]``."""
-    index = batch.batch.to(x.device)
-    weight = torch.ones_like(index, dtype=x.dtype) if mask is None else mask.to(x.dtype)
-    total = x.new_zeros(batch.num_graphs, x.shape[1]).index_add_(0, index, x * weight[:, None])
-    count = x.new_zeros(batch.num_graphs).index_add_(0, index, weight)
-    return total / count.clamp(min=1)[:, None]
 
 
 __all__: List[str] = ["ENCODERS", "NeuralGraphEncoder", "SameArchitecture", "mixed_inputs", "per_graph_mean"]

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
 from l2o_graphs.nn.base import feed_forward
-from l2o_graphs.weightspace.encoder import NeuralGraphEncoder, SameArchitecture, per_graph_mean
+from l2o_graphs.nn.readout import InvariantReadout
+from l2o_graphs.weightspace.encoder import NeuralGraphEncoder, SameArchitecture
 
 
 class ParamNormalizer(nn.Module):
@@ -55,14 +55,13 @@ class GraphPredictor(nn.Module):
         self.probe = probe
         self.encoder = NeuralGraphEncoder(net, slots=graph.num_slots, kernel_shape=graph.kernel_shape,
                                           node_extra=probe_dim if probe is not None else 0, **encoder)
-        self.head = feed_forward(2 * self.encoder.node_dim, hidden, out_dim)
+        self.head = InvariantReadout(self.encoder.node_dim, hidden, out_dim)
 
     def forward(self, params: Mapping[str, Tensor]) -> Tensor:
         batch, node_x, edge_x = self.inputs.inputs(self.normalizer(params))
         extra = None if self.probe is None else self.probe(params).reshape(node_x.shape[0], -1)
         h, _ = self.encoder(batch, node_x, edge_x, extra)
-        pooled = [per_graph_mean(h, batch, batch.node_role == ROLE_OUTPUT), per_graph_mean(h, batch)]
-        return self.head(torch.cat(pooled, -1))
+        return self.head(h, batch.node_role, batch)
 
 
 class FlatMLP(nn.Module):

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
 from l2o_graphs.nn.base import feed_forward
 from l2o_graphs.tasks.architectures import build_optimizee
-from l2o_graphs.weightspace import NeuralGraphEncoder, mixed_inputs, per_graph_mean, tensor_statistics
+from l2o_graphs.nn.readout import InvariantReadout
+from l2o_graphs.weightspace import NeuralGraphEncoder, mixed_inputs, tensor_statistics
 from l2o_graphs.weightspace.models import STATISTICS
 from l2o_graphs.weightspace.training import batch_outputs, fit_loop
 from l2o_graphs.zoo.make import ZooEntry, load_zoo
@@ -77,7 +77,7 @@ class GraphAccuracyPredictor(nn.Module):
                  edge_scale: Optional[Tensor] = None, **encoder: object):
         super().__init__()
         self.encoder = NeuralGraphEncoder(net, slots=1, kernel_shape=KERNEL_FRAME, **encoder)
-        self.head = feed_forward(2 * self.encoder.node_dim, hidden, 1)
+        self.head = InvariantReadout(self.encoder.node_dim, hidden, 1)
         self.graphs = ArchitectureGraphs()
         node_scale = torch.ones(1) if node_scale is None else node_scale
         edge_scale = torch.ones(()) if edge_scale is None else edge_scale
@@ -88,8 +88,7 @@ class GraphAccuracyPredictor(nn.Module):
         batch, node_x, edge_x = mixed_inputs([self.graphs(e.architecture) for e in entries],
                                              [e.params for e in entries], KERNEL_FRAME, 1)
         h, _ = self.encoder(batch, node_x / self.node_scale, edge_x / self.edge_scale)
-        pooled = torch.cat([per_graph_mean(h, batch, batch.node_role == ROLE_OUTPUT), per_graph_mean(h, batch)], -1)
-        return torch.sigmoid(self.head(pooled)).squeeze(-1)
+        return torch.sigmoid(self.head(h, batch.node_role, batch)).squeeze(-1)
 
 
 def layer_statistics(entry: ZooEntry) -> Tensor:
