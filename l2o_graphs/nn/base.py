@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
-from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.graph import GraphBatch, NeuralGraph
 from l2o_graphs.rules import get_rule
 from l2o_graphs.types import TensorDict
 
@@ -112,6 +112,24 @@ def feed_forward(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.
         if i < layers - 1:
             modules.append(nn.ReLU())
     return nn.Sequential(*modules)
+
+
+POS_DIM = 16
+"""Width of each sinusoidal position code (a node's depth, its index, a kernel offset)."""
+
+
+def node_positions(graph: Union[NeuralGraph, GraphBatch]) -> Tensor:
+    """``[N, 2 * POS_DIM]``: each node's depth and (for non-permutable nodes) index within its
+    group, sinusoidally encoded; all hidden nodes of one layer get the same vector."""
+    return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
+
+
+def structure_embedding(graph: Union[NeuralGraph, GraphBatch], role: nn.Embedding, activation: nn.Embedding,
+                        position: nn.Linear, dtype: torch.dtype) -> Tensor:
+    """``[N, d]``: what a node is, independent of any parameter value: its role, its activation
+    and its position (:func:`node_positions`), each embedded, summed. The graph encoders of the
+    optimizer's networks and of the weight-space models share it."""
+    return role(graph.node_role) + activation(graph.node_activation) + position(node_positions(graph).to(dtype))
 
 
 def sinusoidal(x: Tensor, dim: int, max_period: float = 1000.0) -> Tensor:

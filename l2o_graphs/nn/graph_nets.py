@@ -27,14 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
-from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES, inv_rms
+from l2o_graphs.features import BETAS, NUM_FEATURES, NUM_TIME_FEATURES, element_features
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
 from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
-from l2o_graphs.nn.base import GraphFeatures, UpdateNet, feed_forward, sinusoidal
+from l2o_graphs.nn.base import (POS_DIM, GraphFeatures, UpdateNet, feed_forward, sinusoidal,
+                                structure_embedding)
 from l2o_graphs.nn.message_passing import SegmentedGraph, channels_first, columns, index_sums
 from l2o_graphs.types import TensorDict
 
-POS_DIM = 16
 
 
 @dataclass(frozen=True)
@@ -232,12 +232,6 @@ class GraphUpdateNet(UpdateNet):
         grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1).reshape(kh * kw, 2)
         return torch.cat([sinusoidal(grid[:, 0], POS_DIM, 100.0), sinusoidal(grid[:, 1], POS_DIM, 100.0)], -1)
 
-    @staticmethod
-    def _node_positions(graph: NeuralGraph) -> Tensor:
-        """``[N, 2 * POS_DIM]``: depth and (for non-permutable nodes) index within the group;
-        all hidden nodes of one layer get the same vector."""
-        return torch.cat([sinusoidal(graph.node_layer, POS_DIM), sinusoidal(graph.node_index + 1, POS_DIM)], -1)
-
     def _encode_edges(self, graph: NeuralGraph, x: Tensor, kpos: Tensor, time: Tensor,
                       members: Optional[Members] = None) -> Tensor:
         """Edge states ``[d, E]`` from edge features ``x [F, E, K]``: each element embedded,
@@ -316,8 +310,8 @@ class GraphUpdateNet(UpdateNet):
         node_mask = graph.node_mask.unsqueeze(-1).to(node_x.dtype)
         slots = (self.node_elements(node_x) + self.slot_kind(graph.node_slot_kind)).relu_() * node_mask
         node_time = self.node_time(time) if members is None else members.per_node(self.node_time(members.time))
-        return (slots.sum(1) + self.role(graph.node_role) + self.activation(graph.node_activation)
-                + self.position(self._node_positions(graph).to(node_x.dtype)) + node_time)
+        return slots.sum(1) + structure_embedding(graph, self.role, self.activation, self.position, node_x.dtype) \
+            + node_time
 
     def _trunk(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
                time: Tensor, members: Optional[Members] = None) -> Tuple[Tensor, Tensor]:
@@ -336,11 +330,8 @@ class GraphUpdateNet(UpdateNet):
         before its first step (parameter / per-tensor RMS; gradient, moment and time features
         zero). What auxiliary weight-space tasks read (:mod:`l2o_graphs.meta.auxiliary`);
         equivariant like :meth:`forward`: relabelling hidden neurons relabels the rows."""
-        features = {}
-        for name, p in params.items():
-            f = p.new_zeros(*p.shape, NUM_FEATURES)
-            f[..., 0] = p * inv_rms(p, tuple(range(p.dim())))
-            features[name] = f
+        features = {name: element_features(p, torch.zeros_like(p), p.new_zeros(*p.shape, len(BETAS)),
+                                           torch.zeros_like(p), step=1) for name, p in params.items()}
         node_x, edge_x = graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)

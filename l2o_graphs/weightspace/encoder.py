@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, GraphBatch, NeuralGraph
-from l2o_graphs.nn.base import sinusoidal
-from l2o_graphs.nn.graph_nets import POS_DIM, NGGNNLayer, NGTLayer
+from l2o_graphs.nn.base import POS_DIM, structure_embedding
+from l2o_graphs.nn.graph_nets import NGGNNLayer, NGTLayer
 from l2o_graphs.nn.message_passing import SegmentedGraph
 from l2o_graphs.nn.readout import per_graph_mean  # noqa: F401 - part of this module's API
 
@@ -70,9 +69,7 @@ class NeuralGraphEncoder(nn.Module):
             raise ValueError(f"the encoder reads {self.slots} node slots and a {self.kernel_shape} kernel "
                              f"frame; got {node_x.shape[1]} slots and {batch.kernel_shape}: lay the graphs "
                              "out with mixed_inputs(..., kernel_shape, slots)")
-        positions = torch.cat([sinusoidal(batch.node_layer, POS_DIM), sinusoidal(batch.node_index + 1, POS_DIM)], -1)
-        h = (self.node_in(node_x) + self.role(batch.node_role) + self.activation(batch.node_activation)
-             + self.position(positions.to(node_x)))
+        h = self.node_in(node_x) + structure_embedding(batch, self.role, self.activation, self.position, node_x.dtype)
         if (node_extra is None) != (self.extra_in is None):
             raise ValueError("node_extra must be given exactly when the encoder was built with node_extra > 0")
         if node_extra is not None:
