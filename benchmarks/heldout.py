@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
 
 from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
-from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd  # noqa: E402
+from l2o_graphs.meta.metasgd import meta_train_metasgd  # noqa: E402
+from l2o_graphs.optim import MetaSGDOptimizer  # noqa: E402
 from l2o_graphs.plots import plot_loss_curves  # noqa: E402
 from l2o_graphs.speedup import speedup  # noqa: E402
 from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, eval_schedule, train_with  # noqa: E402

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from l2o_graphs.meta.metasgd import MetaSGDOptimizer, meta_train_metasgd
+from l2o_graphs.meta.metasgd import meta_train_metasgd
+from l2o_graphs.optim import MetaSGDOptimizer
 from l2o_graphs.tasks import mlp
 from l2o_graphs.tasks.task import TaskSpec
 from l2o_graphs.tasks.train import train_with

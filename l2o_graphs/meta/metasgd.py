@@ -1,5 +1,6 @@
 """learn2learn's MetaSGD (meta-learned per-parameter learning rates) as a learned-optimizer
-baseline.
+baseline: its meta-training. The optimizer that applies the rates is
+:class:`l2o_graphs.optim.MetaSGDOptimizer`.
 
 MetaSGD's learning rates have the shapes of one architecture's parameters, so it is meta-trained
 per architecture (it cannot transfer to another network as the graph optimizers do); it uses the
@@ -8,12 +9,12 @@ same truncated unrolls and meta-loss as :mod:`l2o_graphs.meta.unroll`, with lear
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from l2o_graphs.meta.unroll import DIVERGED, RATIO_FLOOR, sample_length
+from l2o_graphs.meta.unroll import Trajectory, end_if_diverged, log_ratios, sample_length
 from l2o_graphs.tasks.fewshot import import_learn2learn
 from l2o_graphs.tasks.task import Task, TaskSpec
 
@@ -22,7 +23,8 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
                        trajectory_length: Sequence[int] = (100, 2000), init_lr: float = 0.01,
                        outer_lr: float = 1e-3, seed: int = 0) -> List[Tensor]:
     """Per-parameter learning rates for ``spec``'s architecture, meta-trained on ``datasets``
-    (first order: the optimizee's gradients are constants inside a truncation).
+    (first order: the optimizee's gradients are constants inside a truncation), for
+    :class:`~l2o_graphs.optim.MetaSGDOptimizer`.
 
     The outer optimiser is Adam, which moves every rate by about ``outer_lr`` per step whatever
     its gradient's scale: with ``1e-2`` the rates of a 784-128-128-10 MLP spread to [-1, 2.3]
@@ -33,9 +35,9 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
     sampler = torch.Generator().manual_seed(seed)
     metasgd = None
     outer = None
-    traj: Dict[str, Any] = {"step": 0, "length": 0}
+    traj, task = None, None
     for _ in range(outer_steps):
-        if traj["step"] >= traj["length"]:
+        if traj is None or traj.done:
             dataset = datasets[int(torch.randint(len(datasets), (1,), generator=sampler))]
             task_seed = int(torch.randint(2 ** 31 - 1, (1,), generator=sampler))
             task = Task(TaskSpec(spec.architecture, dataset, spec.batch_size, task_seed))
@@ -45,57 +47,31 @@ def meta_train_metasgd(spec: TaskSpec, datasets: Sequence[str], outer_steps: int
             with torch.no_grad():
                 for p, q in zip(metasgd.module.parameters(), task.init_params()[0].values()):
                     p.copy_(q)
-            traj = {"task": task, "step": 0, "base": None, "length": sample_length(tuple(trajectory_length), sampler),
-                    "batches": torch.Generator().manual_seed(task_seed + 1)}
-        task = traj["task"]
+            traj = Trajectory(task.spec, sample_length(tuple(trajectory_length), sampler),
+                              batches=torch.Generator().manual_seed(task_seed + 1))
         learner = metasgd.clone()
-        loss = _loss(learner, task, traj["batches"])
-        traj["base"] = traj["base"] or max(loss.item(), 1e-8)
-        terms = []
+        loss = _loss(learner, task, traj.batches)
+        if traj.base_loss is None:
+            traj.base_loss = max(loss.item(), 1e-8)
+        losses = []
         for k in range(unroll):
             grads = torch.autograd.grad(loss, list(learner.module.parameters()), retain_graph=k > 0)
             learner.module = meta_sgd_update(learner.module, learner.lrs, grads)
-            loss = _loss(learner, task, traj["batches"])
-            terms.append(torch.log((loss / traj["base"]).clamp_min(RATIO_FLOOR)))
+            loss = _loss(learner, task, traj.batches)
+            losses.append(loss)
         outer.zero_grad()
-        meta = torch.stack(terms).mean()
+        meta = log_ratios(losses, traj.base_loss).mean()
         if torch.isfinite(meta):
             meta.backward()
             outer.step()
         with torch.no_grad():
             for p, q in zip(metasgd.module.parameters(), learner.module.parameters()):
                 p.copy_(q)
-        traj["step"] += unroll
-        if not loss.item() < DIVERGED * traj["base"]:
-            traj["step"] = traj["length"]
+        traj.advance_schedule(unroll)
+        end_if_diverged(traj, loss.item())
     return [lr.detach().clone() for lr in metasgd.lrs]
 
 
 def _loss(learner: nn.Module, task: Task, batches: torch.Generator) -> Tensor:
     x, y = task.batch(batches)
     return nn.functional.cross_entropy(learner(x), y)
-
-
-class MetaSGDOptimizer(torch.optim.Optimizer):
-    """``p <- p - lr * lrs[i] * grad`` with meta-learned per-parameter rates ``lrs`` (one tensor
-    per parameter, in ``params`` order)."""
-
-    def __init__(self, params: Iterable[Tensor], lrs: Sequence[Tensor], lr: float = 1.0):
-        super().__init__(params, dict(lr=lr))
-        flat = [p for group in self.param_groups for p in group["params"]]
-        if len(flat) != len(lrs) or any(p.shape != r.shape for p, r in zip(flat, lrs)):
-            raise ValueError("MetaSGD learning rates do not match the parameters' shapes (they are "
-                             "meta-trained for one architecture)")
-        self._rates = {id(p): r.to(p.device) for p, r in zip(flat, lrs)}
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.sub_(group["lr"] * self._rates[id(p)] * p.grad)
-        return loss

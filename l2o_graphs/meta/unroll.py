@@ -7,7 +7,7 @@ kept in the autograd graph, and returns the truncation's meta-loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -210,11 +210,20 @@ def finish(traj: Trajectory, params: TensorDict, state: OptState, losses: List[T
     traj.params = {n: p.detach() for n, p in params.items()}
     traj.state = _detached(state)
     traj.step += len(losses)
-    last = float(losses[-1].detach())
-    if not last < diverged * traj.base_loss:  # also catches NaN
-        traj.step = max(traj.step, traj.length)
-    # a loss of exactly zero (an easy task fitted perfectly) would give log 0: floor the ratio
-    return torch.log((torch.stack(losses) / traj.base_loss).clamp_min(RATIO_FLOOR))
+    end_if_diverged(traj, float(losses[-1].detach()), diverged)
+    return log_ratios(losses, traj.base_loss)
+
+
+def log_ratios(losses: Sequence[Tensor], base_loss: float) -> Tensor:
+    """``[len(losses)]``: ``log(loss / base_loss)`` of each loss, the ratio floored at
+    ``RATIO_FLOOR`` (a loss of exactly zero, an easy task fitted perfectly, would give log 0)."""
+    return torch.log((torch.stack(list(losses)) / base_loss).clamp_min(RATIO_FLOOR))
+
+
+def end_if_diverged(traj: Trajectory, last_loss: float, diverged: float = DIVERGED) -> None:
+    """End ``traj`` when ``last_loss`` is above ``diverged`` times its first loss or not finite."""
+    if not last_loss < diverged * traj.base_loss:  # also catches NaN
+        traj.end()
 
 
 def relative_meta_loss(log_ratios: Tensor, reference_log_ratios: Tensor, behind_weight: float,

@@ -1,6 +1,7 @@
 """Learned optimizers as torch.optim.Optimizers, over a pure update function."""
+from l2o_graphs.optim.metasgd import MetaSGDOptimizer
 from l2o_graphs.optim.neural_graph_optimizer import NeuralGraphOptimizer
 from l2o_graphs.optim.update import OptState, init_state, learned_update
 from l2o_graphs.optim.weights import load_weights, save_weights
 
-__all__ = ["NeuralGraphOptimizer", "OptState", "init_state", "learned_update", "save_weights", "load_weights"]
+__all__ = ["NeuralGraphOptimizer", "MetaSGDOptimizer", "OptState", "init_state", "learned_update", "save_weights", "load_weights"]
