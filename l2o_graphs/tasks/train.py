@@ -100,8 +100,12 @@ def eval_schedule(steps: int, every: int) -> List[int]:
 
 def train_problem(problem: Problem, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], steps: int,
                   seed: int, eval_every: int = 0, test_curve: bool = False,
-                  eval_at_start: bool = False) -> Dict[str, object]:
-    """Train ``problem.model`` for ``steps`` minibatch steps, batches drawn with ``seed``.
+                  eval_at_start: bool = False, *, batches: Optional[torch.Generator] = None,
+                  on_step: Optional[Callable[[int, nn.Module], None]] = None, final_eval: bool = True,
+                  stop_if_diverged: bool = True) -> Dict[str, object]:
+    """Train ``problem.model`` for ``steps`` minibatch steps, batches drawn with ``seed``: the one
+    inner training loop of the package (the demo, held-out runs, sweeps, meta-validation and the
+    CNN zoo use it).
 
     Returns ``curve`` (minibatch loss per step), ``train_loss`` (mean loss over up to
     ``EVAL_TRAIN`` training examples at the end), ``test_loss`` and ``test_acc`` (None without a
@@ -111,10 +115,16 @@ def train_problem(problem: Problem, make_optimizer: Callable[[nn.Module], torch.
     ``EVAL_CURVE`` training examples after every ``eval_every`` steps and after the last, and with
     ``test_curve`` ``test_loss_curve`` and ``test_acc_curve`` on the first ``EVAL_CURVE`` test
     examples at the same steps; ``eval_at_start`` adds step 0 (before any update) to the curves.
-    A non-finite minibatch loss ends the run early (the rest of every curve NaN)."""
+    A non-finite minibatch loss ends the run early (the rest of every curve NaN) unless
+    ``stop_if_diverged`` is False.
+
+    ``batches``: the generator batches are drawn with (default: one seeded from ``seed``);
+    ``on_step(step, model)``: called before the first step (``step`` 0) and after every step;
+    ``final_eval`` False: no evaluation at the end (``train_loss``, ``test_loss``, ``test_acc``
+    None)."""
     model, (train_x, train_y) = problem.model, problem.train
     optimizer = make_optimizer(model)
-    batches = torch.Generator().manual_seed(10_000 + seed)
+    batches = torch.Generator().manual_seed(10_000 + seed) if batches is None else batches
     curve: List[float] = []
     eval_steps = eval_schedule(steps, eval_every) if eval_every else []
     curves: Dict[str, List[float]] = {"eval_curve": []}
@@ -133,6 +143,8 @@ def train_problem(problem: Problem, make_optimizer: Callable[[nn.Module], torch.
     if eval_every and eval_at_start:
         eval_steps = [0] + eval_steps
         measure_curves()
+    if on_step is not None:
+        on_step(0, model)
     for step in range(1, steps + 1):
         start = time.perf_counter()
         idx = torch.randint(len(train_y), (problem.batch_size,), generator=batches).to(train_y.device)
@@ -148,13 +160,18 @@ def train_problem(problem: Problem, make_optimizer: Callable[[nn.Module], torch.
         taken += 1
         if eval_steps and step == eval_steps[len(curves["eval_curve"])]:
             measure_curves()
-        if not math.isfinite(curve[-1]):  # diverged: nothing more to learn from this run
+        if on_step is not None:
+            on_step(step, model)
+        if stop_if_diverged and not math.isfinite(curve[-1]):  # diverged: nothing more to learn from this run
             curve += [math.nan] * (steps - step)
             for values in curves.values():
                 values += [math.nan] * (len(eval_steps) - len(values))
             break
-    train_loss, _ = evaluate(model, train_x, train_y, problem.loss, limit=EVAL_TRAIN)
-    test_loss, test_acc = evaluate(model, *problem.test, problem.loss) if problem.test is not None else (None, None)
+    train_loss = test_loss = test_acc = None
+    if final_eval:
+        train_loss, _ = evaluate(model, train_x, train_y, problem.loss, limit=EVAL_TRAIN)
+        if problem.test is not None:
+            test_loss, test_acc = evaluate(model, *problem.test, problem.loss)
     out = {"curve": curve, "train_loss": train_loss, "test_loss": test_loss, "test_acc": test_acc,
            "step_ms": 1e3 * step_s / taken, "optimizer_ms": 1e3 * optimizer_s / taken}
     if eval_every:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from l2o_graphs.cache import atomic_save, claim_folder, folder_lock
 from l2o_graphs.data.images import data_root
 from l2o_graphs.tasks.task import Task, TaskSpec
+from l2o_graphs.tasks.train import Problem, train_problem
 
 ZOO_ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "identity")
 ZOO_KERNELS = (3, 5, 7)
@@ -97,23 +98,21 @@ def train_member(member: Dict[str, Any], spec: ZooSpec) -> Dict[str, Any]:
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(params[name])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=member["lr"], weight_decay=member["weight_decay"])
-    batches = torch.Generator().manual_seed(member["batch_seed"])
     at = sorted({round(f * member["steps"]) for f in spec.checkpoints})
     checkpoints = []
-    for step in range(member["steps"] + 1):
+
+    def checkpoint(step: int, model: nn.Module) -> None:
         if step in at:
             current = {n: p.detach().clone() for n, p in model.named_parameters()}
             buffers = {n: b.clone() for n, b in model.named_buffers()}
             loss, acc = task.evaluate(current, buffers, split="test", limit=spec.eval_images)
             checkpoints.append({"step": step, "params": current, "buffers": buffers, "test_acc": acc,
                                 "test_loss": loss})
-        if step == member["steps"]:
-            break
-        x, y = task.batch(batches)
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+
+    train_problem(Problem(model, (task.train_x, task.train_y), None, spec.batch_size),
+                  lambda m: torch.optim.AdamW(m.parameters(), lr=member["lr"], weight_decay=member["weight_decay"]),
+                  member["steps"], member["seed"], batches=torch.Generator().manual_seed(member["batch_seed"]),
+                  on_step=checkpoint, final_eval=False, stop_if_diverged=False)
     return {"member": json.dumps(member), "checkpoints": checkpoints}
 
 
