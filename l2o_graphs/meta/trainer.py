@@ -425,7 +425,7 @@ class MetaTrainer:
         atomic_save(blob, self.run_dir / CHECKPOINT)
 
     def compact_state(self) -> Dict[str, Any]:
-        """Everything but the trajectories (kilobytes to a few MB): meta-parameters, outer
+        """Everything but the trajectories (small: no optimizee state): meta-parameters, outer
         optimizer and schedule, random streams, validation record. A run resumed from it draws
         new trajectories and goes on."""
         return {"step": self.step, "config": self.cfg.to_dict(), "net": self.net.state_dict(),

@@ -11,10 +11,12 @@ Memory is O(N + E): no dense N x N matrix.
 
 Cost: the per-edge work runs once per parameter element. Edge tensors are therefore kept
 channel-first, ``[d, E]`` (and edge features ``[F, E, K]``): a per-edge linear map is then one
-``[d_out, d_in] @ [d_in, E]`` product, several times faster on CPUs than ``[E, d_in] @ [d_in,
-d_out]`` for the small widths used here, and elementwise work streams over contiguous rows. It
-runs in chunks whose temporaries stay small; without autograd the edge states are updated in
-place. See ``benchmarks/step_cost.py`` for the measured price against Adam.
+``[d_out, d_in] @ [d_in, E]`` product, which CPUs run faster than ``[E, d_in] @ [d_in, d_out]``
+at the small widths used here, and elementwise work streams over contiguous rows
+(:mod:`l2o_graphs.nn.message_passing`). It runs in chunks whose temporaries stay small; without
+autograd the edge states are updated in place; on CUDA NG-GNN's per-edge work runs in fused
+kernels (:mod:`l2o_graphs.nn.edge_kernels`). The measured price against Adam is in the README
+(``benchmarks/step_cost.py``).
 """
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ class EdgeUpdate(nn.Module):
     """``e <- e + relu(w * e + U h[src] + V h[dst] + b)``.
 
     The edge's own state enters through a per-channel scale ``w`` (channels mix through the
-    node terms): a dense ``d x d`` matrix per edge costs several times a broadcast on CPUs, where
+    node terms): a dense ``d x d`` matrix per edge costs more than a broadcast on CPUs, where
     this update runs once per parameter element."""
 
     def __init__(self, node_dim: int, edge_dim: int):

@@ -225,7 +225,7 @@ def index_sums(seg: EdgeSegment, es: Tensor, a_fwd: Tensor, a_bwd: Tensor,
 
 def columns(x: Tensor, index: Tensor) -> Tensor:
     """``x[:, index]`` for channel-first ``x [d, N]``, as ``index_select``: its backward is an
-    ``index_add``, several times faster on CPUs than advanced indexing's accumulating
+    ``index_add``, faster on CPUs than advanced indexing's accumulating
     ``index_put``."""
     return torch.index_select(x, 1, index)
 

@@ -59,8 +59,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             set or the Triton kernels run, off otherwise (eager PyTorch gains nothing from it:
             ``benchmarks/step_cost.py``).
         compile: run the update network through ``torch.compile`` (the first step then pays the
-            compilation, about a minute on a GPU machine). For GPUs; on the project's 2-core CPU
-            the first step took over three minutes and later steps were slower than eager.
+            compilation). For GPUs: on CPUs it has not paid off (the README's measurements).
         kernels: how the network's per-edge work runs: ``"auto"`` (fused Triton kernels on CUDA
             for NG-GNN unless ``compile`` is set, PyTorch otherwise), ``"triton"`` (refused where
             they cannot run, or with ``compile``) or ``"torch"`` (the reference path).

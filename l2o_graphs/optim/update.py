@@ -94,9 +94,9 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
             exp(m * lam)`` for ``paper``); the net's ``update_rule`` names the rule that turns its
             outputs into a step (:mod:`l2o_graphs.rules`).
         workspace: a dict the caller keeps between calls (:class:`NeuralGraphOptimizer` does): the
-            feature buffers are reused from it instead of allocated every call. Features of a
-            1 M-parameter model take 52 MB, and on CPUs faulting in fresh pages for them costs
-            more than filling them. Only used while autograd is off; never read by the caller.
+            feature buffers (``NUM_FEATURES`` values per parameter) are reused from it instead of
+            allocated every call: on CPUs faulting in fresh pages for them costs more than
+            filling them. Only used while autograd is off; never read by the caller.
         kernels: how the network's per-edge work runs (``"torch"``, ``"triton"`` or ``"auto"``:
             :meth:`~l2o_graphs.nn.UpdateNet.resolve_kernels`). With Triton under bfloat16
             autocast the features are stored in bfloat16 too.
