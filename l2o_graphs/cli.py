@@ -1,19 +1,27 @@
-"""The ``l2o-graphs`` command: parses arguments and calls library functions, nothing more."""
+"""The ``l2o-graphs`` command: parses arguments and calls library functions, nothing more. Its
+choices and defaults are read from the library (registries, spec dataclasses, function
+signatures), never repeated here."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
+import inspect
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
 from l2o_graphs.data import DATASET_NAMES, load_images
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS
+from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs
+from l2o_graphs.inr.dataset import INR_DATASETS, InrSetSpec
+from l2o_graphs.inr.edit import EDITORS, edit_inrs
+from l2o_graphs.nn import NETS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
+from l2o_graphs.zoo.make import ZooSpec
+from l2o_graphs.zoo.predict import PREDICTORS, predict_zoo
 
 
 def _count(minimum: int):
@@ -30,6 +38,17 @@ def _count(minimum: int):
 
 
 POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
+def _field_default(spec: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``spec``."""
+    field = next(f for f in dataclasses.fields(spec) if f.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
+def _argument_default(fn: Callable, name: str) -> Any:
+    """The default of parameter ``name`` of the function ``fn``."""
+    return inspect.signature(fn).parameters[name].default
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -72,11 +91,7 @@ _OVERRIDES = ("net", "suite", "outer_steps", "meta_batch", "unroll", "lr", "seed
 
 
 def _cmd_meta_train(args: argparse.Namespace) -> int:
-    import os
-
-    import torch.distributed as dist
-
-    from l2o_graphs.meta import MetaConfig, MetaTrainer
+    from l2o_graphs.meta import MetaConfig, MetaTrainer, torchrun_process_group
     from l2o_graphs.meta.plot import plot_run
     from l2o_graphs.meta.trainer import MetaTrainingDiverged
 
@@ -85,21 +100,7 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             overrides[flag] = True
     cfg = MetaConfig.from_yaml(args.config, overrides) if args.config else MetaConfig.from_dict(overrides)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:  # launched by torchrun
-        # torch._dynamo, imported lazily by the first torch.optim optimizer, keeps references to a
-        # process group that exists when it is imported, which destroy_process_group cannot drop:
-        # gloo's worker threads then outlive it and can abort the interpreter's exit (SIGABRT,
-        # "terminate called without an active exception"). Imported first, it holds none.
-        importlib.import_module("torch._dynamo")
-
-        use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    try:
+    with torchrun_process_group(cfg.device):
         trainer = MetaTrainer(cfg, args.run_dir, resume=args.resume, overwrite=args.overwrite)
         if trainer.rank == 0:
             print(f"meta-training {cfg.net} on suite {cfg.suite if isinstance(cfg.suite, str) else cfg.suite['name']} "
@@ -112,9 +113,6 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
             return 1
         if trainer.rank == 0:
             print(f"wrote {Path(args.run_dir) / 'weights.pt'} and {plot_run(args.run_dir)}")
-    finally:
-        if distributed:
-            dist.destroy_process_group()
     return 0
 
 
@@ -126,10 +124,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_inr_make(args: argparse.Namespace) -> int:
-    from l2o_graphs.inr import InrSetSpec, default_folder, load_inr_set, make_inr_set
+    from l2o_graphs.inr import default_folder, load_inr_set, make_inr_set
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     spec = InrSetSpec(args.dataset, counts={"train": args.train, "val": args.val, "test": args.test},
                       steps=args.steps, lr=args.lr, seed=args.seed, shard_size=args.shard_size)
     folder = args.out or default_folder(args.dataset)
@@ -153,11 +149,7 @@ def _print_table(results: dict, columns: List[tuple]) -> None:
 
 def _cmd_inr_task(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder
-    from l2o_graphs.inr.classify import classify_inrs
-    from l2o_graphs.inr.edit import edit_inrs
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     run = classify_inrs if args.inr_command == "classify" else edit_inrs
     extra = {"probes": args.probes, "dropout": args.dropout} if run is classify_inrs else {}
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
@@ -171,10 +163,8 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_make(args: argparse.Namespace) -> int:
-    from l2o_graphs.zoo import ZooSpec, default_zoo_folder, make_zoo
+    from l2o_graphs.zoo import default_zoo_folder, make_zoo
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     spec = ZooSpec(count=args.count, steps=tuple(args.steps), eval_images=args.eval_images, seed=args.seed)
     folder = args.out or default_zoo_folder()
     stats = make_zoo(spec, folder, progress=not args.no_progress)
@@ -184,10 +174,8 @@ def _cmd_zoo_make(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_predict(args: argparse.Namespace) -> int:
-    from l2o_graphs.zoo import default_zoo_folder, predict_zoo
+    from l2o_graphs.zoo import default_zoo_folder
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results = predict_zoo(args.folder or default_zoo_folder(), args.models, epochs=args.epochs, seed=args.seed,
                           progress=not args.no_progress)
     sizes = results.pop("_sizes")
@@ -207,7 +195,7 @@ def _cmd_sweep_run(args: argparse.Namespace) -> int:
     print(f"sweep {spec.name}: {len(spec.tasks)} task(s), {len(spec.optimizers)} optimizer(s), {trials} trial(s) "
           f"of {spec.steps} steps; " + (f"Ray cluster {args.ray}" if args.ray else f"{args.workers} local worker(s)")
           + f"; results in {run_dir}")
-    counts = run_sweep(spec, run_dir, workers=args.workers, ray=args.ray, threads=args.threads or 0,
+    counts = run_sweep(spec, run_dir, workers=args.workers, ray=args.ray, threads=args.trial_threads or 0,
                        progress=not args.no_progress)
     print(f"ran {counts['done']} trial(s), {counts['failed']} failed, {counts['skipped']} already done "
           f"({counts['wall_s']:.0f} s); next: l2o-graphs sweep report {run_dir}")
@@ -256,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # options shared by the commands that train: one definition each
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--no-progress", action="store_true", help="no progress bar")
+    training = [threads, quiet]
 
     demo = sub.add_parser("demo", help="the main job: the shipped learned optimizer against Adam",
                           description="Train two held-out networks (an MLP and the paper's CNN at double width, "
@@ -280,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     meta = sub.add_parser(
-        "meta-train", help="meta-train an update network with truncated backprop on a task suite",
+        "meta-train", parents=training, help="meta-train an update network with truncated backprop on a task suite",
         description="Meta-train an update network on a task suite (truncated backprop through unrolled "
                     "inner training). Options override the --config file; the run directory receives "
                     "config.json, checkpoint.pt (atomic), metrics.jsonl, weights.pt and meta_curves.png. "
@@ -290,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt (or carry.pt)")
     meta.add_argument("--overwrite", action="store_true",
                       help="start again in a RUN_DIR that holds a run (its files are replaced)")
-    meta.add_argument("--net", choices=("ng-gnn", "ng-t", "ff", "lstm"))
+    meta.add_argument("--net", choices=list(NETS))
     meta.add_argument("--suite", help="built-in suite (fmnist-cnn, mixed-small, digits-mlp, fewshot) or a YAML file")
     meta.add_argument("--outer-steps", type=POSITIVE)
     meta.add_argument("--meta-batch", type=POSITIVE)
@@ -301,90 +295,82 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--device", choices=("auto", "cpu", "cuda"))
     meta.add_argument("--checkpoint-every", type=POSITIVE)
     meta.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the unrolls (mixed precision)")
-    meta.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-    meta.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta.set_defaults(func=_cmd_meta_train)
 
     inr = sub.add_parser("inr", help="INR sets: fit one SIREN per image (the paper's INR tasks)")
     inr_sub = inr.add_subparsers(dest="inr_command", required=True, metavar="INR_COMMAND")
     make = inr_sub.add_parser(
-        "make", help="fit one SIREN per image of MNIST or Fashion-MNIST into resumable shards",
+        "make", parents=training, help="fit one SIREN per image of MNIST or Fashion-MNIST into resumable shards",
         description="Fit SIRENs (2-32-32-1, omega_0 = 30) to the first N images of each split (train: source "
                     "train [0, 55000), val: [55000, 60000), test: source test), many at once, into OUT "
                     "(default: the data cache's inrs/DATASET). Rerun the same command to continue an "
                     "interrupted set.")
-    make.add_argument("--dataset", choices=("mnist", "fashion_mnist"), required=True)
-    make.add_argument("--train", type=NON_NEGATIVE, default=55_000, help="INRs of the train split")
-    make.add_argument("--val", type=NON_NEGATIVE, default=5_000)
-    make.add_argument("--test", type=NON_NEGATIVE, default=10_000)
-    make.add_argument("--steps", type=POSITIVE, default=FIT_STEPS, help="Adam steps per INR")
-    make.add_argument("--lr", type=float, default=FIT_LR)
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--shard-size", type=POSITIVE, default=256, help="INRs per shard and per batched fit")
+    make.add_argument("--dataset", choices=INR_DATASETS, required=True)
+    counts = _field_default(InrSetSpec, "counts")
+    make.add_argument("--train", type=NON_NEGATIVE, default=counts["train"], help="INRs of the train split")
+    make.add_argument("--val", type=NON_NEGATIVE, default=counts["val"])
+    make.add_argument("--test", type=NON_NEGATIVE, default=counts["test"])
+    make.add_argument("--steps", type=POSITIVE, default=_field_default(InrSetSpec, "steps"), help="Adam steps per INR")
+    make.add_argument("--lr", type=float, default=_field_default(InrSetSpec, "lr"))
+    make.add_argument("--seed", type=int, default=_field_default(InrSetSpec, "seed"))
+    make.add_argument("--shard-size", type=POSITIVE, default=_field_default(InrSetSpec, "shard_size"),
+                      help="INRs per shard and per batched fit")
     make.add_argument("--out", type=Path)
-    make.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-    make.add_argument("--no-progress", action="store_true")
     make.set_defaults(func=_cmd_inr_make)
 
-    for command, models, epochs, text in (
-            ("classify", ("ng-gnn", "ng-t", "mlp", "statnn"), 20,
+    for command, models, run, text in (
+            ("classify", CLASSIFIERS, classify_inrs,
              "Train NG-GNN, NG-T, the flat-weights MLP and StatNN to classify the INRs of a set by the class of "
              "their image; keep each model's best validation epoch and print its test accuracy."),
-            ("edit", ("ng-gnn", "ng-t", "mlp"), 10,
+            ("edit", EDITORS, edit_inrs,
              "Train editors (NG-GNN and NG-T with equivariant per-edge and per-node heads, and the flat-weights "
              "MLP) to change SIREN weights so that the rendering matches the 3x3 dilation of the original; "
              "print validation and test pixel MSE.")):
-        task = inr_sub.add_parser(command, help=text.split(";")[0], description=text)
-        task.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist")
+        task = inr_sub.add_parser(command, parents=training, help=text.split(";")[0], description=text)
+        task.add_argument("--dataset", choices=INR_DATASETS, default=INR_DATASETS[0])
         task.add_argument("--folder", type=Path, help="the INR set (default: the data cache's inrs/DATASET)")
         task.add_argument("--models", nargs="+", choices=models, default=list(models))
-        task.add_argument("--epochs", type=POSITIVE, default=epochs)
-        task.add_argument("--batch-size", type=POSITIVE, default=64)
-        task.add_argument("--lr", type=float, default=1e-3)
-        task.add_argument("--seed", type=int, default=0)
-        task.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-        task.add_argument("--no-progress", action="store_true")
+        task.add_argument("--epochs", type=POSITIVE, default=_argument_default(run, "epochs"))
+        task.add_argument("--batch-size", type=POSITIVE, default=_argument_default(run, "batch_size"))
+        task.add_argument("--lr", type=float, default=_argument_default(run, "lr"))
+        task.add_argument("--seed", type=int, default=_argument_default(run, "seed"))
         if command == "classify":
-            task.add_argument("--probes", type=NON_NEGATIVE, default=0,
+            task.add_argument("--probes", type=NON_NEGATIVE, default=_argument_default(run, "probes"),
                               help="graph classifiers also read every neuron's values at this many learnable "
                                    "input points (probe features)")
-            task.add_argument("--dropout", type=float, default=0.0,
+            task.add_argument("--dropout", type=float, default=_argument_default(run, "dropout"),
                               help="graph classifiers: dropout on node states after each graph layer")
         task.set_defaults(func=_cmd_inr_task)
 
     zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
     zoo_make = zoo_sub.add_parser(
-        "make", help="train small CNNs of diverse architectures, keeping checkpoints and test accuracies",
+        "make", parents=training, help="train small CNNs of diverse architectures, keeping checkpoints and test accuracies",
         description="Train COUNT CNNs (2-5 conv layers, 4-32 channels, kernels 3/5/7, six activations, optional "
                     "skip connections; MNIST or Fashion-MNIST; AdamW with sampled learning rate, weight decay "
                     "and length) into OUT (default: the data cache's zoo/). Rerun to continue.")
-    zoo_make.add_argument("--count", type=POSITIVE, default=300)
-    zoo_make.add_argument("--steps", type=POSITIVE, nargs=2, default=[200, 1000], metavar=("MIN", "MAX"),
-                          help="training steps, log-uniform between MIN and MAX")
-    zoo_make.add_argument("--eval-images", type=POSITIVE, default=2000, help="test images per accuracy")
-    zoo_make.add_argument("--seed", type=int, default=0)
+    zoo_make.add_argument("--count", type=POSITIVE, default=_field_default(ZooSpec, "count"))
+    zoo_make.add_argument("--steps", type=POSITIVE, nargs=2, default=list(_field_default(ZooSpec, "steps")),
+                          metavar=("MIN", "MAX"), help="training steps, log-uniform between MIN and MAX")
+    zoo_make.add_argument("--eval-images", type=POSITIVE, default=_field_default(ZooSpec, "eval_images"),
+                          help="test images per accuracy")
+    zoo_make.add_argument("--seed", type=int, default=_field_default(ZooSpec, "seed"))
     zoo_make.add_argument("--out", type=Path)
-    zoo_make.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-    zoo_make.add_argument("--no-progress", action="store_true")
     zoo_make.set_defaults(func=_cmd_zoo_make)
     zoo_predict = zoo_sub.add_parser(
-        "predict", help="predict the zoo networks' test accuracy from their weights (Kendall tau)",
+        "predict", parents=training, help="predict the zoo networks' test accuracy from their weights (Kendall tau)",
         description="Train NG-GNN, NG-T and StatNN to predict test accuracy from weights on the zoo's train "
                     "networks; keep the best validation Kendall tau; print test tau.")
     zoo_predict.add_argument("--folder", type=Path)
-    zoo_predict.add_argument("--models", nargs="+", choices=("ng-gnn", "ng-t", "statnn"),
-                             default=["ng-gnn", "ng-t", "statnn"])
-    zoo_predict.add_argument("--epochs", type=POSITIVE, default=30)
-    zoo_predict.add_argument("--seed", type=int, default=0)
-    zoo_predict.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-    zoo_predict.add_argument("--no-progress", action="store_true")
+    zoo_predict.add_argument("--models", nargs="+", choices=PREDICTORS, default=list(PREDICTORS))
+    zoo_predict.add_argument("--epochs", type=POSITIVE, default=_argument_default(predict_zoo, "epochs"))
+    zoo_predict.add_argument("--seed", type=int, default=_argument_default(predict_zoo, "seed"))
     zoo_predict.set_defaults(func=_cmd_zoo_predict)
 
     sweep = sub.add_parser("sweep", help="benchmark sweeps: optimizers x tasks x grids x seeds, tables and plots")
     sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
     sweep_run = sweep_sub.add_parser(
-        "run", help="run (or continue) the trials of a sweep file",
+        "run", parents=[quiet], help="run (or continue) the trials of a sweep file",
         description="Run every trial (task x optimizer x setting x seed) of a sweep YAML (see "
                     "l2o_graphs.sweep.spec) not yet recorded in RUN_DIR/results.sqlite: finished trials are "
                     "skipped, interrupted and failed ones run again. Local worker processes by default, or a "
@@ -394,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_run.add_argument("--workers", type=POSITIVE, default=1, help="local worker processes")
     sweep_run.add_argument("--ray", metavar="ADDRESS",
                            help="run on Ray instead: auto (this machine's cluster), local (a new one here) or host:port")
-    sweep_run.add_argument("--threads", type=POSITIVE, help="torch CPU threads per trial (default: cores / workers)")
-    sweep_run.add_argument("--no-progress", action="store_true")
+    sweep_run.add_argument("--threads", dest="trial_threads", type=POSITIVE,
+                           help="torch CPU threads per trial (default: cores / workers)")
     sweep_run.set_defaults(func=_cmd_sweep_run)
     sweep_merge = sweep_sub.add_parser(
         "merge", help="record another run directory's finished trials that belong to this sweep",
@@ -435,6 +421,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from l2o_graphs.cache import FolderBusy
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):  # the commands that train in this process
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, OSError, FolderBusy) as err:

@@ -12,13 +12,16 @@ all-reduce counts them once); their heads train with the net and are kept in the
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -99,6 +102,36 @@ def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
     if unmatched:
         raise ValueError(f"meta_parameters: no parameter of {type(net).__name__} starts with {unmatched[0]!r}")
     return [p for n, p in named if n.startswith(tuple(prefixes))]
+
+
+@contextlib.contextmanager
+def torchrun_process_group(device: str = "auto") -> Iterator[bool]:
+    """The process group of a run launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment),
+    set up on entry and torn down on exit; yields whether the run is distributed (without
+    ``torchrun`` nothing is set up). ``device``: the config's device choice (``"cpu"`` keeps a GPU
+    machine on gloo; otherwise NCCL on CUDA, each process on its ``LOCAL_RANK`` GPU).
+
+    Use it around :class:`MetaTrainer` in a script of your own as ``l2o-graphs meta-train`` does::
+
+        with torchrun_process_group(cfg.device):
+            MetaTrainer(cfg, run_dir).run()
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        # torch._dynamo, imported lazily by the first torch.optim optimizer, keeps references to a
+        # process group that exists when it is imported, which destroy_process_group cannot drop:
+        # gloo's worker threads then outlive it and can abort the interpreter's exit (SIGABRT,
+        # "terminate called without an active exception"). Imported first, it holds none.
+        importlib.import_module("torch._dynamo")
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        yield distributed
+    finally:
+        if distributed:
+            dist.destroy_process_group()
 
 
 def validated_weights(run_dir: Union[str, Path], step: int) -> Path:
