@@ -11,7 +11,7 @@ The results equal one unroll per particle up to float rounding (sums taken in an
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from l2o_graphs import features as feats
 from l2o_graphs.graph import GraphBatch, NeuralGraph
 from l2o_graphs.meta.unroll import DIVERGED, Trajectory, begin, finish
 from l2o_graphs.nn import GraphUpdateNet, UpdateNet
+from l2o_graphs.nn.base import FeatureInputs, GraphFeatures
 from l2o_graphs.nn.graph_nets import Members
 from l2o_graphs.optim.update import OptState, learned_update
 from l2o_graphs.types import TensorDict
@@ -64,6 +65,11 @@ class ParticleNet(UpdateNet):
         super().__init__(**net.config)
         self.net = net
         self.members = members
+
+    def build_features(self, graph: Optional[NeuralGraph], inputs: Mapping[str, FeatureInputs], dtype: torch.dtype,
+                       workspace: Optional[TensorDict] = None) -> GraphFeatures:
+        """The wrapped network's layout (see :meth:`~l2o_graphs.nn.UpdateNet.build_features`)."""
+        return self.net.build_features(graph, inputs, dtype, workspace)
 
     def forward(self, features, time: Tensor, graph: Optional[NeuralGraph],
                 net_state: Dict[str, Tensor], kernels: str = "torch") -> Tuple[TensorDict, TensorDict]:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
+from l2o_graphs.features import NUM_FEATURES, element_features
 from l2o_graphs.graph import GraphBatch, NeuralGraph
 from l2o_graphs.rules import get_rule
 from l2o_graphs.types import TensorDict
@@ -32,6 +33,34 @@ class GraphFeatures(NamedTuple):
 
     node_x: Tensor
     edge_x: Tensor
+
+
+class FeatureInputs(NamedTuple):
+    """What one parameter tensor's features are computed from (:func:`~l2o_graphs.features.element_features`):
+    its value and gradient ``[*S]``, momenta ``[*S, 5]``, second moment ``[*S]`` and how many
+    updates its moments have seen (>= 1)."""
+
+    param: Tensor
+    grad: Tensor
+    momenta: Tensor
+    second: Tensor
+    step: int
+
+
+def workspace_buffer(workspace: Optional[TensorDict], key: str, size: Tuple[int, ...], zero: bool,
+                     device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A ``size`` buffer: ``workspace[key]`` when it matches (kept there for the next call) and
+    autograd is off, else a fresh one. Zero-filled when ``zero``; a reused buffer then keeps
+    zeros wherever no parameter writes, as every call writes the same positions."""
+    reuse = workspace is not None and not torch.is_grad_enabled()
+    if reuse:
+        buffer = workspace.get(key)
+        if buffer is not None and buffer.shape == size and buffer.dtype == dtype and buffer.device == device:
+            return buffer
+    buffer = (torch.zeros if zero else torch.empty)(size, device=device, dtype=dtype)
+    if reuse:
+        workspace[key] = buffer
+    return buffer
 
 
 class UpdateNet(nn.Module, abc.ABC):
@@ -92,6 +121,38 @@ class UpdateNet(nn.Module, abc.ABC):
     def kernels_unusable(self, device: torch.device) -> Optional[str]:
         """Why the Triton kernels cannot run for this network on ``device`` now; None when they can."""
         return f"{type(self).__name__} has no Triton kernels (only NG-GNN has)"
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the network computes in (its first floating parameter's; float32 without one)."""
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
+    def feature_dtype(self, kernels: str, device: torch.device) -> torch.dtype:
+        """The dtype the network reads its features in when its edge work runs as ``kernels``
+        (resolved: ``"torch"`` or ``"triton"``) on ``device``."""
+        return self.compute_dtype
+
+    def build_features(self, graph: Optional[NeuralGraph], inputs: Mapping[str, FeatureInputs], dtype: torch.dtype,
+                       workspace: Optional[TensorDict] = None) -> Union[FlatFeatures, GraphFeatures]:
+        """Every tensor's features in the layout this network reads (here one ``[P, F]`` table,
+        :class:`FlatFeatures`), in ``dtype``. Without autograd they are written in place into a
+        buffer kept in ``workspace`` between calls; under autograd they are concatenated (a slice
+        write per tensor would give every write a backward that copies the whole gradient)."""
+        if torch.is_grad_enabled():
+            flat = torch.cat([element_features(*x).reshape(-1, NUM_FEATURES) for x in inputs.values()]).to(dtype)
+        else:
+            first = next(iter(inputs.values())).param
+            total = sum(x.param.numel() for x in inputs.values())
+            flat = workspace_buffer(workspace, "flat", (total, NUM_FEATURES), False, first.device, dtype)
+            start = 0
+            for x in inputs.values():
+                count = x.param.numel()
+                element_features(*x, out=flat[start:start + count].view(*x.param.shape, NUM_FEATURES))
+                start += count
+        return FlatFeatures(flat, [(name, x.param.shape) for name, x in inputs.items()])
 
     def init_net_state(self, params: Mapping[str, Tensor]) -> TensorDict:
         """Per-tensor recurrent state at step 0, one tensor per parameter name (float32)."""

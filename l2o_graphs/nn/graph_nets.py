@@ -32,8 +32,8 @@ from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.features import BETAS, NUM_FEATURES, NUM_TIME_FEATURES, element_features
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
 from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
-from l2o_graphs.nn.base import (POS_DIM, GraphFeatures, UpdateNet, feed_forward, sinusoidal,
-                                structure_embedding)
+from l2o_graphs.nn.base import (POS_DIM, FeatureInputs, GraphFeatures, UpdateNet, feed_forward, sinusoidal,
+                                structure_embedding, workspace_buffer)
 from l2o_graphs.nn.message_passing import SegmentedGraph, channels_first, columns, index_sums
 from l2o_graphs.types import TensorDict
 
@@ -225,6 +225,31 @@ class GraphUpdateNet(UpdateNet):
             state_dict[key] = torch.cat([saved, saved.new_zeros(table.shape[0] - saved.shape[0], table.shape[1])])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def build_features(self, graph: Optional[NeuralGraph], inputs: Mapping[str, FeatureInputs], dtype: torch.dtype,
+                       workspace: Optional[TensorDict] = None) -> GraphFeatures:
+        """Every tensor's features laid out on ``graph`` (:class:`GraphFeatures`), in ``dtype``;
+        see :meth:`UpdateNet.build_features`. The edge features are stored channel-first behind
+        their ``[E, K, F]`` view: each feature one contiguous plane, the layout the per-edge
+        matrix products (and the kernels) read without a copy. Only parameter positions are
+        written: padding and residual edges stay zero."""
+        if graph is None:
+            raise ValueError(f"{type(self).__name__} needs the optimizee's neural graph")
+        device = next(iter(inputs.values())).param.device
+        node_x = workspace_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, NUM_FEATURES), True,
+                                  device, dtype)
+        edge_x = workspace_buffer(workspace, "edge_x", (NUM_FEATURES, graph.num_edges, graph.kernel_size),
+                                  not graph.edges_fully_covered, device, dtype).permute(1, 2, 0)
+        recording = torch.is_grad_enabled()
+        for name, x in inputs.items():
+            view, block = graph.param_view(node_x, edge_x, name)
+            values = (x.param.reshape(block), x.grad.reshape(block), x.momenta.reshape(*block, len(BETAS)),
+                      x.second.reshape(block), x.step)
+            if view is not None and not recording:
+                element_features(*values, out=view)
+            else:  # under autograd written once per tensor, not slice by slice
+                graph.gather_into({name: element_features(*values)}, node_x, edge_x, names=(name,))
+        return GraphFeatures(node_x, edge_x)
+
     @staticmethod
     def _kernel_positions(graph: NeuralGraph, device: torch.device) -> Tensor:
         """``[K, 2 * POS_DIM]``: sinusoidal (row, column) offsets from the kernel centre."""
@@ -378,6 +403,14 @@ class NGGNN(GraphUpdateNet):
                  update: str = "paper"):
         super().__init__(nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers)),
                          node_dim, edge_dim, decoder_hidden, layers=layers, update=update)
+
+    def feature_dtype(self, kernels: str, device: torch.device) -> torch.dtype:
+        """bfloat16 for the kernels under autocast (features are clipped to +-10 or normalised
+        by an RMS and read into float32): half the workspace and half the kernels' largest
+        reads; the computing dtype otherwise."""
+        if kernels == "triton" and torch.is_autocast_enabled(device.type):
+            return torch.bfloat16
+        return super().feature_dtype(kernels, device)
 
     def kernels_unusable(self, device: torch.device) -> Optional[str]:
         if torch.is_grad_enabled():

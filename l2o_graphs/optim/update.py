@@ -13,7 +13,8 @@ from torch import Tensor
 
 from l2o_graphs import features as feats
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.nn import FlatFeatures, GraphFeatures, UpdateNet
+from l2o_graphs.nn import UpdateNet
+from l2o_graphs.nn.base import FeatureInputs
 from l2o_graphs.rules import RULES, RuleState, UpdateRule, get_rule
 from l2o_graphs.types import TensorDict
 
@@ -47,22 +48,6 @@ def init_state(params: Mapping[str, Tensor], net: Optional[UpdateNet]) -> OptSta
 
 def _per_tensor(value: PerTensor, name: str) -> float:
     return float(value[name]) if isinstance(value, Mapping) else float(value)
-
-
-def _feature_buffer(workspace: Optional[TensorDict], key: str, size: Tuple[int, ...], zero: bool,
-                    device: torch.device, dtype: torch.dtype) -> Tensor:
-    """A ``size`` buffer for features: ``workspace[key]`` when it matches (kept there for the next
-    call) and autograd is off, else a fresh one. Zero-filled when ``zero``; a reused buffer then
-    keeps zeros wherever no parameter writes, as every call writes the same positions."""
-    reuse = workspace is not None and not torch.is_grad_enabled()
-    if reuse:
-        buffer = workspace.get(key)
-        if buffer is not None and buffer.shape == size and buffer.dtype == dtype and buffer.device == device:
-            return buffer
-    buffer = (torch.zeros if zero else torch.empty)(size, device=device, dtype=dtype)
-    if reuse:
-        workspace[key] = buffer
-    return buffer
 
 
 def all_finite(t: Tensor) -> bool:
@@ -108,53 +93,11 @@ def learned_update(net: UpdateNet, graph: Optional[NeuralGraph], params: Mapping
     step = state.step + 1
     moments = _advance_moments(params, grads, state)
     device = next(iter(params.values())).device
-    dtype = _net_dtype(net)
     kernels = net.resolve_kernels(kernels, device)
-    time = feats.time_features(step, device=device).to(dtype)
-    # the kernels under autocast read bfloat16 features (values clipped to +-10 or normalised
-    # by an RMS, read into float32): half the workspace and half the network's largest reads
-    feature_dtype = torch.bfloat16 if kernels == "triton" and torch.is_autocast_enabled(device.type) else dtype
-    # Under autograd every slice write into a feature tensor becomes a node whose backward copies
-    # the whole gradient: features are then built per tensor and written once (graph) or
-    # concatenated (flat); without autograd they are written in place.
-    recording = torch.is_grad_enabled()
-    if net.uses_graph:
-        # only parameter positions are written: padding and residual edges must start at zero
-        node_x = _feature_buffer(workspace, "node_x", (graph.num_nodes, graph.num_slots, feats.NUM_FEATURES),
-                                 True, device, feature_dtype)
-        # channel-first storage behind the [E, K, F] view: each feature is one contiguous plane,
-        # the layout the graph nets' per-edge matrix products read without a copy
-        edge_x = _feature_buffer(workspace, "edge_x", (feats.NUM_FEATURES, graph.num_edges, graph.kernel_size),
-                                 not graph.edges_fully_covered, device, feature_dtype).permute(1, 2, 0)
-        features = GraphFeatures(node_x, edge_x)
-    else:
-        total = sum(p.numel() for p in params.values())
-        flat = None if recording else _feature_buffer(workspace, "flat", (total, feats.NUM_FEATURES), False, device, dtype)
-        offsets = dict(zip(params, torch.tensor([0] + [p.numel() for p in params.values()]).cumsum(0).tolist()))
-        flat_parts = []
-    for name in params:
-        p, g = moments.inputs[name]
-        tensor_step = max(1, moments.updates[name])
-        momentum, second = moments.momenta[name], moments.second[name]
-        if not net.uses_graph:
-            if recording:
-                flat_parts.append(feats.element_features(p, g, momentum, second, tensor_step))
-            else:
-                rows = flat[offsets[name]:offsets[name] + p.numel()].view(*p.shape, feats.NUM_FEATURES)
-                feats.element_features(p, g, momentum, second, tensor_step, out=rows)
-            continue
-        view, block = graph.param_view(node_x, edge_x, name)
-        values = (p.reshape(block), g.reshape(block), momentum.reshape(*block, len(feats.BETAS)),
-                  second.reshape(block), tensor_step)
-        if view is not None and not recording:
-            feats.element_features(*values, out=view)
-        else:
-            graph.gather_into({name: feats.element_features(*values)}, node_x, edge_x, names=(name,))
-
-    if not net.uses_graph:
-        if recording:
-            flat = torch.cat([part.reshape(-1, feats.NUM_FEATURES) for part in flat_parts]).to(dtype)
-        features = FlatFeatures(flat, [(n, p.shape) for n, p in params.items()])
+    time = feats.time_features(step, device=device).to(net.compute_dtype)
+    inputs = {name: FeatureInputs(*moments.inputs[name], moments.momenta[name], moments.second[name],
+                                  max(1, moments.updates[name])) for name in params}
+    features = net.build_features(graph, inputs, net.feature_dtype(kernels, device), workspace)
     outputs, net_state = net(features, time, graph, state.net_state, kernels=kernels)
     rule = get_rule(net.update_rule)
     owner = graph.layer_owner if rule.pools_layers and graph is not None else {}
@@ -251,11 +194,3 @@ def _apply_rule(rule: UpdateRule, outputs: Mapping[str, Tensor], owner: Mapping[
             skipped[name] = skipped.get(name, 0) + 1
     updates = {n: state.updates.get(n, 0) + (n in new_params) for n in params}
     return new_params, OptState(momenta, second, dict(state.net_state), updates, skipped, state.step + 1)
-
-
-def _net_dtype(net: UpdateNet) -> torch.dtype:
-    """The dtype the network computes in (its first floating parameter's; float32 without one)."""
-    for p in net.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
