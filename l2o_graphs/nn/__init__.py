@@ -1,4 +1,8 @@
-"""Learned-update networks: NG-GNN and NG-T on the neural graph, FF and LSTM baselines."""
+"""Learned-update networks: NG-GNN and NG-T on the neural graph, FF and LSTM baselines, behind
+one interface (:class:`UpdateNet`: features in the network's own layout, outputs per parameter
+element); and the pieces graph networks share: message passing over a segmented graph
+(``message_passing``), node embeddings (``base``), invariant readouts (``readout``) and NG-GNN's
+fused Triton kernels (``edge_kernels``)."""
 from typing import Callable, Dict
 
 from l2o_graphs.nn.base import KERNELS, FlatFeatures, GraphFeatures, UpdateNet
