@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_ms, write_result  # noqa: E402
+from common import machine, median_ms, write_result
 
-from l2o_graphs.graph import NeuralGraph  # noqa: E402
-from l2o_graphs.graph.wiring import clear_graph_cache  # noqa: E402
-from l2o_graphs.tasks import mlp  # noqa: E402
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.graph.wiring import clear_graph_cache
+from l2o_graphs.tasks import mlp
 
 
 def topology_seconds(model: torch.nn.Module, repeats: int) -> float:

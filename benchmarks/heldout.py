@@ -34,15 +34,14 @@ from typing import Callable, Dict, List
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import RESULTS, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
-from l2o_graphs.meta.metasgd import meta_train_metasgd  # noqa: E402
-from l2o_graphs.optim import MetaSGDOptimizer  # noqa: E402
-from l2o_graphs.plots import plot_loss_curves  # noqa: E402
-from l2o_graphs.speedup import speedup  # noqa: E402
-from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, eval_schedule, train_with  # noqa: E402
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.meta.metasgd import meta_train_metasgd
+from l2o_graphs.optim import MetaSGDOptimizer
+from l2o_graphs.plots import plot_loss_curves
+from l2o_graphs.speedup import speedup
+from l2o_graphs.tasks.train import HELDOUT_TASKS as HELDOUT, eval_schedule, train_with
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SGD_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.data import load_images  # noqa: E402
-from l2o_graphs.inr import FIT_LR, FIT_STEPS, fit_sirens  # noqa: E402
+from l2o_graphs.data import load_images
+from l2o_graphs.inr import FIT_LR, FIT_STEPS, fit_sirens
 
 
 def main() -> None:

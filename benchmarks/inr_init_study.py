@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.data import load_images  # noqa: E402
-from l2o_graphs.inr import fit_sirens  # noqa: E402
-from l2o_graphs.inr.classify import CLASSIFIERS, build_classifier  # noqa: E402
-from l2o_graphs.inr.dataset import InrSet  # noqa: E402
-from l2o_graphs.inr.fit import FIT_STEPS  # noqa: E402
-from l2o_graphs.weightspace import fit_classifier  # noqa: E402
+from l2o_graphs.data import load_images
+from l2o_graphs.inr import fit_sirens
+from l2o_graphs.inr.classify import CLASSIFIERS, build_classifier
+from l2o_graphs.inr.dataset import InrSet
+from l2o_graphs.inr.fit import FIT_STEPS
+from l2o_graphs.weightspace import fit_classifier
 
 
 def fit_setting(images: torch.Tensor, init: str, lr: float, steps: int, shard: int = 256):

@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.inr import default_folder, load_inr_set  # noqa: E402
-from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs  # noqa: E402
-from l2o_graphs.inr.edit import EDITORS, edit_inrs  # noqa: E402
+from l2o_graphs.inr import default_folder, load_inr_set
+from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs
+from l2o_graphs.inr.edit import EDITORS, edit_inrs
 
 
 def _plot(results, task: str, title: str, path: Path) -> None:

@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_result  # noqa: E402
+from common import machine, write_result
 
-from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
-from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES  # noqa: E402
-from l2o_graphs.graph import NeuralGraph  # noqa: E402
-from l2o_graphs.tasks import ResidualCNN, mlp  # noqa: E402
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.tasks import ResidualCNN, mlp
 
 SETTINGS = {"triton-fp32": ("triton", False), "triton-bf16": ("triton", True), "torch-bf16": ("torch", True)}
 

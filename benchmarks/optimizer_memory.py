@@ -16,12 +16,10 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_slug, machine, write_result  # noqa: E402
+from common import cpu_slug, machine, write_result
 
-from l2o_graphs.optim.memory import PEAK_BYTES_PER_POSITION  # noqa: E402
+from l2o_graphs.optim.memory import PEAK_BYTES_PER_POSITION
 
 MODELS = {
     "mlp-2000-2000-500": "torch.nn.Sequential(torch.nn.Linear(2000, 2000), torch.nn.ReLU(), torch.nn.Linear(2000, 500))",

@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.meta import MetaConfig, MetaTrainer  # noqa: E402
+from l2o_graphs.meta import MetaConfig, MetaTrainer
 
 
 def measure(suite: str, pairs: int, unroll: int, repeats: int, seed: int) -> dict:

@@ -27,12 +27,11 @@ from typing import Dict, Iterator, List
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs import rules  # noqa: E402
-from l2o_graphs.meta.validation import VALIDATION_TASKS, validate  # noqa: E402
-from l2o_graphs.optim import load_weights  # noqa: E402
+from l2o_graphs import rules
+from l2o_graphs.meta.validation import VALIDATION_TASKS, validate
+from l2o_graphs.optim import load_weights
 
 WINDOWS = ((1, 10), (11, 100), (101, 1000), (1001, 10 ** 9))
 

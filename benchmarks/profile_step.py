@@ -7,17 +7,15 @@ table; with ``--out DIR`` also writes it there as text.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_cost import SIZES, _with_grads  # noqa: E402
+from step_cost import SIZES, _with_grads
 
-from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
-from l2o_graphs.tasks import mlp  # noqa: E402
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.tasks import mlp
 
 
 def main() -> None:

@@ -20,20 +20,18 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, machine, write_result
 
-from l2o_graphs.cache import read_jsonl  # noqa: E402
-from l2o_graphs.meta.plot import plot_run  # noqa: E402
-from l2o_graphs.meta.config import META_LOSSES  # noqa: E402
-from l2o_graphs.meta.trainer import validated_weights  # noqa: E402
-from l2o_graphs.meta.validation import METRICS, select_validated  # noqa: E402
-from l2o_graphs.optim.weights import PRETRAINED_DIR  # noqa: E402
+from l2o_graphs.cache import read_jsonl
+from l2o_graphs.meta.plot import plot_run
+from l2o_graphs.meta.config import META_LOSSES
+from l2o_graphs.meta.trainer import validated_weights
+from l2o_graphs.meta.validation import METRICS, select_validated
+from l2o_graphs.optim.weights import PRETRAINED_DIR
 
 MAX_SHIPPED_BYTES = 2 * 1024 * 1024
 

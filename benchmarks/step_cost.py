@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_ms, write_result  # noqa: E402
+from common import machine, median_ms, write_result
 
-from l2o_graphs import NeuralGraphOptimizer  # noqa: E402
-from l2o_graphs.nn import KERNELS  # noqa: E402
-from l2o_graphs.tasks import mlp  # noqa: E402
+from l2o_graphs import NeuralGraphOptimizer
+from l2o_graphs.nn import KERNELS
+from l2o_graphs.tasks import mlp
 
 SIZES = {"0.1M": [784, 128, 10], "1M": [784, 1000, 200, 10], "10M": [784, 3000, 2200, 10],
          "37M": [784, 4096, 4096, 4096, 10]}  # the 36.8 M-parameter MLP of ANCHORS.md's GPU table

@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_slug, machine, write_result  # noqa: E402
+from common import cpu_slug, machine, write_result
 
-from l2o_graphs.sweep import load_sweep, run_sweep  # noqa: E402
-from l2o_graphs.sweep.store import SweepStore  # noqa: E402
+from l2o_graphs.sweep import load_sweep, run_sweep
+from l2o_graphs.sweep.store import SweepStore
 
 SWEEP = Path(__file__).resolve().parent / "sweeps" / "speed.yaml"
 

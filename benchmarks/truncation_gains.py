@@ -18,14 +18,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.graph import NeuralGraph  # noqa: E402
-from l2o_graphs.meta.unroll import TrajectoryPair, unroll  # noqa: E402
-from l2o_graphs.optim import load_weights  # noqa: E402
-from l2o_graphs.tasks.suites import load_suite  # noqa: E402
-from l2o_graphs.tasks.task import Task  # noqa: E402
+from l2o_graphs.graph import NeuralGraph
+from l2o_graphs.meta.unroll import TrajectoryPair, unroll
+from l2o_graphs.optim import load_weights
+from l2o_graphs.tasks.suites import load_suite
+from l2o_graphs.tasks.task import Task
 
 
 def main() -> None:

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.meta.validation import VALIDATION_TASKS, validate  # noqa: E402
-from l2o_graphs.optim import load_weights  # noqa: E402
+from l2o_graphs.meta.validation import VALIDATION_TASKS, validate
+from l2o_graphs.optim import load_weights
 
 
 def main() -> None:

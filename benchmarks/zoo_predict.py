@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result  # noqa: E402
+from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, write_result
 
-from l2o_graphs.zoo import PREDICTORS, default_zoo_folder, predict_zoo  # noqa: E402
+from l2o_graphs.zoo import PREDICTORS, default_zoo_folder, predict_zoo
 
 
 def _plot(results, title: str, path: Path) -> None:
