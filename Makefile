@@ -1,5 +1,5 @@
 # `make demo` and `make test` each bring .venv up to date first (quick when nothing changed).
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test test-fast bench clean-venv
 
 setup:
 	@bash scripts/setup_env.sh
@@ -9,6 +9,10 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q
+
+# the day-to-day subset: every test but those marked slow (under a minute on a 2-core machine)
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow"
 
 bench: setup
 	.venv/bin/python benchmarks/graph_cost.py

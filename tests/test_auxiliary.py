@@ -19,6 +19,7 @@ def _tasks(net, inr_folder, zoo_folder, **settings):
     return build_auxiliary(config, net, torch.device("cpu"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net_name", ["ng-gnn", "ng-t"])
 def test_readouts_are_invariant_to_hidden_neuron_permutations(net_name, inr_folder, zoo_folder):
     torch.manual_seed(0)
@@ -99,6 +100,7 @@ def _config(inr_folder, zoo_folder, auxiliary=True, **overrides):
     return MetaConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow
 def test_meta_training_with_auxiliary_tasks_logs_them_and_resumes_exactly(tmp_path, inr_folder, zoo_folder):
     cfg = _config(inr_folder, zoo_folder)
     straight = MetaTrainer(cfg, tmp_path / "a")

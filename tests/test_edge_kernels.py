@@ -261,6 +261,7 @@ def _nets():
     return {"shipped": shipped, "fresh-2-layers": fresh}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "residual"])
 @pytest.mark.parametrize("which", ["shipped", "fresh-2-layers"])
 def test_ng_gnn_with_kernels_matches_the_torch_path(arch, which):
@@ -274,6 +275,7 @@ def test_ng_gnn_with_kernels_matches_the_torch_path(arch, which):
     assert not torch.allclose(_outputs(changed, model, "triton"), expected, **F32_TOLERANCE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "residual"])
 def test_bf16_edge_states_stay_within_the_stated_tolerance(arch):
     model, net = _models()[arch], _nets()["shipped"]
@@ -285,6 +287,7 @@ def test_bf16_edge_states_stay_within_the_stated_tolerance(arch):
         assert torch.nn.functional.cosine_similarity(got, expected, 0) >= BF16_MIN_COSINE
 
 
+@pytest.mark.slow
 def test_optimizer_steps_agree_with_and_without_kernels():
     model = _models()["mlp"].to(DEVICE)
     twin = copy.deepcopy(model)

@@ -101,6 +101,7 @@ def test_residual_cnn_with_batchnorm():
     assert torch.equal(g.structural_edge_x()[res].sum(1), torch.ones(int(res.sum())))
 
 
+@pytest.mark.slow
 def test_torchvision_resnet18():
     g = _assert_round_trip(torchvision.models.resnet18(num_classes=10), with_features=False)
     assert g.kernel_shape == (7, 7) and int((g.edge_kind == 1).sum()) > 0

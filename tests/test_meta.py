@@ -70,6 +70,7 @@ def _final_loss(net, spec, steps=40):
     return task.evaluate(traj.params, traj.buffers, split="train")[0]
 
 
+@pytest.mark.slow
 def test_short_meta_training_makes_a_better_optimizer(tmp_path):
     cfg = _config(tmp_path, outer_steps=40, trajectory_length=(50, 100), unroll=5, warmup=5, checkpoint_every=40)
     trainer = MetaTrainer(cfg, tmp_path / "run")
@@ -82,6 +83,7 @@ def test_short_meta_training_makes_a_better_optimizer(tmp_path):
     assert after < 0.7 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_meta_parameters(tmp_path):
     cfg = _config(tmp_path)
     straight = MetaTrainer(cfg, tmp_path / "a").run(progress=False)
@@ -95,6 +97,7 @@ def test_killed_and_resumed_run_ends_with_the_same_meta_parameters(tmp_path):
     assert [row["step"] for row in logged] == [1, 2, 3, 4, 5, 6]  # step 4, logged before the kill, once
 
 
+@pytest.mark.slow
 def test_resume_with_another_config_is_refused(tmp_path):
     MetaTrainer(_config(tmp_path), tmp_path / "run").run(progress=False, stop_after=3)
     with pytest.raises(ValueError, match="differs in lr"):

@@ -38,6 +38,7 @@ def test_untrained_zero_init_net_scores_adams_level():
     assert abs(result["score"]) < 1e-5  # it is Adam at 1e-3, the reference
 
 
+@pytest.mark.slow
 def test_step_multiplier_reaches_the_optimizer():
     from l2o_graphs.nn import build_net
 
@@ -49,6 +50,7 @@ def test_step_multiplier_reaches_the_optimizer():
     assert abs(at_one) < 1e-3 and at_three < -0.01
 
 
+@pytest.mark.slow
 def test_worst_is_the_worst_tasks_mean_log_ratio():
     from l2o_graphs.nn import build_net
 
@@ -63,6 +65,7 @@ def test_worst_is_the_worst_tasks_mean_log_ratio():
     assert result["score"] == pytest.approx(sum(ratios) / 2)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_best_scoring_network(tmp_path):
     trainer = MetaTrainer(_config(), tmp_path / "run")
     trainer.run(progress=False)
@@ -88,6 +91,7 @@ def test_best_checkpoint_is_the_best_scoring_network(tmp_path):
     assert not all(torch.equal(other["state_dict"][k], v) for k, v in blob["state_dict"].items())
 
 
+@pytest.mark.slow
 def test_validation_schedule_survives_resume(tmp_path):
     MetaTrainer(_config(), tmp_path / "straight").run(progress=False)
     MetaTrainer(_config(), tmp_path / "killed").run(progress=False, stop_after=5)  # validated at 4, checkpoint at 3
@@ -100,6 +104,7 @@ def test_validation_schedule_survives_resume(tmp_path):
         assert a["score"] == pytest.approx(b["score"], abs=1e-7)
 
 
+@pytest.mark.slow
 def test_run_that_never_beats_its_initialisation_says_so(tmp_path):
     with pytest.warns(RuntimeWarning, match="no network better than its initialisation"):
         MetaTrainer(_config(lr=1e-12, outer_steps=2), tmp_path / "run").run(progress=False)

@@ -49,6 +49,7 @@ def _assert_same(a, b):
         assert torch.equal(x, y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["ng-gnn", "lstm"])
 def test_resume_equals_uninterrupted_run(net):
     model = _model()

@@ -89,6 +89,7 @@ def test_learned_step_is_equivariant(net, arch):
     assert _max_equivariance_error(make, permute, shape, net) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
 def test_learned_step_with_triton_kernels_is_equivariant(arch):
     """The kernels' step (through Triton's interpreter on a CPU) on the permuted twins."""
@@ -96,6 +97,7 @@ def test_learned_step_with_triton_kernels_is_equivariant(arch):
     assert _max_equivariance_error(make, permute, shape, "ng-gnn", kernels="triton") < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", [r for r in RULES if r != "paper"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
 def test_every_update_rule_is_equivariant(rule, arch):
@@ -103,6 +105,7 @@ def test_every_update_rule_is_equivariant(rule, arch):
     assert _max_equivariance_error(make, permute, shape, "ng-gnn", rule) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mlp", "cnn-flatten", "residual-cnn"])
 def test_non_equivariant_control_fails_the_same_check(arch):
     make, permute, shape = _case(arch)

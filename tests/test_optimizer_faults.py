@@ -100,6 +100,7 @@ def test_a_non_finite_update_is_skipped_counted_and_leaves_the_moments():
 @given(widths=st.lists(st.integers(1, 9), min_size=2, max_size=4),
        fault=st.sampled_from(["huge", "nan-grad", "inf-grad", "nan-param", "inf-param"]),
        where=st.integers(0, 10), net=st.sampled_from(["ng-gnn", "ff"]))
+@pytest.mark.slow
 def test_injected_faults_over_random_architectures(widths, fault, where, net):
     model = mlp(tuple(widths))
     opt = NeuralGraphOptimizer(model, weights="default" if net == "ng-gnn" else None, net=net)
@@ -123,6 +124,7 @@ def test_injected_faults_over_random_architectures(widths, fault, where, net):
         assert opt.skipped_updates == 1
 
 
+@pytest.mark.slow
 def test_without_gradients_the_shipped_default_does_not_drift():
     model = mlp((16, 32, 10))
     before = {n: p.clone() for n, p in model.named_parameters()}

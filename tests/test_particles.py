@@ -90,6 +90,7 @@ def test_only_graph_nets_with_output_layer_meta_parameters_batch():
         output_layers(net, ["edge_dec_out.bias"], torch.zeros(2, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meta_loss", ["ratio", "relative"])
 def test_meta_training_with_particles_together_follows_one_unroll_each(tmp_path, meta_loss):
     from l2o_graphs.meta import MetaConfig, MetaTrainer

@@ -118,6 +118,7 @@ def _config(**overrides):
     return MetaConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meta_loss", ["ratio", "relative"])
 def test_pes_meta_training_moves_the_meta_parameters_and_resumes_exactly(tmp_path, meta_loss):
     cfg = _config(meta_loss=meta_loss)

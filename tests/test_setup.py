@@ -33,18 +33,21 @@ def _console_script() -> str:
     return str(script)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["demo"], ["graph"], ["data"], ["meta-train"], ["plot"]])
 def test_help_for_every_subcommand(command):
     out = subprocess.run([_console_script(), *command, "--help"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("usage: l2o-graphs")
 
 
+@pytest.mark.slow
 def test_graph_command_runs():
     out = subprocess.run([_console_script(), "graph", "--model", "residual-cnn"], capture_output=True,
                          text=True, check=True)
     assert "round trip exact" in out.stdout and "residual=" in out.stdout
 
 
+@pytest.mark.slow
 def test_unknown_architecture_is_rejected():
     out = subprocess.run([_console_script(), "graph", "--model", "nope"], capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice" in out.stderr

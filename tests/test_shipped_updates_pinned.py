@@ -34,7 +34,7 @@ def trained(name: str, kernels: str = "torch") -> dict:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("kernels", ["torch", "triton"])
+@pytest.mark.parametrize("kernels", ["torch", pytest.param("triton", marks=pytest.mark.slow)])  # interpreted: slow
 def test_shipped_updates_are_unchanged(name, kernels):
     pinned = torch.load(PINNED, weights_only=True)[name]
     got = trained(name, kernels)

@@ -111,6 +111,7 @@ def test_a_problem_refuses_bad_data_and_evaluation_restores_the_models_mode():
 
 
 # ------------------------------------------------------------------------------------- running
+@pytest.mark.slow
 def test_a_rerun_skips_finished_trials_and_a_changed_meaning_is_refused(tmp_path):
     spec = parse_sweep(tiny())
     first = run_sweep(spec, tmp_path, workers=1, threads=1, progress=False)
@@ -124,6 +125,7 @@ def test_a_rerun_skips_finished_trials_and_a_changed_meaning_is_refused(tmp_path
     assert sweep_status(tmp_path)["done"] == 18
 
 
+@pytest.mark.slow
 def test_merge_takes_the_same_trials_from_another_sweep_and_nothing_else(tmp_path):
     """A sweep with added optimizers takes their trials from the sweep file they ran under when
     they mean the same (same definition); a same-named optimizer defined otherwise is left to run;
@@ -152,6 +154,7 @@ def _learned(weights, lrs=(1,)):
     return {"kind": "learned", "weights": str(weights), "grid": {"lr": list(lrs)}, "default": {"lr": lrs[0]}}
 
 
+@pytest.mark.slow
 def test_a_moved_weights_file_means_the_same_and_a_renamed_optimizer_merges(tmp_path):
     """The meaning of a learned optimizer's trials is its weights' content, not their path: a
     file moved (a candidate shipped) keeps its trials; merge --rename records them under the name
@@ -188,6 +191,7 @@ def test_a_moved_weights_file_means_the_same_and_a_renamed_optimizer_merges(tmp_
         "merged": 0, "present": 0, "foreign": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", [0, 1])
 def test_records_written_with_an_earlier_meaning_still_count(tmp_path, version):
     """Results directories written before paths and names (version 0) or the grid's other points
@@ -208,6 +212,7 @@ def test_records_written_with_an_earlier_meaning_still_count(tmp_path, version):
         spec.meaning(spec.trials()[0], 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("written_as", [1, 2])
 def test_a_grid_with_more_points_keeps_the_trials_it_had(tmp_path, written_as):
     """Extending a grid runs only its new points, also in a directory written when the digest held
@@ -230,6 +235,7 @@ def test_a_grid_with_more_points_keeps_the_trials_it_had(tmp_path, written_as):
     assert two.meaning(at_1) != two.meaning(at_3)
 
 
+@pytest.mark.slow
 def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_path):
     data = tiny()
     data["optimizers"]["ng-gnn"] = {"kind": "learned", "weights": str(REPO / "l2o_graphs/pretrained/ng-gnn.pt"),
@@ -244,6 +250,7 @@ def test_two_local_workers_and_a_learned_optimizer_give_the_records_of_one(tmp_p
     assert record["eval_curve"][-1] == pytest.approx(record["train_loss"], rel=1e-5)  # < EVAL_CURVE examples
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     data = tiny(tasks=[DIGITS_MLP, {"name": "broken", "function": "sweep_helpers:not_a_problem"}])
     data["optimizers"] = {"sgd": {"kind": "sgd", "grid": {"lr": [-1.0, 0.1]}},
@@ -263,6 +270,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert summary["tasks"]["broken"] == {} and summary["tasks"]["digits-mlp"]["sign"]["best"] == "lr=0.01"
 
 
+@pytest.mark.slow
 def test_a_dead_worker_process_fails_its_trial_and_the_sweep_goes_on(tmp_path):
     data = tiny(tasks=[{"name": "dies", "function": "sweep_helpers:dies"}], seeds=2,
                 optimizers={"sgd": {"kind": "sgd", "grid": {"lr": [0.1, 0.2]}}})
@@ -273,6 +281,7 @@ def test_a_dead_worker_process_fails_its_trial_and_the_sweep_goes_on(tmp_path):
     assert all("worker process died" in e for e in errors.values())
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
     data = tiny(steps=150, seeds=3, tasks=[DIGITS_MLP], optimizers={
         "adam": {"kind": "adam", "grid": {"lr": [1e-3, 3e-3, 1e-2, 3e-2]}}})
@@ -386,6 +395,7 @@ def test_performance_profile_against_hand_values():
     assert profile["x"][1] == [2 / 3, 1.0, 1.0] and profile["y"][1] == [1 / 3, 2 / 3, 2 / 3]
 
 
+@pytest.mark.slow
 def test_the_heldout_sweep_runs_the_trials_of_heldout_py():
     """benchmarks/sweeps/heldout.yaml's trials are those of benchmarks/heldout.py (train_with): same
     initialisation, batches and curves, the sweep's step-0 point aside."""
@@ -408,6 +418,7 @@ def test_the_heldout_sweep_runs_the_trials_of_heldout_py():
         assert swept["eval_steps"] == [0, 10, 20] and swept["eval_curve"][1:] == direct["eval_curve"]
 
 
+@pytest.mark.slow
 def test_merge_rename_argument_must_be_old_equals_new(tmp_path, capsys):
     from l2o_graphs.cli import main
 

@@ -119,6 +119,7 @@ def test_editing_heads_are_equivariant(net):
     assert delta["layers.2.weight"].abs().max() > 1e-4
 
 
+@pytest.mark.slow
 def test_an_editor_learns_to_dilate(tmp_path):
     from l2o_graphs.inr.edit import build_editor, dilated, editing_loss, render
 

@@ -30,6 +30,7 @@ def test_members_are_diverse_and_reproducible():
     assert all(4 <= c <= 32 for a in archs for c in a["channels"])
 
 
+@pytest.mark.slow
 def test_a_resumed_zoo_equals_one_made_in_one_go(tmp_path):
     make_zoo(TINY, tmp_path / "whole", progress=False)
     make_zoo(TINY, tmp_path / "resumed", progress=False)
