@@ -15,7 +15,7 @@ from torch import nn
 from l2o_graphs import NeuralGraphOptimizer
 from l2o_graphs.features import NUM_FEATURES, NUM_TIME_FEATURES
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.graph.neural_graph import EdgeSegment
+from l2o_graphs.graph.layout import EdgeSegment
 from l2o_graphs.nn import NGGNN, build_net
 from l2o_graphs.nn import edge_kernels as kernels
 from l2o_graphs.optim.update import init_state, learned_update

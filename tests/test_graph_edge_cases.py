@@ -8,7 +8,7 @@ from torch import nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning
 from l2o_graphs.graph.wiring import clear_graph_cache
-from l2o_graphs.graph.neural_graph import ROLE_INPUT
+from l2o_graphs.graph.layout import ROLE_INPUT
 from unusual_models import Tied, WithScalar
 
 

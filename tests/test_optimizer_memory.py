@@ -81,7 +81,7 @@ def test_grouped_and_residual_edges_keep_explicit_indices():
     """Negative control: a grouped conv's block is not complete, a residual is one-to-one: both
     are stored edge by edge."""
     from l2o_graphs.graph import NeuralGraph
-    from l2o_graphs.graph.neural_graph import EDGE_RESIDUAL
+    from l2o_graphs.graph.layout import EDGE_RESIDUAL
     from l2o_graphs.tasks import ResidualCNN
 
     grouped = NeuralGraph.from_module(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2)))

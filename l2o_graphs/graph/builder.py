@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import Tensor
 
-from l2o_graphs.graph.neural_graph import (
+from l2o_graphs.graph.layout import (
     EDGE_RESIDUAL, EDGE_UNPLACED, EDGE_WEIGHT, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, ROLE_OUTPUT,
     SLOT_EMPTY, SLOT_OTHER,
-    EdgePlacement, EdgeSegment, NeuralGraph, NodeIndex, NodePlacement)
+    EdgePlacement, EdgeSegment, NodeIndex, NodePlacement)
+
+if TYPE_CHECKING:
+    from l2o_graphs.graph.neural_graph import NeuralGraph
 
 
 def _as_index(nodes: Tensor) -> NodeIndex:
@@ -24,7 +27,8 @@ def _as_index(nodes: Tensor) -> NodeIndex:
 class GraphBuilder:
     """Mutable accumulator used by the wiring readers; not part of the public API."""
 
-    def __init__(self) -> None:
+    def __init__(self, graph_class: type) -> None:
+        self.graph_class = graph_class  # what finish() makes: NeuralGraph (not imported here)
         self.num_nodes = 0
         self.num_edges = 0
         self._layers: List[Tensor] = []
@@ -148,7 +152,7 @@ class GraphBuilder:
 
         kernel = (max([p.kernel[0] for p in self.edge_places] + [1]),
                   max([p.kernel[1] for p in self.edge_places] + [1]))
-        return NeuralGraph(
+        return self.graph_class(
             edge_segments=tuple(self._segments), node_layer=layer, node_role=role, node_index=index, node_pos=node_pos,
             node_activation=activation, node_slot_kind=slot_kind, kernel_shape=kernel,
             edge_places=tuple(self.edge_places), node_places=tuple(self.node_places),

@@ -12,21 +12,19 @@ import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, fx, nn
 
 from l2o_graphs.graph.builder import GraphBuilder
-from l2o_graphs.graph.neural_graph import (
-    ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, SLOT_BIAS, SLOT_NORM_BIAS, SLOT_NORM_WEIGHT,
-    SLOT_OTHER, NeuralGraph)
+from l2o_graphs.graph.layout import (
+    ACTIVATIONS, ROLE_FIXED, ROLE_HIDDEN, ROLE_INPUT, SLOT_BIAS, SLOT_NORM_BIAS, SLOT_NORM_WEIGHT,
+    SLOT_OTHER)
 
-# Append only: learned embeddings are indexed by position (weights saved with a shorter tuple load
-# with zero embeddings for the names added since, see GraphUpdateNet).
-ACTIVATION_NAMES = ("none", "relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu", "elu",
-                    "softplus", "hardswish", "mish", "prelu", "softmax", "log_softmax", "identity", "sin")
-ACTIVATIONS = {name: i for i, name in enumerate(ACTIVATION_NAMES)}
+if TYPE_CHECKING:
+    from l2o_graphs.graph.neural_graph import NeuralGraph
+
 _ACTIVATION_MODULES = {
     nn.ReLU: "relu", nn.ReLU6: "relu", nn.GELU: "gelu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
     nn.SiLU: "silu", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", nn.Softplus: "softplus",
@@ -93,10 +91,10 @@ OPAQUE = _Opaque()
 class _Reader:
     """Walks a traced graph (or the module list) and feeds a GraphBuilder."""
 
-    def __init__(self, module: nn.Module, traced: bool) -> None:
+    def __init__(self, module: nn.Module, traced: bool, graph_class: type) -> None:
         self.module = module
         self.traced = traced
-        self.builder = GraphBuilder()
+        self.builder = GraphBuilder(graph_class)
         self.notes: List[str] = []
         # A tensor shared by several modules (tied weights) is placed once, under the name that
         # ``named_parameters()`` gives it (the first); its other uses are not wired.
@@ -418,12 +416,12 @@ def unwrap_module(module: nn.Module) -> nn.Module:
             return module
 
 
-def block_graph(named_shapes: Sequence[Tuple[str, Sequence[int]]]) -> NeuralGraph:
-    """A graph in which every tensor is a block of its own (no wiring known): a 2-D (or larger)
-    tensor a bipartite block, a 1-D tensor or a scalar its own nodes. Every node is ``fixed``."""
+def build_block_graph(named_shapes: Sequence[Tuple[str, Sequence[int]]], graph_class: type) -> NeuralGraph:
+    """Implementation of :func:`~l2o_graphs.graph.neural_graph.block_graph` (see there), the
+    graph made as a ``graph_class``."""
     if not named_shapes:
         raise ValueError("block_graph needs at least one tensor")
-    builder = GraphBuilder()
+    builder = GraphBuilder(graph_class)
     for name, shape in named_shapes:
         builder.add_block(name, torch.Size(shape))
     names, shapes = zip(*[(n, tuple(s)) for n, s in named_shapes])
@@ -463,8 +461,9 @@ def clear_graph_cache() -> None:
     _CACHE.clear()
 
 
-def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGraph:
-    """Implementation of :meth:`NeuralGraph.from_module` (see there)."""
+def build_neural_graph(module: nn.Module, example_input: Any, graph_class: type) -> NeuralGraph:
+    """Implementation of :meth:`NeuralGraph.from_module` (see there), the graph made as a
+    ``graph_class`` (the reader does not import the class: the graph package has no import cycle)."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"NeuralGraph.from_module expects a torch.nn.Module, got {type(module).__name__}")
     module = unwrap_module(module)
@@ -483,7 +482,7 @@ def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGr
         _CACHE.move_to_end(key)
         return cached
 
-    graph = _build(module, gm, trace_error, example_input)
+    graph = _build(module, gm, trace_error, example_input, graph_class)
     if key is not None:
         _CACHE[key] = graph
         if len(_CACHE) > _CACHE_SIZE:
@@ -492,7 +491,7 @@ def build_neural_graph(module: nn.Module, example_input: Any = None) -> NeuralGr
 
 
 def _build(module: nn.Module, gm: Optional[fx.GraphModule], trace_error: Optional[str],
-           example_input: Any) -> NeuralGraph:
+           example_input: Any, graph_class: type) -> NeuralGraph:
     if trace_error is not None:
         warnings.warn(
             f"torch.fx could not trace {type(module).__name__} ({trace_error}); reading its layers "
@@ -509,7 +508,7 @@ def _build(module: nn.Module, gm: Optional[fx.GraphModule], trace_error: Optiona
             raise ValueError(f"example_input does not run through {type(module).__name__}: "
                              f"{_first_line(err)}") from err
 
-    reader = _Reader(module, traced=gm is not None)
+    reader = _Reader(module, traced=gm is not None, graph_class=graph_class)
     outputs = reader.walk_traced(gm) if gm is not None else reader.walk_modules()
     leftovers = reader.place_leftovers()
     if leftovers or reader.notes:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.features import BETAS, NUM_FEATURES, NUM_TIME_FEATURES, element_features
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, SLOT_KINDS, NeuralGraph
-from l2o_graphs.graph.neural_graph import EDGE_WEIGHT
+from l2o_graphs.graph.layout import EDGE_WEIGHT
 from l2o_graphs.nn.base import (POS_DIM, FeatureInputs, GraphFeatures, UpdateNet, feed_forward, sinusoidal,
                                 structure_embedding, workspace_buffer)
 from l2o_graphs.nn.message_passing import SegmentedGraph, channels_first, columns, index_sums

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from l2o_graphs.chunks import chunk_elements, row_ranges
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.graph.neural_graph import EdgeSegment
+from l2o_graphs.graph.layout import EdgeSegment
 
 EdgeFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor]], Tensor]
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import GraphBatch
-from l2o_graphs.graph.neural_graph import ROLE_OUTPUT
+from l2o_graphs.graph.layout import ROLE_OUTPUT
 from l2o_graphs.nn.base import feed_forward
 
 
