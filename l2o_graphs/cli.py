@@ -240,17 +240,15 @@ def _cmd_sweep_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # options shared by the commands that train: one definition each
-    threads = argparse.ArgumentParser(add_help=False)
-    threads.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
-    quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("--no-progress", action="store_true", help="no progress bar")
-    training = [threads, quiet]
+def _command_group(sub: Any, name: str, text: str) -> Any:
+    """A command ``name`` made of subcommands (``l2o-graphs NAME SUBCOMMAND``); returns the
+    subparsers to add them to. Which one ran is ``args.NAME_command``."""
+    return sub.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True,
+                                                          metavar=f"{name.upper()}_COMMAND")
 
+
+def _add_demo(sub: Any) -> None:
+    """Add the ``demo`` command to ``sub``."""
     demo = sub.add_parser("demo", help="the main job: the shipped learned optimizer against Adam",
                           description="Train two held-out networks (an MLP and the paper's CNN at double width, "
                                       "MNIST) with the shipped NG-GNN optimizer and with Adam side by side; "
@@ -259,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the loss-curve PNG")
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_graph(sub: Any) -> None:
+    """Add the ``graph`` command to ``sub``."""
     graph = sub.add_parser("graph", help="build and print the neural graph of an architecture",
                            description="Build the neural graph of a named architecture, print it per layer "
                                        "and check the gather/scatter round trip.")
@@ -267,12 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="propagate a 1x1x28x28 input to fix flattened map shapes")
     graph.set_defaults(func=_cmd_graph)
 
+
+def _add_data(sub: Any) -> None:
+    """Add the ``data`` command to ``sub``."""
     data = sub.add_parser("data", help="load a dataset and print its shapes and label counts",
                           description="Load a dataset from the offline sources (see l2o_graphs.data).")
     data.add_argument("name", choices=DATASET_NAMES)
     data.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"])
     data.set_defaults(func=_cmd_data)
 
+
+def _add_meta_train(sub: Any, training: List[argparse.ArgumentParser]) -> None:
+    """Add the ``meta-train`` command to ``sub``."""
     meta = sub.add_parser(
         "meta-train", parents=training, help="meta-train an update network with truncated backprop on a task suite",
         description="Meta-train an update network on a task suite (truncated backprop through unrolled "
@@ -297,14 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the unrolls (mixed precision)")
     meta.set_defaults(func=_cmd_meta_train)
 
-    inr = sub.add_parser("inr", help="INR sets: fit one SIREN per image (the paper's INR tasks)")
-    inr_sub = inr.add_subparsers(dest="inr_command", required=True, metavar="INR_COMMAND")
-    make = inr_sub.add_parser(
-        "make", parents=training, help="fit one SIREN per image of MNIST or Fashion-MNIST into resumable shards",
-        description="Fit SIRENs (2-32-32-1, omega_0 = 30) to the first N images of each split (train: source "
-                    "train [0, 55000), val: [55000, 60000), test: source test), many at once, into OUT "
-                    "(default: the data cache's inrs/DATASET). Rerun the same command to continue an "
-                    "interrupted set.")
+
+def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
+    """Add the ``inr`` commands: make, classify, edit to ``sub``."""
+    inr_sub = _command_group(sub, "inr", "INR sets: fit one SIREN per image (the paper's INR tasks)")
+    what = ("Fit SIRENs (2-32-32-1, omega_0 = 30) to the first N images of each split (train: source train "
+            "[0, 55000), val: [55000, 60000), test: source test), many at once, into OUT (default: the data "
+            "cache's inrs/DATASET). Rerun the same command to continue an interrupted set.")
+    make = inr_sub.add_parser("make", parents=training, description=what,
+                              help="fit one SIREN per image of MNIST or Fashion-MNIST into resumable shards")
     make.add_argument("--dataset", choices=INR_DATASETS, required=True)
     counts = _field_default(InrSetSpec, "counts")
     make.add_argument("--train", type=NON_NEGATIVE, default=counts["train"], help="INRs of the train split")
@@ -342,8 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                               help="graph classifiers: dropout on node states after each graph layer")
         task.set_defaults(func=_cmd_inr_task)
 
-    zoo = sub.add_parser("zoo", help="a zoo of trained CNNs and generalization prediction from weights")
-    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+
+def _add_zoo(sub: Any, training: List[argparse.ArgumentParser]) -> None:
+    """Add the ``zoo`` commands: make, predict to ``sub``."""
+    zoo_sub = _command_group(sub, "zoo", "a zoo of trained CNNs and generalization prediction from weights")
     zoo_make = zoo_sub.add_parser(
         "make", parents=training, help="train small CNNs of diverse architectures, keeping checkpoints and test accuracies",
         description="Train COUNT CNNs (2-5 conv layers, 4-32 channels, kernels 3/5/7, six activations, optional "
@@ -367,8 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_predict.add_argument("--seed", type=int, default=_argument_default(predict_zoo, "seed"))
     zoo_predict.set_defaults(func=_cmd_zoo_predict)
 
-    sweep = sub.add_parser("sweep", help="benchmark sweeps: optimizers x tasks x grids x seeds, tables and plots")
-    sweep_sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+
+def _add_sweep(sub: Any, quiet: argparse.ArgumentParser) -> None:
+    """Add the ``sweep`` commands: run, merge, status, report to ``sub``."""
+    sweep_sub = _command_group(sub, "sweep", "benchmark sweeps: optimizers x tasks x grids x seeds, tables and plots")
     sweep_run = sweep_sub.add_parser(
         "run", parents=[quiet], help="run (or continue) the trials of a sweep file",
         description="Run every trial (task x optimizer x setting x seed) of a sweep YAML (see "
@@ -408,10 +420,33 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_report.add_argument("--out", type=Path, help="default: RUN_DIR/report")
     sweep_report.set_defaults(func=_cmd_sweep_report)
 
+
+def _add_plot(sub: Any) -> None:
+    """Add the ``plot`` command to ``sub``."""
     plot = sub.add_parser("plot", help="plot the curves of a meta-training run",
                           description="Write RUN_DIR/meta_curves.png from RUN_DIR/metrics.jsonl.")
     plot.add_argument("run_dir", type=Path)
     plot.set_defaults(func=_cmd_plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2o-graphs", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # options shared by the commands that train: one definition each
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=POSITIVE, help="torch CPU threads")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--no-progress", action="store_true", help="no progress bar")
+    training = [threads, quiet]
+    _add_demo(sub)
+    _add_graph(sub)
+    _add_data(sub)
+    _add_meta_train(sub, training)
+    _add_inr(sub, training)
+    _add_zoo(sub, training)
+    _add_sweep(sub, quiet)
+    _add_plot(sub)
     return parser
 
 
