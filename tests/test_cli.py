@@ -35,3 +35,16 @@ def test_threads_are_set_once_for_commands_that_train_and_per_trial_for_sweeps(m
     assert calls == [3]
     sweep = cli.build_parser().parse_args(["sweep", "run", "file.yaml", "--threads", "2"])
     assert sweep.trial_threads == 2 and not hasattr(sweep, "threads")
+
+
+def test_torchrun_process_group_outside_torchrun_sets_up_nothing(monkeypatch):
+    """Without torchrun's environment the context manager is a no-op (the distributed path is
+    tested through the command in test_meta_distributed.py)."""
+    import torch.distributed as dist
+
+    from l2o_graphs.meta import torchrun_process_group
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with torchrun_process_group("cpu") as distributed:
+        assert distributed is False and not dist.is_initialized()
+    assert not dist.is_initialized()
