@@ -16,7 +16,8 @@ import torch
 from l2o_graphs.data import DATASET_NAMES, load_images
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs
-from l2o_graphs.inr.dataset import INR_DATASETS, InrSetSpec
+from l2o_graphs.inr.dataset import INR_DATASETS, PROTOCOLS, InrSetSpec
+from l2o_graphs.inr.siren import INIT_SCHEMES
 from l2o_graphs.inr.edit import EDITORS, edit_inrs
 from l2o_graphs.nn import NETS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
@@ -126,8 +127,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_inr_make(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder, load_inr_set, make_inr_set
 
-    spec = InrSetSpec(args.dataset, counts={"train": args.train, "val": args.val, "test": args.test},
-                      steps=args.steps, lr=args.lr, seed=args.seed, shard_size=args.shard_size)
+    fit = {key: getattr(args, key) for key in ("steps", "lr", "init", "stop_psnr") if getattr(args, key) is not None}
+    spec = InrSetSpec.of_protocol(args.protocol, args.dataset, counts={"train": args.train, "val": args.val,
+                                                                       "test": args.test},
+                                  seed=args.seed, shard_size=args.shard_size, **fit)
     folder = args.out or default_folder(args.dataset)
     stats = make_inr_set(spec, folder, progress=not args.no_progress)
     print(f"{folder}: fitted {stats['fitted']} INRs in {stats['seconds']:.0f} s "
@@ -318,8 +321,14 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
     make.add_argument("--train", type=NON_NEGATIVE, default=counts["train"], help="INRs of the train split")
     make.add_argument("--val", type=NON_NEGATIVE, default=counts["val"])
     make.add_argument("--test", type=NON_NEGATIVE, default=counts["test"])
-    make.add_argument("--steps", type=POSITIVE, default=_field_default(InrSetSpec, "steps"), help="Adam steps per INR")
-    make.add_argument("--lr", type=float, default=_field_default(InrSetSpec, "lr"))
+    make.add_argument("--protocol", choices=list(PROTOCOLS), default="default",
+                      help="how the INRs are fitted: " + "; ".join(
+                          f"{name}: {', '.join(f'{k} {v}' for k, v in fit.items())}" for name, fit in PROTOCOLS.items())
+                      + " (the options below override it)")
+    make.add_argument("--steps", type=POSITIVE, help="Adam steps per INR, at most")
+    make.add_argument("--lr", type=float, help="Adam's learning rate")
+    make.add_argument("--init", choices=INIT_SCHEMES, help="SIREN initialisation")
+    make.add_argument("--stop-psnr", type=float, help="stop each INR once it reaches this PSNR (dB)")
     make.add_argument("--seed", type=int, default=_field_default(InrSetSpec, "seed"))
     make.add_argument("--shard-size", type=POSITIVE, default=_field_default(InrSetSpec, "shard_size"),
                       help="INRs per shard and per batched fit")

@@ -177,3 +177,79 @@ def test_classifiers_train_on_an_inr_set(tmp_path, sources):
         assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
     with pytest.raises(ValueError, match="unknown classifier"):
         build_classifier("gat", load_inr_set(tmp_path, "train"))
+
+
+# ------------------------------------------------------------------ the literature's protocol
+def test_dwsnets_initialisation_is_the_one_described():
+    """Sine layers ``U(+-sqrt(6/in)/30)`` with zero biases, the first included; the output layer
+    as ``nn.Linear``'s; one generator per seed."""
+    import math
+
+    from l2o_graphs.inr import SIREN_SIZES
+
+    params = siren_init(list(range(200)), scheme="dwsnets")
+    sizes = SIREN_SIZES
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        weight, bias = params[f"layers.{2 * i}.weight"], params[f"layers.{2 * i}.bias"]
+        bound = 1 / math.sqrt(a) if i == len(sizes) - 2 else math.sqrt(6 / a) / 30
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound  # the whole range is used
+        if i < len(sizes) - 2:
+            assert torch.equal(bias, torch.zeros_like(bias))
+        else:
+            assert bias.abs().max() <= 1 / math.sqrt(a) and bias.abs().max() > 0
+    assert torch.equal(siren_init([7], scheme="dwsnets")["layers.0.weight"][0], params["layers.0.weight"][7])
+    first = siren_init([0])["layers.0.weight"]  # Sitzmann's first layer is another distribution
+    assert first.abs().max() > math.sqrt(6 / 2) / 30
+    with pytest.raises(ValueError, match="unknown SIREN initialisation"):
+        siren_init([0], scheme="xavier")
+
+
+def test_each_inr_stops_when_it_reaches_the_psnr(digits):
+    images = digits[0][:6]
+    stopped, psnr = fit_sirens(images, list(range(6)), steps=400, lr=3e-3, stop_psnr=25.0)
+    assert (psnr >= 25.0).all() and (psnr < 30.0).all()  # stopped right after reaching it
+    _, longer = fit_sirens(images, list(range(6)), steps=400, lr=3e-3)
+    assert (longer > psnr + 3).all()  # negative control: without the stop they go on
+    alone, psnr_alone = fit_sirens(images[2:3], [2], steps=400, lr=3e-3, stop_psnr=25.0)
+    torch.testing.assert_close(psnr_alone, psnr[2:3])  # a SIREN's stop does not depend on the others
+    for name in alone:
+        torch.testing.assert_close(alone[name][0], stopped[name][2], rtol=1e-4, atol=1e-6)
+
+
+def test_a_protocol_is_recorded_and_another_is_refused(tmp_path, sources):
+    small = dict(counts={"train": 2, "val": 0, "test": 0}, shard_size=2)
+    dws = InrSetSpec.of_protocol("dwsnets", "mnist", steps=3, **small)
+    assert dws.protocol == "custom" and InrSetSpec.of_protocol("dwsnets", "mnist").protocol == "dwsnets"
+    assert InrSetSpec("mnist").protocol == "default"
+    make_inr_set(InrSetSpec.of_protocol("dwsnets", "mnist", **small), tmp_path / "dws", progress=False,
+                 images=_digits_as(sources))
+    config = json.loads((tmp_path / "dws" / "config.json").read_text())
+    assert (config["init"], config["stop_psnr"], config["lr"], config["steps"]) == ("dwsnets", 40.0, 5e-4, 1000)
+    assert load_inr_set(tmp_path / "dws", "train", protocol="dwsnets").label.shape == (2,)
+    with pytest.raises(ValueError, match="'dwsnets' protocol, not 'default'"):
+        load_inr_set(tmp_path / "dws", "train", protocol="default")
+    with pytest.raises(ValueError, match="made with"):  # one folder, one protocol
+        make_inr_set(InrSetSpec("mnist", steps=3, **small), tmp_path / "dws", progress=False,
+                     images=_digits_as(sources))
+    # a set made before the protocol fields existed (no init / stop_psnr in its config) is a default one
+    make_inr_set(InrSetSpec("mnist", steps=2, **small), tmp_path / "old", progress=False, images=_digits_as(sources))
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert "init" not in config and "stop_psnr" not in config
+    with pytest.raises(ValueError, match="unknown INR protocol"):
+        InrSetSpec.of_protocol("nfn", "mnist")
+
+
+def test_siren_initialisation_draws_in_a_fixed_order():
+    """Reference: per layer the weight, then the bias, from one generator per seed (sets made
+    earlier stay reproducible)."""
+    import math
+
+    gen = torch.Generator().manual_seed(5)
+    expected = {}
+    for i, (a, b) in enumerate(((2, 32), (32, 32), (32, 1))):
+        bound = 1 / a if i == 0 else math.sqrt(6 / a) / 30
+        expected[f"layers.{2 * i}.weight"] = (torch.rand(b, a, generator=gen) * 2 - 1) * bound
+        expected[f"layers.{2 * i}.bias"] = (torch.rand(b, generator=gen) * 2 - 1) / math.sqrt(a)
+    got = siren_init([5])
+    for name, value in expected.items():
+        assert torch.equal(got[name][0], value), name

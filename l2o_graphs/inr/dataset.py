@@ -28,6 +28,7 @@ from l2o_graphs.cache import atomic_save, claim_folder, folder_lock
 from l2o_graphs.data import load_images
 from l2o_graphs.data.images import data_root
 from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
+from l2o_graphs.inr.siren import INIT_SCHEMES
 
 # split -> (source split, first index, end index)
 SPLITS: Dict[str, Tuple[str, int, int]] = {"train": ("train", 0, 55_000), "val": ("train", 55_000, 60_000),
@@ -41,9 +42,11 @@ _SOURCE_OFFSET = {"train": 0, "test": 100_000}
 class InrSetSpec:
     """What an INR set is made of and how it is fitted.
 
-    ``counts``: INRs per split (``train``, ``val``, ``test``); ``steps``, ``lr``: the fit (see
-    :func:`~l2o_graphs.inr.fit.fit_sirens`); ``seed``: base of the per-INR seeds; ``shard_size``:
-    INRs per shard (and per batched fit)."""
+    ``counts``: INRs per split (``train``, ``val``, ``test``); ``steps``, ``lr``, ``init``,
+    ``stop_psnr``: the fit (see :func:`~l2o_graphs.inr.fit.fit_sirens`); ``seed``: base of the
+    per-INR seeds; ``shard_size``: INRs per shard (and per batched fit). :meth:`of_protocol`
+    gives the settings of a named protocol (:data:`PROTOCOLS`); :attr:`protocol` names the one a
+    spec follows."""
 
     dataset: str
     counts: Dict[str, int] = field(default_factory=lambda: {"train": 55_000, "val": 5_000, "test": 10_000})
@@ -51,6 +54,31 @@ class InrSetSpec:
     lr: float = FIT_LR
     seed: int = 0
     shard_size: int = 256
+    init: str = "siren"
+    stop_psnr: Optional[float] = None
+
+    @classmethod
+    def of_protocol(cls, protocol: str, dataset: str, **settings: object) -> "InrSetSpec":
+        """The spec of ``protocol`` (a name in :data:`PROTOCOLS`) for ``dataset``; ``settings``
+        (counts, seed, shard size, or any fit setting) override it."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown INR protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        return cls(dataset, **{**PROTOCOLS[protocol], **settings})
+
+    @property
+    def protocol(self) -> str:
+        """The name in :data:`PROTOCOLS` whose fit settings this spec has, else ``"custom"``."""
+        fit = {key: getattr(self, key) for key in ("steps", "lr", "init", "stop_psnr")}
+        return next((name for name, settings in PROTOCOLS.items() if settings == fit), "custom")
+
+    def to_config(self) -> Dict[str, object]:
+        """What ``config.json`` records: every field, but ``init`` and ``stop_psnr`` only when they
+        differ from their defaults, so sets made before those fields existed still match."""
+        config = asdict(self)
+        for key, default in (("init", "siren"), ("stop_psnr", None)):
+            if config[key] == default:
+                del config[key]
+        return config
 
     def __post_init__(self) -> None:
         if self.dataset not in INR_DATASETS:
@@ -63,6 +91,18 @@ class InrSetSpec:
                 raise ValueError(f"counts[{split!r}] = {count}: the {split} split has {hi - lo} images")
         if self.steps < 0 or self.shard_size < 1:
             raise ValueError("steps must be >= 0 and shard_size >= 1")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown SIREN initialisation {self.init!r}; choose one of {', '.join(INIT_SCHEMES)}")
+
+
+PROTOCOLS: Dict[str, Dict[str, object]] = {
+    "default": {"steps": FIT_STEPS, "lr": FIT_LR, "init": "siren", "stop_psnr": None},
+    # DWSNets' INR sets (AvivNavon/DWSNets, issue #6 and nn/inr.py), also used by the neural-graphs
+    # paper: Adam at 5e-4 for up to 1,000 steps, each INR stopped once it reaches 40 dB, their
+    # SIREN initialisation; one seed per image (whether theirs shared one is not stated)
+    "dwsnets": {"steps": 1000, "lr": 5e-4, "init": "dwsnets", "stop_psnr": 40.0},
+}
+"""Named ways of fitting an INR set (:meth:`InrSetSpec.of_protocol`)."""
 
 
 class InrSet(NamedTuple):
@@ -101,7 +141,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
     folder = Path(folder) if folder is not None else default_folder(spec.dataset)
     with folder_lock(folder, "an INR set"):  # one writer at a time
-        claim_folder(folder, asdict(spec), "an INR set")
+        claim_folder(folder, spec.to_config(), "an INR set")
         load = images or load_images
         shards = _shards(spec)
         todo = [s for s in shards if not (folder / s[0]).exists()]
@@ -118,7 +158,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
             source_images, source_labels = sources[source]
             index = torch.tensor(list(indices), dtype=torch.long)
             seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
-            params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr)
+            params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr, spec.init, spec.stop_psnr)
             payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
             atomic_save(payload, folder / name)
             fitted += len(indices)
@@ -129,16 +169,25 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
 
 
-def load_inr_set(folder: Union[str, Path], split: str) -> InrSet:
-    """Load one split of the INR set in ``folder``.
+def inr_set_spec(folder: Union[str, Path]) -> InrSetSpec:
+    """The spec the INR set in ``folder`` was made with (``FileNotFoundError`` without one)."""
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no INR set in {folder}: make one with `l2o-graphs inr make`")
+    return InrSetSpec(**json.loads(path.read_text()))
+
+
+def load_inr_set(folder: Union[str, Path], split: str, protocol: Optional[str] = None) -> InrSet:
+    """Load one split of the INR set in ``folder``; with ``protocol``, only a set made by that
+    protocol (:data:`PROTOCOLS`): another is a ``ValueError`` naming both.
 
     Raises ``FileNotFoundError`` when the folder holds no set or the split is incomplete (the
     message says how many shards are missing and how to finish them)."""
     folder = Path(folder)
-    path = folder / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no INR set in {folder}: make one with `l2o-graphs inr make`")
-    spec = InrSetSpec(**json.loads(path.read_text()))
+    spec = inr_set_spec(folder)
+    if protocol is not None and spec.protocol != protocol:
+        raise ValueError(f"the INR set in {folder} was made by the {spec.protocol!r} protocol, not {protocol!r} "
+                         f"(steps {spec.steps}, lr {spec.lr:g}, init {spec.init}, stop at {spec.stop_psnr} dB)")
     if split not in spec.counts:
         raise ValueError(f"the INR set in {folder} has no {split!r} split (it has {', '.join(spec.counts)})")
     names = [name for name, _, _ in _shards(spec) if name.startswith(split + "-")]

@@ -6,7 +6,7 @@ fits is ``B`` independent fits computed with batched matrix products (``torch.ba
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -19,15 +19,18 @@ FIT_STEPS = 200
 FIT_LR = 3e-3
 
 
-def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS,
-               lr: float = FIT_LR) -> Tuple[Dict[str, Tensor], Tensor]:
+def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS, lr: float = FIT_LR,
+               init: str = "siren", stop_psnr: Optional[float] = None) -> Tuple[Dict[str, Tensor], Tensor]:
     """Fit one SIREN to each image.
 
     Args:
         images: ``[B, H, W]`` (or ``[B, 1, H, W]``) grey values in [0, 1].
         seeds: ``B`` seeds, one per image, for the initial parameters.
-        steps: full-batch Adam steps (every pixel every step).
+        steps: full-batch Adam steps (every pixel every step), at most.
         lr: Adam's learning rate.
+        init: the initialisation scheme (:data:`~l2o_graphs.inr.siren.INIT_SCHEMES`).
+        stop_psnr: when given, each SIREN stops at the first step whose PSNR (dB, before the
+            step's update) reaches it: its parameters are those of that step, the others go on.
     Returns:
         ``params`` ``{name: [B, ...]}`` (names of :class:`~l2o_graphs.inr.siren.Siren`, detached)
         and ``psnr`` ``[B]``: each fit's peak signal-to-noise ratio in dB (peak 1).
@@ -40,14 +43,31 @@ def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS,
         raise ValueError(f"{len(seeds)} seeds for {images.shape[0]} images")
     coords = image_grid(images.shape[1], images.shape[2]).to(images)
     target = images.reshape(images.shape[0], -1, 1)
-    params = {name: p.to(images).requires_grad_() for name, p in siren_init(seeds).items()}
+    params = {name: p.to(images).requires_grad_() for name, p in siren_init(seeds, scheme=init).items()}
     optimizer = torch.optim.Adam(params.values(), lr=lr)
+    stopped = {name: p.detach().clone() for name, p in params.items()}  # the stopped SIRENs' parameters
+    done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
+        mse = (siren_apply(params, coords) - target).square().mean((1, 2))
+        if stop_psnr is not None:
+            reached = ~done & (_psnr(mse.detach()) >= stop_psnr)
+            if bool(reached.any()):
+                for name, p in params.items():
+                    stopped[name][reached] = p.detach()[reached]
+                done |= reached
+                if bool(done.all()):
+                    break
         # the sum of per-image means: each INR's gradient is that of its own loss
-        (siren_apply(params, coords) - target).square().mean((1, 2)).sum().backward()
+        mse.sum().backward()
         optimizer.step()
     with torch.no_grad():
-        mse = (siren_apply(params, coords) - target).square().mean((1, 2))
-    psnr = -10 * torch.log10(mse.clamp_min(1e-12))
-    return {name: p.detach() for name, p in params.items()}, psnr
+        final = {name: torch.where(done.view(-1, *[1] * (p.dim() - 1)), stopped[name], p.detach())
+                 for name, p in params.items()}
+        psnr = _psnr((siren_apply(final, coords) - target).square().mean((1, 2)))
+    return final, psnr
+
+
+def _psnr(mse: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio (dB, peak 1) of mean squared errors."""
+    return -10 * torch.log10(mse.clamp_min(1e-12))

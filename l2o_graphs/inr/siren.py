@@ -56,19 +56,36 @@ def linear_names(sizes: Sequence[int] = SIREN_SIZES) -> list:
     return [(f"layers.{2 * i}.weight", f"layers.{2 * i}.bias") for i in range(len(sizes) - 1)]
 
 
-def siren_init(seeds: Sequence[int], sizes: Sequence[int] = SIREN_SIZES,
-               omega_0: float = OMEGA_0) -> Dict[str, Tensor]:
+INIT_SCHEMES = ("siren", "dwsnets")
+"""How :func:`siren_init` draws a SIREN's parameters: ``siren``, Sitzmann et al.'s (first-layer
+weights ``U(-1/in, 1/in)``, later weights ``U(-sqrt(6/in)/omega_0, ...)``, biases as
+``nn.Linear``'s, ``U(-1/sqrt(in), 1/sqrt(in))``); ``dwsnets``, the SIRENs of the DWSNets INR
+sets (AvivNavon/DWSNets ``nn/inr.py``: every sine layer's weights, the first included,
+``U(-sqrt(6/in)/omega_0, ...)`` and zero biases; the output layer as ``nn.Linear``'s, weights and
+biases ``U(-1/sqrt(in), 1/sqrt(in))``)."""
+
+
+def siren_init(seeds: Sequence[int], sizes: Sequence[int] = SIREN_SIZES, omega_0: float = OMEGA_0,
+               scheme: str = "siren") -> Dict[str, Tensor]:
     """Stacked initial parameters ``{name: [B, ...]}``, one set per seed, each drawn from its own
-    generator (so a set does not depend on the others in the batch). SIREN's initialisation:
-    first-layer weights ``U(-1/in, 1/in)``, later weights ``U(-sqrt(6/in)/omega_0, ...)``, biases
-    ``U(-1/sqrt(in), 1/sqrt(in))`` as ``nn.Linear``'s."""
+    generator (so a set does not depend on the others in the batch), by ``scheme`` (one of
+    :data:`INIT_SCHEMES`)."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown SIREN initialisation {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     out: Dict[str, list] = {name: [] for pair in linear_names(sizes) for name in pair}
+    last = len(sizes) - 2
     for seed in seeds:
         gen = torch.Generator().manual_seed(int(seed))
         for i, ((w_name, b_name), (a, b)) in enumerate(zip(linear_names(sizes), zip(sizes[:-1], sizes[1:]))):
-            bound = 1 / a if i == 0 else math.sqrt(6 / a) / omega_0
-            out[w_name].append((torch.rand(b, a, generator=gen) * 2 - 1) * bound)
-            out[b_name].append((torch.rand(b, generator=gen) * 2 - 1) / math.sqrt(a))
+            if scheme == "siren":
+                bound = 1 / a if i == 0 else math.sqrt(6 / a) / omega_0
+            else:
+                bound = 1 / math.sqrt(a) if i == last else math.sqrt(6 / a) / omega_0
+            out[w_name].append((torch.rand(b, a, generator=gen) * 2 - 1) * bound)  # weight first, then bias
+            if scheme == "siren" or i == last:
+                out[b_name].append((torch.rand(b, generator=gen) * 2 - 1) / math.sqrt(a))
+            else:
+                out[b_name].append(torch.zeros(b))
     return {name: torch.stack(values) for name, values in out.items()}
 
 
