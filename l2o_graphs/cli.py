@@ -21,6 +21,7 @@ from l2o_graphs.inr.siren import INIT_SCHEMES
 from l2o_graphs.inr.edit import EDITORS, edit_inrs
 from l2o_graphs.nn import NETS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
+from l2o_graphs.weightspace.models import NORMALIZATIONS
 from l2o_graphs.zoo.make import ZooSpec
 from l2o_graphs.zoo.predict import PREDICTORS, predict_zoo
 
@@ -154,7 +155,8 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder
 
     run = classify_inrs if args.inr_command == "classify" else edit_inrs
-    extra = {"probes": args.probes, "dropout": args.dropout} if run is classify_inrs else {}
+    extra = ({"probes": args.probes, "dropout": args.dropout, "normalization": args.normalization,
+              "protocol": args.protocol} if run is classify_inrs else {})
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress, **extra)
     scores = ([("val acc", "val_acc", 8, ".4f"), ("test acc", "test_acc", 9, ".4f")] if run is classify_inrs else
@@ -357,6 +359,12 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
                                    "input points (probe features)")
             task.add_argument("--dropout", type=float, default=_argument_default(run, "dropout"),
                               help="graph classifiers: dropout on node states after each graph layer")
+            task.add_argument("--normalization", choices=NORMALIZATIONS,
+                              default=_argument_default(run, "normalization"),
+                              help="input standardisation fitted on the train split: per tensor (invariant; "
+                                   "graph classifiers need it) or per element (DWSNets')")
+            task.add_argument("--protocol", choices=list(PROTOCOLS),
+                              help="refuse an INR set made by another protocol")
         task.set_defaults(func=_cmd_inr_task)
 
 

@@ -230,3 +230,33 @@ def test_invariant_readout_is_one_readout_for_one_graph_and_for_batches():
     order = torch.randperm(first)
     torch.testing.assert_close(readout(h[:first][order], graphs[0].node_role[order]), alone[0])
     assert not torch.allclose(readout(h[:first], graphs[1].node_role[:first]), alone[0])  # roles matter
+
+
+def test_normalization_statistics_per_tensor_are_permutation_invariant_and_per_element_are_not():
+    """Fitted on a set of SIREN weights, per-tensor statistics are unchanged when every network's
+    hidden neurons are relabelled (what graph encoders need); per-element ones change (DWSNets'
+    kind, for the flat MLP), and graph classifiers refuse them."""
+    from l2o_graphs.inr.classify import build_classifier
+    from l2o_graphs.inr.dataset import InrSet
+    from l2o_graphs.weightspace.models import ParamNormalizer
+
+    gen = torch.Generator().manual_seed(0)
+    params = siren_init(list(range(40)))
+    shared = siren_init([0] * 40)  # one initialisation: per-element statistics see each neuron's own values
+    params = {n: p + 0.1 * s for (n, p), s in zip(params.items(), shared.values())}
+    permuted = permute_sirens(params, gen)
+    by_tensor, by_tensor_permuted = ParamNormalizer.fit(params), ParamNormalizer.fit(permuted)
+    for n in params:
+        torch.testing.assert_close(by_tensor.std(n), by_tensor_permuted.std(n))
+    by_element, by_element_permuted = ParamNormalizer.fit(params, by="element"), ParamNormalizer.fit(permuted, by="element")
+    assert by_element.per_element and not by_tensor.per_element
+    assert by_element.std("layers.2.weight").shape == params["layers.2.weight"].shape[1:]
+    assert not torch.allclose(by_element.std("layers.2.weight"), by_element_permuted.std("layers.2.weight"))
+    normed = by_element(params)["layers.2.weight"]
+    torch.testing.assert_close(normed.mean(0), torch.zeros_like(normed[0]), atol=1e-5, rtol=0)
+    train = InrSet(params, torch.zeros(40, dtype=torch.long), torch.zeros(40), torch.arange(40))
+    assert build_classifier("mlp", train, normalization="element").normalizer.per_element
+    with pytest.raises(ValueError, match="per-element normalization"):
+        build_classifier("ng-gnn", train, normalization="element")
+    with pytest.raises(ValueError, match="unknown normalization"):
+        ParamNormalizer.fit(params, by="layer")

@@ -23,17 +23,22 @@ NUM_CLASSES = 10
 
 
 def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0,
-                     dropout: float = 0.0) -> nn.Module:
-    """A fresh classifier ``name`` whose input standardisation is fitted on ``train``; graph
-    classifiers with ``probes > 0`` also read every neuron's values at that many learnable
-    input points (probe features), and drop node-state entries with probability ``dropout``
-    after each graph layer while training."""
+                     dropout: float = 0.0, normalization: str = "tensor") -> nn.Module:
+    """A fresh classifier ``name`` whose input standardisation (``normalization``, one of
+    :data:`~l2o_graphs.weightspace.models.NORMALIZATIONS`; graph classifiers need ``tensor``, the
+    one invariant to neuron permutations) is fitted on ``train``; graph classifiers with
+    ``probes > 0`` also read every neuron's values at that many learnable input points (probe
+    features), and drop node-state entries with probability ``dropout`` after each graph layer
+    while training."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
+    if normalization == "element" and name in ("ng-gnn", "ng-t"):
+        raise ValueError(f"{name} is invariant to permutations of hidden neurons; per-element normalization "
+                         "is not: use normalization='tensor'")
     torch.manual_seed(seed)
     if name == "statnn":
         return StatNN.fit(train.params, NUM_CLASSES)
-    normalizer = ParamNormalizer.fit(train.params)
+    normalizer = ParamNormalizer.fit(train.params, by=normalization)
     if name == "mlp":
         return FlatMLP(normalizer, {n: p.shape[1:] for n, p in train.params.items()}, NUM_CLASSES)
     probe = SirenProbe(probes) if probes else None
@@ -43,16 +48,19 @@ def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0,
 
 def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS, epochs: int = 20,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-                  probes: int = 0, dropout: float = 0.0,
+                  probes: int = 0, dropout: float = 0.0, normalization: str = "tensor",
+                  protocol: Optional[str] = None,
                   log: Optional[Callable[[str, Dict[str, float]], None]] = None) -> Dict[str, Dict]:
-    """Train and test every classifier of ``models`` on the INR set in ``folder``; returns per
-    model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and ``parameters``.
-    ``log(model name, epoch row)`` is called after every epoch."""
-    splits = {s: load_inr_set(folder, s) for s in ("train", "val", "test")}
+    """Train and test every classifier of ``models`` on the INR set in ``folder`` (with
+    ``protocol``, only a set made by it: :func:`~l2o_graphs.inr.dataset.load_inr_set`); returns
+    per model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and
+    ``parameters``. ``normalization``: see :func:`build_classifier` (statistics of the train
+    split). ``log(model name, epoch row)`` is called after every epoch."""
+    splits = {s: load_inr_set(folder, s, protocol) for s in ("train", "val", "test")}
     data = {s: (v.params, v.label) for s, v in splits.items()}
     results = {}
     for name in models:
-        model = build_classifier(name, splits["train"], seed, probes, dropout)
+        model = build_classifier(name, splits["train"], seed, probes, dropout, normalization)
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                                 log=None if log is None else (lambda row, name=name: log(name, row)))

@@ -55,8 +55,7 @@ class GraphEditor(nn.Module):
         batch, node_x, edge_x = self.inputs.inputs(self.normalizer(params))
         h, e = self.encoder(batch, node_x, edge_x)
         delta = self.inputs.outputs(self.node_head(h), self.edge_head(e.t()))
-        std = dict(zip(self.normalizer.names, self.normalizer.std))
-        return {n: self.scale * std[n] * d for n, d in delta.items()}
+        return {n: self.scale * self.normalizer.std(n) * d for n, d in delta.items()}
 
 
 class FlatEditor(nn.Module):
@@ -74,9 +73,9 @@ class FlatEditor(nn.Module):
         normed = self.normalizer(params)
         flat = self.net(torch.cat([normed[n].flatten(1) for n in self.normalizer.names], 1))
         out, start = {}, 0
-        for i, n in enumerate(self.normalizer.names):
+        for n in self.normalizer.names:
             size = self.shapes[n].numel()
-            out[n] = self.scale * self.normalizer.std[i] * flat[:, start:start + size].view(-1, *self.shapes[n])
+            out[n] = self.scale * self.normalizer.std(n) * flat[:, start:start + size].view(-1, *self.shapes[n])
             start += size
         return out
 

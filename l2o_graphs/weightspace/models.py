@@ -2,9 +2,9 @@
 of the paper (an MLP on the flattened weights and StatNN on per-tensor statistics).
 
 All take a batch of parameter sets of one architecture, ``{name: [B, *shape]}``, and return
-``[B, out_dim]``. Each tensor is first standardised with one mean and standard deviation per
-parameter name taken from the training set (:class:`ParamNormalizer`): SIREN layers differ in
-scale by orders of magnitude.
+``[B, out_dim]``. Each tensor is first standardised with statistics taken from the training set
+(:class:`ParamNormalizer`: one mean and standard deviation per parameter name, or per element
+for models that need not be invariant): SIREN layers differ in scale by orders of magnitude.
 """
 from __future__ import annotations
 
@@ -19,24 +19,49 @@ from l2o_graphs.nn.readout import InvariantReadout
 from l2o_graphs.weightspace.encoder import NeuralGraphEncoder, SameArchitecture
 
 
-class ParamNormalizer(nn.Module):
-    """``(p - mean[name]) / std[name]`` per parameter tensor."""
+NORMALIZATIONS = ("tensor", "element")
+"""How :class:`ParamNormalizer` standardises: ``tensor``, one mean and standard deviation per
+parameter tensor (invariant to permutations of hidden neurons: what graph encoders need; the
+neural-graphs repository's per-layer scalars); ``element``, one per parameter element
+(DWSNets' ``compute_statistics.py``: each position standardised on its own, not invariant)."""
 
-    def __init__(self, names: Sequence[str], mean: Tensor, std: Tensor):
+
+class ParamNormalizer(nn.Module):
+    """``(p - mean[name]) / std[name]`` per parameter tensor, the statistics either scalars or of
+    the tensor's shape (:data:`NORMALIZATIONS`)."""
+
+    def __init__(self, names: Sequence[str], mean: Sequence[Tensor], std: Sequence[Tensor]):
         super().__init__()
         self.names = list(names)
-        self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float().clamp_min(1e-8))
+        for i, (m, s) in enumerate(zip(mean, std)):
+            self.register_buffer(f"mean_{i}", m.float())
+            self.register_buffer(f"std_{i}", s.float().clamp_min(1e-8))
+
+    def std(self, name: str) -> Tensor:
+        """The standard deviation tensor ``name`` is divided by (a scalar, or of its shape)."""
+        return getattr(self, f"std_{self.names.index(name)}")
+
+    @property
+    def per_element(self) -> bool:
+        """Whether the statistics are per element (not invariant to neuron permutations)."""
+        return any(getattr(self, f"mean_{i}").dim() > 0 for i in range(len(self.names)))
 
     @classmethod
-    def fit(cls, params: Mapping[str, Tensor]) -> "ParamNormalizer":
-        """Statistics over all elements and all networks of ``params`` ``{name: [n, *shape]}``."""
+    def fit(cls, params: Mapping[str, Tensor], by: str = "tensor") -> "ParamNormalizer":
+        """Statistics of ``params`` ``{name: [n, *shape]}`` (fit them on the training split only):
+        over all elements and all networks (``by="tensor"``) or over the networks, element by
+        element (``by="element"``)."""
+        if by not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {by!r}; choose one of {', '.join(NORMALIZATIONS)}")
         names = list(params)
-        return cls(names, torch.stack([params[n].float().mean() for n in names]),
-                   torch.stack([params[n].float().std() for n in names]))
+        values = [params[n].float() for n in names]
+        if by == "tensor":
+            return cls(names, [v.mean() for v in values], [v.std() for v in values])
+        return cls(names, [v.mean(0) for v in values], [v.std(0) for v in values])
 
     def forward(self, params: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-        return {n: (params[n] - self.mean[i]) / self.std[i] for i, n in enumerate(self.names)}
+        return {n: (params[n] - getattr(self, f"mean_{i}")) / getattr(self, f"std_{i}")
+                for i, n in enumerate(self.names)}
 
 
 class GraphPredictor(nn.Module):
