@@ -20,6 +20,13 @@ KERNELS = ("auto", "triton", "torch")
 or ``"auto"`` (Triton where it can run on a CUDA device, PyTorch otherwise)."""
 
 
+def check_kernels(kernels: str) -> str:
+    """``kernels`` if it is one of :data:`KERNELS`; ``ValueError`` naming them otherwise."""
+    if kernels not in KERNELS:
+        raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(KERNELS)}")
+    return kernels
+
+
 class FlatFeatures(NamedTuple):
     """Features of all parameters in one ``[P, F]`` tensor, rows in parameter order;
     ``shapes`` lists ``(name, param.shape)``."""
@@ -107,9 +114,7 @@ class UpdateNet(nn.Module, abc.ABC):
         for this network on ``device``, with autograd as it is now. ``"auto"`` takes Triton only
         on CUDA devices where it can run; ``"triton"`` raises ``ValueError`` saying why where it
         cannot."""
-        if kernels not in KERNELS:
-            raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(KERNELS)}")
-        if kernels == "torch" or (kernels == "auto" and device.type != "cuda"):
+        if check_kernels(kernels) == "torch" or (kernels == "auto" and device.type != "cuda"):
             return "torch"
         why_not = self.kernels_unusable(device)
         if why_not is None:

@@ -376,23 +376,20 @@ class GraphUpdateNet(UpdateNet):
         node_x, edge_x = features if isinstance(features, GraphFeatures) else graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()  # [F, E, K]: no copy when allocated channel-first
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
-        if members is None and self.resolve_kernels(kernels, x.device) == "triton":
-            if x.dtype not in (torch.float32, torch.bfloat16):
-                raise ValueError(f"kernels='triton' reads float32 or bfloat16 features, not {x.dtype}")
-            h, decoded = self._forward_kernels(graph, node_x, x, kpos, time)
-        else:
-            if members is not None and kernels == "triton":
-                raise ValueError("kernels='triton' serves one optimizee at a time, not members of a union graph")
-            h, e = self._trunk(graph, node_x, x, kpos, time, members)
-            decoded = self._decode_edges(graph, x, e, kpos, members)
+        h, decoded = self._edge_work(graph, node_x, x, kpos, time, members, kernels)
         node_out = self._decode_nodes(graph, node_x, h, members)
         return graph.scatter(node_out, decoded.permute(1, 2, 0)), dict(net_state)
 
-    def _forward_kernels(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
-                         time: Tensor) -> Tuple[Tensor, Tensor]:
-        """Node states ``[N, node_dim]`` and decoded edges ``[2, E, K]`` with the per-edge work in
-        Triton kernels; only for nets whose :meth:`kernels_unusable` is None."""
-        raise NotImplementedError(f"{type(self).__name__} has no Triton kernels")
+    def _edge_work(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor, time: Tensor,
+                   members: Optional[Members], kernels: str) -> Tuple[Tensor, Tensor]:
+        """Node states ``[N, node_dim]`` and decoded edges ``[2, E, K]``: the trunk and the edge
+        decoder, in PyTorch (``kernels`` is checked: ``"triton"`` is refused with the reason)."""
+        if members is not None and kernels == "triton":
+            raise ValueError("kernels='triton' serves one optimizee at a time, not members of a union graph")
+        if members is None:
+            self.resolve_kernels(kernels, x.device)
+        h, e = self._trunk(graph, node_x, x, kpos, time, members)
+        return h, self._decode_edges(graph, x, e, kpos, members)
 
 
 class NGGNN(GraphUpdateNet):
@@ -424,6 +421,16 @@ class NGGNN(GraphUpdateNet):
             return (f"Triton cannot run on {device} (CUDA devices only; on a CPU through Triton's interpreter "
                     f"with TRITON_INTERPRET=1, for tests)")
         return None
+
+    def _edge_work(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor, time: Tensor,
+                   members: Optional[Members], kernels: str) -> Tuple[Tensor, Tensor]:
+        """As :meth:`GraphUpdateNet._edge_work`, with the per-edge work in Triton kernels where
+        ``kernels`` resolves to them (:meth:`resolve_kernels`; one optimizee, no ``members``)."""
+        if members is not None or self.resolve_kernels(kernels, x.device) != "triton":
+            return super()._edge_work(graph, node_x, x, kpos, time, members, kernels)
+        if x.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"kernels='triton' reads float32 or bfloat16 features, not {x.dtype}")
+        return self._forward_kernels(graph, node_x, x, kpos, time)
 
     def _forward_kernels(self, graph: NeuralGraph, node_x: Tensor, x: Tensor, kpos: Tensor,
                          time: Tensor) -> Tuple[Tensor, Tensor]:

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph, NeuralGraphWarning, block_graph, unwrap_module
-from l2o_graphs.nn import KERNELS, NETS, UpdateNet, build_net
+from l2o_graphs.nn import NETS, UpdateNet, build_net
+from l2o_graphs.nn.base import check_kernels
 from l2o_graphs.optim.memory import check_fits
 from l2o_graphs.optim.update import OptState, all_finite, init_state, learned_update
 from l2o_graphs.optim.weights import PRETRAINED_DIR, load_weights, net_name
@@ -84,9 +85,7 @@ class NeuralGraphOptimizer(torch.optim.Optimizer):
             module, params = params, params.parameters()
         lr, weight_decay = _check_hyperparameter("lr", lr), _check_hyperparameter("weight_decay", weight_decay)
         lam = _check_hyperparameter("lam", lam, positive=True)
-        if kernels not in KERNELS:
-            raise ValueError(f"unknown kernels {kernels!r}; choose one of {', '.join(KERNELS)}")
-        if kernels == "triton" and compile:
+        if check_kernels(kernels) == "triton" and compile:
             raise ValueError("kernels='triton' and compile=True are two ways of running the network: choose one")
         if isinstance(weights, UpdateNet):
             net = net_name(weights)
