@@ -16,7 +16,7 @@ import torch
 from l2o_graphs.data import DATASET_NAMES, load_images
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs
-from l2o_graphs.inr.dataset import INR_DATASETS, PROTOCOLS, InrSetSpec
+from l2o_graphs.inr.dataset import FIT_SETTINGS, INR_DATASETS, PROTOCOLS, InrSetSpec
 from l2o_graphs.inr.siren import INIT_SCHEMES
 from l2o_graphs.inr.edit import EDITORS, edit_inrs
 from l2o_graphs.nn import NETS
@@ -128,7 +128,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_inr_make(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder, load_inr_set, make_inr_set
 
-    fit = {key: getattr(args, key) for key in ("steps", "lr", "init", "stop_psnr") if getattr(args, key) is not None}
+    fit = {key: getattr(args, key) for key in FIT_SETTINGS if getattr(args, key) is not None}
     spec = InrSetSpec.of_protocol(args.protocol, args.dataset, counts={"train": args.train, "val": args.val,
                                                                        "test": args.test},
                                   seed=args.seed, shard_size=args.shard_size, **fit)

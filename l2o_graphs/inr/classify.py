@@ -16,7 +16,7 @@ from torch import nn
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.inr.dataset import InrSet, load_inr_set
 from l2o_graphs.inr.siren import Siren, SirenProbe
-from l2o_graphs.weightspace import FlatMLP, GraphPredictor, ParamNormalizer, StatNN, fit_classifier
+from l2o_graphs.weightspace import ENCODERS, FlatMLP, GraphPredictor, ParamNormalizer, StatNN, fit_classifier
 
 CLASSIFIERS = ("ng-gnn", "ng-t", "mlp", "statnn")
 NUM_CLASSES = 10
@@ -32,7 +32,7 @@ def build_classifier(name: str, train: InrSet, seed: int = 0, probes: int = 0,
     while training."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
-    if normalization == "element" and name in ("ng-gnn", "ng-t"):
+    if normalization == "element" and name in ENCODERS:
         raise ValueError(f"{name} is invariant to permutations of hidden neurons; per-element normalization "
                          "is not: use normalization='tensor'")
     torch.manual_seed(seed)

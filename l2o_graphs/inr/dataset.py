@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -68,16 +68,16 @@ class InrSetSpec:
     @property
     def protocol(self) -> str:
         """The name in :data:`PROTOCOLS` whose fit settings this spec has, else ``"custom"``."""
-        fit = {key: getattr(self, key) for key in ("steps", "lr", "init", "stop_psnr")}
+        fit = {key: getattr(self, key) for key in FIT_SETTINGS}
         return next((name for name, settings in PROTOCOLS.items() if settings == fit), "custom")
 
     def to_config(self) -> Dict[str, object]:
         """What ``config.json`` records: every field, but ``init`` and ``stop_psnr`` only when they
         differ from their defaults, so sets made before those fields existed still match."""
         config = asdict(self)
-        for key, default in (("init", "siren"), ("stop_psnr", None)):
-            if config[key] == default:
-                del config[key]
+        for f in fields(self):
+            if f.name in ("init", "stop_psnr") and config[f.name] == f.default:
+                del config[f.name]
         return config
 
     def __post_init__(self) -> None:
@@ -95,6 +95,8 @@ class InrSetSpec:
             raise ValueError(f"unknown SIREN initialisation {self.init!r}; choose one of {', '.join(INIT_SCHEMES)}")
 
 
+FIT_SETTINGS = ("steps", "lr", "init", "stop_psnr")
+"""The fields of :class:`InrSetSpec` that say how each INR is fitted: what a protocol sets."""
 PROTOCOLS: Dict[str, Dict[str, object]] = {
     "default": {"steps": FIT_STEPS, "lr": FIT_LR, "init": "siren", "stop_psnr": None},
     # DWSNets' INR sets (AvivNavon/DWSNets, issue #6 and nn/inr.py), also used by the neural-graphs
