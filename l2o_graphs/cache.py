@@ -4,7 +4,8 @@ sweeps), and the two rules they share.
 Every file is written whole or not at all (:func:`atomic_save`: a temporary file of a unique name
 in the same folder, then a rename), and one process at a time writes a folder
 (:func:`folder_lock`: an exclusive ``flock`` on ``<folder>/.lock``, released by the kernel when its
-process dies). A folder of generated data also holds ``config.json``, the settings it is made with
+process dies), or, where a folder is made of independent pieces, one process at a time writes a
+piece (:func:`claim_piece`, the same kind of lock per piece). A folder of generated data also holds ``config.json``, the settings it is made with
 (:func:`claim_folder`)."""
 from __future__ import annotations
 
@@ -56,6 +57,35 @@ def folder_lock(folder: Union[str, Path], what: str) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def claim_piece(path: Union[str, Path]) -> Iterator[bool]:
+    """Claim the right to write the file ``path`` for the block: yields ``True`` when this process
+    holds the claim (an exclusive ``flock`` on ``.<name>.lock`` beside it, released by the kernel if
+    the process dies, so a dead writer's piece is claimed again), ``False`` when another process
+    holds it. Several processes can so build one folder together, each writing the pieces it
+    claims; check that the piece is still missing after claiming it (another process may have
+    finished it in between)."""
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    if fcntl is None:  # pragma: no cover
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)  # a process that opened it before sees the piece written
+    finally:
+        handle.close()
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:

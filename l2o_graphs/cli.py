@@ -15,12 +15,13 @@ import torch
 
 from l2o_graphs.data import DATASET_NAMES, load_images
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.inr.classify import CLASSIFIERS, classify_inrs
+from l2o_graphs.inr.classify import CLASSIFIERS, SirenAugment, classify_inrs
 from l2o_graphs.inr.dataset import FIT_SETTINGS, INR_DATASETS, PROTOCOLS, InrSetSpec
 from l2o_graphs.inr.siren import INIT_SCHEMES
 from l2o_graphs.inr.edit import EDITORS, edit_inrs
 from l2o_graphs.nn import NETS
 from l2o_graphs.tasks import ARCHITECTURES, build_architecture
+from l2o_graphs.weightspace.encoder import VALUE_EMBEDDINGS
 from l2o_graphs.weightspace.models import NORMALIZATIONS
 from l2o_graphs.zoo.make import ZooSpec
 from l2o_graphs.zoo.predict import PREDICTORS, predict_zoo
@@ -133,9 +134,10 @@ def _cmd_inr_make(args: argparse.Namespace) -> int:
                                                                        "test": args.test},
                                   seed=args.seed, shard_size=args.shard_size, **fit)
     folder = args.out or default_folder(args.dataset)
-    stats = make_inr_set(spec, folder, progress=not args.no_progress)
+    threads = torch.get_num_threads()
+    stats = make_inr_set(spec, folder, progress=not args.no_progress, workers=args.workers)
     print(f"{folder}: fitted {stats['fitted']} INRs in {stats['seconds']:.0f} s "
-          f"({stats['inrs_per_second']:.1f} INRs/s, {torch.get_num_threads()} threads)")
+          f"({stats['inrs_per_second']:.1f} INRs/s, {args.workers} process(es), {threads} threads in all)")
     for split in spec.counts:
         psnr = load_inr_set(folder, split).psnr
         if len(psnr):
@@ -155,8 +157,11 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
     from l2o_graphs.inr import default_folder
 
     run = classify_inrs if args.inr_command == "classify" else edit_inrs
+    if getattr(args, "augment", None) is not None and len(args.augment) > 2:
+        raise ValueError(f"--augment takes at most two values, DEGREES and SHIFT, not {len(args.augment)}")
     extra = ({"probes": args.probes, "dropout": args.dropout, "normalization": args.normalization,
-              "protocol": args.protocol} if run is classify_inrs else {})
+              "protocol": args.protocol, "values": args.values,
+              "augment": None if args.augment is None else SirenAugment(*args.augment)} if run is classify_inrs else {})
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress, **extra)
     scores = ([("val acc", "val_acc", 8, ".4f"), ("test acc", "test_acc", 9, ".4f")] if run is classify_inrs else
@@ -334,6 +339,9 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
     make.add_argument("--seed", type=int, default=_field_default(InrSetSpec, "seed"))
     make.add_argument("--shard-size", type=POSITIVE, default=_field_default(InrSetSpec, "shard_size"),
                       help="INRs per shard and per batched fit")
+    make.add_argument("--workers", type=POSITIVE, default=1,
+                      help="processes fitting shards at once, sharing --threads (the same command run "
+                           "elsewhere on the folder also joins in)")
     make.add_argument("--out", type=Path)
     make.set_defaults(func=_cmd_inr_make)
 
@@ -365,6 +373,13 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
                                    "graph classifiers need it) or per element (DWSNets')")
             task.add_argument("--protocol", choices=list(PROTOCOLS),
                               help="refuse an INR set made by another protocol")
+            task.add_argument("--values", choices=VALUE_EMBEDDINGS, default=_argument_default(run, "values"),
+                              help="graph classifiers: embed weights and biases linearly or by random Fourier "
+                                   "features")
+            defaults = (_field_default(SirenAugment, "rotation_degrees"), _field_default(SirenAugment, "shift"))
+            task.add_argument("--augment", type=float, nargs="*", metavar=("DEGREES", "SHIFT"),
+                              help="train on SIRENs moved at random: rotated by up to DEGREES and shifted by up to "
+                                   f"SHIFT (of the [-1, 1] frame); without values {defaults[0]:g} and {defaults[1]:g}")
         task.set_defaults(func=_cmd_inr_task)
 
 

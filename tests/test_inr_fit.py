@@ -46,6 +46,69 @@ def test_batched_fit_equals_fits_alone(digits):
         torch.testing.assert_close(batch_psnr[i], alone_psnr[0], rtol=1e-4, atol=1e-3)
 
 
+def test_moved_inputs_render_the_image_rotated_and_shifted():
+    from l2o_graphs.inr.siren import move_inputs
+
+    params = siren_init([5, 6])
+    angle = torch.tensor([0.4, -1.1])
+    rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()], -1), torch.stack([angle.sin(), angle.cos()], -1)], -2)
+    shift = torch.tensor([[0.1, -0.2], [0.05, 0.3]])
+    moved = move_inputs(params, rotation, shift)
+    coords = image_grid(6, 5)
+    for i in range(2):
+        single = {k: v[i:i + 1] for k, v in params.items()}
+        expected = siren_apply(single, coords @ rotation[i].T + shift[i])
+        torch.testing.assert_close(siren_apply({k: v[i:i + 1] for k, v in moved.items()}, coords), expected,
+                                   rtol=1e-5, atol=1e-5)
+        wrong = siren_apply(single, coords @ rotation[i] + shift[i])  # negative control: the inverse rotation
+        assert (wrong - expected).abs().max() > 1e-3
+    assert all(torch.equal(moved[k], params[k]) for k in params if not k.startswith("layers.0."))
+
+
+def test_siren_augmentation_draws_from_its_generator_within_its_ranges():
+    from l2o_graphs.inr.classify import SirenAugment
+
+    params = siren_init(range(16))
+    augment = SirenAugment(rotation_degrees=30.0, shift=0.2)
+    first = augment(params, torch.Generator().manual_seed(0))
+    again = augment(params, torch.Generator().manual_seed(0))
+    other = augment(params, torch.Generator().manual_seed(1))
+    assert all(torch.equal(first[k], again[k]) for k in params)
+    assert not torch.equal(first["layers.0.weight"], other["layers.0.weight"])
+    # the first layer's weights are rotated: norms kept, angles moved by at most 30 degrees
+    w, w_moved = params["layers.0.weight"], first["layers.0.weight"]
+    torch.testing.assert_close(w_moved.norm(dim=-1), w.norm(dim=-1), rtol=1e-5, atol=1e-6)
+    turn = torch.atan2(w_moved[..., 1], w_moved[..., 0]) - torch.atan2(w[..., 1], w[..., 0])
+    turn = torch.remainder(turn + torch.pi, 2 * torch.pi) - torch.pi
+    assert float(turn.abs().max()) <= torch.pi / 6 + 1e-5 and float(turn.abs().max()) > 0.05
+    assert bool((turn.std(1) < 1e-5).all())  # one angle per SIREN
+    still = SirenAugment(0.0, 0.0)(params, torch.Generator().manual_seed(0))
+    assert all(torch.allclose(still[k], params[k], atol=1e-7) for k in params)
+    with pytest.raises(ValueError, match=">= 0"):
+        SirenAugment(-1.0)
+
+
+def test_chunks_change_the_fit_only_by_rounding(digits):
+    images = digits[0][:7]
+    seeds = [3, 1, 4, 1, 5, 9, 2]
+    for stop in (None, 22.0):  # without a stop, and with one that stops every INR at its own step
+        whole_params, whole_psnr = fit_sirens(images, seeds, steps=40, stop_psnr=stop, chunk=7)
+        if stop is not None:
+            assert bool((whole_psnr < 30).all())  # stopped, where going on reaches about 40 dB
+        for chunk in (1, 3):
+            params, psnr = fit_sirens(images, seeds, steps=40, stop_psnr=stop, chunk=chunk)
+            torch.testing.assert_close(psnr, whole_psnr, rtol=1e-4, atol=1e-3)
+            for name, p in params.items():
+                torch.testing.assert_close(p, whole_params[name], rtol=1e-4, atol=1e-5)
+            again, _ = fit_sirens(images, seeds, steps=40, stop_psnr=stop, chunk=chunk)
+            assert all(torch.equal(again[name], p) for name, p in params.items())  # and repeat exactly
+    moved, _ = fit_sirens(images, seeds, steps=41, chunk=3)  # negative control: one more step shows
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(moved["layers.2.weight"], whole_params["layers.2.weight"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        fit_sirens(images, seeds, steps=1, chunk=0)
+
+
 def test_fit_reproduces_the_image(digits):
     images = digits[0][:8]
     params, psnr = fit_sirens(images, list(range(8)), steps=200)
@@ -99,6 +162,76 @@ def test_a_resumed_set_equals_one_made_in_one_go(tmp_path, sources):
             assert torch.equal(a.params[name], b.params[name])
         assert torch.equal(a.label, b.label) and torch.equal(a.source_index, b.source_index)
     assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 0
+
+
+CLAIM = """
+import sys, time
+from pathlib import Path
+from l2o_graphs.cache import claim_piece
+with claim_piece(Path(sys.argv[1])) as claimed:
+    print("claimed" if claimed else "refused", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_shard_claimed_by_another_process_is_left_to_it_until_that_process_dies(tmp_path, sources):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = InrSetSpec("mnist", counts={"train": 5, "val": 2, "test": 0}, steps=4, shard_size=2)
+    whole = tmp_path / "whole"
+    make_inr_set(spec, whole, progress=False, images=_digits_as(sources))
+    folder = tmp_path / "shared"
+    repo = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", CLAIM, str(folder / "train-00001.pt")], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert holder.stdout.readline().strip() == b"claimed"
+        assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 5
+        assert not (folder / "train-00001.pt").exists()  # the other process's shard
+        with pytest.raises(FileNotFoundError, match="1 of 3 train shards missing"):
+            load_inr_set(folder, "train")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 2
+    for split in spec.counts:
+        a, b = load_inr_set(whole, split), load_inr_set(folder, split)
+        assert all(torch.equal(a.params[name], b.params[name]) for name in a.params)
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".pt.lock")]
+
+
+def test_claims_exclude_each_other_and_are_released():
+    from l2o_graphs.cache import claim_piece
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        piece = Path(folder) / "piece.pt"
+        with claim_piece(piece) as first:
+            with claim_piece(piece) as second:  # another open file: refused, as in another process
+                assert first and not second
+        with claim_piece(piece) as again:
+            assert again
+        assert list(Path(folder).iterdir()) == []
+
+
+@pytest.mark.slow
+def test_workers_make_the_set_one_process_makes(tmp_path):
+    spec = InrSetSpec("mnist", counts={"train": 7, "val": 2, "test": 3}, steps=3, shard_size=2)
+    one = make_inr_set(spec, tmp_path / "one", progress=False)
+    two = make_inr_set(spec, tmp_path / "two", progress=False, workers=2)
+    assert one["fitted"] == two["fitted"] == 12
+    for split in spec.counts:
+        a, b = load_inr_set(tmp_path / "one", split), load_inr_set(tmp_path / "two", split)
+        assert all(torch.equal(a.params[name], b.params[name]) for name in a.params)
+        assert torch.equal(a.label, b.label)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        make_inr_set(spec, tmp_path / "one", progress=False, workers=0)
 
 
 def test_splits_follow_the_source_images(tmp_path):
@@ -177,6 +310,13 @@ def test_classifiers_train_on_an_inr_set(tmp_path, sources):
         assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
     with pytest.raises(ValueError, match="unknown classifier"):
         build_classifier("gat", load_inr_set(tmp_path, "train"))
+    from l2o_graphs.cli import main
+
+    argv = ["inr", "classify", "--folder", str(tmp_path), "--models", "ng-gnn", "--epochs", "1", "--values",
+            "fourier", "--no-progress"]
+    assert main(argv + ["--augment"]) == 0
+    assert main(argv + ["--augment", "10", "0.1"]) == 0
+    assert main(argv + ["--augment", "10", "0.1", "3"]) == 2
 
 
 # ------------------------------------------------------------------ the literature's protocol

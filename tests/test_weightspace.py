@@ -20,10 +20,12 @@ def _models():
     torch.manual_seed(0)
     return {"ng-gnn": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-gnn", layers=2),
             "ng-t": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-t", layers=2),
+            "ng-gnn-fourier": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-gnn", layers=2, values="fourier"),
+            "ng-t-fourier": GraphPredictor(SIREN_GRAPH, norm, 10, net="ng-t", layers=2, values="fourier"),
             "statnn": StatNN.fit(train, 10)}
 
 
-@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "statnn"])
+@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "ng-gnn-fourier", "ng-t-fourier", "statnn"])
 def test_predictions_are_invariant_to_hidden_neuron_permutations(name):
     model = _models()[name].eval()
     params = siren_init(range(4))
@@ -46,7 +48,7 @@ def test_the_flat_mlp_is_not_invariant():
     assert diff > 1e-3
 
 
-@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "statnn"])
+@pytest.mark.parametrize("name", ["ng-gnn", "ng-t", "ng-gnn-fourier", "statnn"])
 def test_a_network_gets_the_same_prediction_alone_and_in_a_batch(name):
     model = _models()[name].eval()
     params = siren_init(range(6))
@@ -260,3 +262,58 @@ def test_normalization_statistics_per_tensor_are_permutation_invariant_and_per_e
         build_classifier("ng-gnn", train, normalization="element")
     with pytest.raises(ValueError, match="unknown normalization"):
         ParamNormalizer.fit(params, by="layer")
+
+
+def test_fourier_features_are_the_stated_map_and_saved_with_the_model():
+    from l2o_graphs.weightspace.encoder import FourierFeatures, value_embedding
+
+    torch.manual_seed(3)
+    features = FourierFeatures(2, features=5, scale=3.0)
+    x = torch.randn(7, 2)
+    reference = torch.empty(7, 10)
+    for i in range(7):  # written out for one row and one frequency at a time
+        for k in range(5):
+            angle = 2 * torch.pi * (x[i, 0] * features.frequencies[0, k] + x[i, 1] * features.frequencies[1, k])
+            reference[i, k], reference[i, 5 + k] = torch.cos(angle), torch.sin(angle)
+    torch.testing.assert_close(features(x), reference, rtol=1e-5, atol=1e-5)
+    assert 1.5 < float(features.frequencies.std()) < 6  # N(0, 3^2), loosely
+    assert "frequencies" in features.state_dict() and not list(features.parameters())  # saved, not trained
+    fresh = FourierFeatures(2, features=5)
+    fresh.load_state_dict(features.state_dict())
+    torch.testing.assert_close(fresh(x), features(x))
+    with pytest.raises(ValueError, match="unknown value embedding 'sine'"):
+        value_embedding("sine", 1, 4)
+
+
+def test_fourier_values_tell_apart_weights_a_linear_embedding_maps_to_one_direction():
+    """Two edges whose standardised weights differ in sign only: a linear embedding gives states
+    on one line through the bias (so after a ReLU, only their scale differs); Fourier features
+    give states in no such relation."""
+    from l2o_graphs.weightspace.encoder import value_embedding
+
+    torch.manual_seed(0)
+    linear, fourier = value_embedding("linear", 1, 16), value_embedding("fourier", 1, 16)
+    x = torch.tensor([[0.5], [-0.5]])
+    with torch.no_grad():
+        lin = linear(x) - linear.bias
+        four = fourier(x) - fourier[1].bias
+    torch.testing.assert_close(lin[0], -lin[1])  # the negative control: mirror images
+    assert (four[0] + four[1]).abs().max() > 1e-2
+
+
+def test_classifier_augmentation_is_applied_to_training_batches_only():
+    from l2o_graphs.weightspace.training import fit_classifier
+
+    params = siren_init(range(24))
+    labels = torch.arange(24) % 3
+    torch.manual_seed(0)
+    model = StatNN.fit(params, 3)
+    seen = []
+
+    def augment(batch, gen):
+        seen.append((model.training, torch.is_grad_enabled(), next(iter(batch.values())).shape[0]))
+        return {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in batch.items()}
+
+    fit_classifier(model, (params, labels), (params, labels), (params, labels), epochs=2, batch_size=8,
+                   progress=False, augment=augment)
+    assert seen == [(True, True, 8)] * 6  # 3 batches per epoch, none from validation or test

@@ -11,7 +11,8 @@ Splits follow the source images, as in the paper: ``train`` is source-train imag
 55000)``, ``val`` is ``[55000, 60000)``, ``test`` the source test set; a set of ``n`` per split
 takes the first ``n`` of each range. Every shard is written to a temporary file and renamed, so
 an interrupted ``make_inr_set`` continues with the first missing shard, and every INR has its own
-seed, so a resumed set equals one made in one go.
+seed, so a resumed set equals one made in one go. Processes claim shards before fitting them, so
+several can make one set at once.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from l2o_graphs.cache import atomic_save, claim_folder, folder_lock
+from l2o_graphs.cache import atomic_save, claim_folder, claim_piece, folder_lock
 from l2o_graphs.data import load_images
 from l2o_graphs.data.images import data_root
 from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
@@ -133,28 +134,67 @@ def _shards(spec: InrSetSpec) -> List[Tuple[str, str, range]]:
 
 
 def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progress: bool = True,
-                 images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None) -> Dict[str, float]:
+                 images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None,
+                 workers: int = 1) -> Dict[str, float]:
     """Fit the INRs of ``spec`` into ``folder`` (default :func:`default_folder`), skipping the
     shards already there.
 
+    Each shard is claimed before it is fitted (:func:`~l2o_graphs.cache.claim_piece`), so several
+    processes can make one set together: ``workers > 1`` starts ``workers - 1`` more processes
+    (each with ``torch.get_num_threads() // workers`` threads, at least one), and running the
+    same call in other processes, on this machine or on one sharing the folder, does the same.
     ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
-    :func:`~l2o_graphs.data.load_images`. Returns ``fitted`` (INRs fitted by this call),
-    ``seconds`` and ``inrs_per_second``.
+    :func:`~l2o_graphs.data.load_images` (with ``workers > 1`` it must be picklable). Returns
+    ``fitted`` (INRs fitted by this call and its workers), ``seconds`` and ``inrs_per_second``.
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     folder = Path(folder) if folder is not None else default_folder(spec.dataset)
-    with folder_lock(folder, "an INR set"):  # one writer at a time
+    with folder_lock(folder, "an INR set"):  # the config is written once, and checked by every maker
         claim_folder(folder, spec.to_config(), "an INR set")
-        load = images or load_images
-        shards = _shards(spec)
-        todo = [s for s in shards if not (folder / s[0]).exists()]
-        total = sum(len(idx) for _, _, idx in shards)
-        from tqdm.auto import tqdm
+    start = time.perf_counter()
+    if workers == 1:
+        fitted = _fit_shards(spec, folder, progress, images)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        bar = tqdm(total=total, initial=total - sum(len(idx) for _, _, idx in todo), unit="INR",
-                   desc=f"fitting {spec.dataset} INRs", disable=not progress)
-        sources: Dict[str, Tuple[Tensor, Tensor]] = {}
-        start, fitted = time.perf_counter(), 0
-        for name, source, indices in todo:
+        threads = max(1, torch.get_num_threads() // workers)
+        torch.set_num_threads(threads)
+        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            others = [pool.submit(_fit_shards, spec, folder, False, images, threads) for _ in range(workers - 1)]
+            fitted = _fit_shards(spec, folder, progress, images)
+            fitted += sum(job.result() for job in others)
+    seconds = time.perf_counter() - start
+    return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
+
+
+def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
+                images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]],
+                threads: Optional[int] = None) -> int:
+    """Fit every missing shard of ``spec`` in ``folder`` that no other process has claimed;
+    returns the number of INRs fitted."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    load = images or load_images
+    shards = _shards(spec)
+    total = sum(len(idx) for _, _, idx in shards)
+
+    def present() -> int:
+        return sum(len(idx) for name, _, idx in shards if (folder / name).exists())
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=present(), unit="INR", desc=f"fitting {spec.dataset} INRs",
+               disable=not progress)
+    sources: Dict[str, Tuple[Tensor, Tensor]] = {}
+    fitted = 0
+    for name, source, indices in shards:
+        if (folder / name).exists():
+            continue
+        with claim_piece(folder / name) as claimed:
+            if not claimed or (folder / name).exists():  # another process fits it, or has
+                continue
             if source not in sources:
                 sources[source] = load(spec.dataset, source)
             source_images, source_labels = sources[source]
@@ -163,12 +203,11 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
             params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr, spec.init, spec.stop_psnr)
             payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
             atomic_save(payload, folder / name)
-            fitted += len(indices)
-            bar.update(len(indices))
-            bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
-        bar.close()
-        seconds = time.perf_counter() - start
-        return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
+        fitted += len(indices)
+        bar.update(present() - bar.n)
+        bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
+    bar.close()
+    return fitted
 
 
 def inr_set_spec(folder: Union[str, Path]) -> InrSetSpec:

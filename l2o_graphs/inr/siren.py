@@ -120,6 +120,20 @@ def siren_activations(params: Mapping[str, Tensor], coords: Tensor, sizes: Seque
     return torch.cat(list(_layer_values(params, coords, sizes, omega_0)), 2).transpose(1, 2)
 
 
+def move_inputs(params: Mapping[str, Tensor], rotation: Tensor, shift: Tensor,
+                sizes: Sequence[int] = SIREN_SIZES) -> Dict[str, Tensor]:
+    """The parameters of SIRENs that render, at every point ``x``, what ``params`` render at
+    ``rotation @ x + shift``: exact, as only the first layer's affine map changes (weights
+    ``W @ rotation``, biases ``b + W @ shift``). ``params`` ``{name: [B, ...]}``, ``rotation``
+    ``[B, in, in]`` (any matrix), ``shift`` ``[B, in]`` in the coordinates' units."""
+    weight_name, bias_name = linear_names(sizes)[0]
+    weight = params[weight_name]
+    out = dict(params)
+    out[weight_name] = weight @ rotation.to(weight)
+    out[bias_name] = params[bias_name] + (weight @ shift.to(weight).unsqueeze(-1)).squeeze(-1)
+    return out
+
+
 class SirenProbe(nn.Module):
     """Probe features (the paper's): each neuron's values at ``points`` learnable input points,
     ``[B, N, points]`` in node order. Relabelling hidden neurons relabels the rows the same way."""

@@ -8,8 +8,10 @@ is no padding, so a network gets the same encoding in any batch.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import ACTIVATION_NAMES, EDGE_KINDS, NODE_ROLES, GraphBatch, NeuralGraph
@@ -19,6 +21,35 @@ from l2o_graphs.nn.message_passing import SegmentedGraph
 from l2o_graphs.nn.readout import per_graph_mean  # noqa: F401 - part of this module's API
 
 ENCODERS = ("ng-gnn", "ng-t")
+VALUE_EMBEDDINGS = ("linear", "fourier")
+"""How :class:`NeuralGraphEncoder` embeds the (standardised) parameter values of nodes and edges:
+``linear``, a linear map of the values; ``fourier``, a linear map of their random Fourier
+features (:class:`FourierFeatures`, as the neural-graphs repository's ``sin_emb``)."""
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features (Tancik et al., 2020): ``x [..., in] -> [..., 2 * features]``,
+    ``[cos(2 pi x B), sin(2 pi x B)]`` with ``B [in, features]`` drawn once from ``N(0, scale^2)``
+    (a buffer: saved with the module, never trained). Applied to each node's or edge's own
+    values, it keeps an encoder equivariant; it lets the first linear map respond to small
+    differences of a value, which a linear map of the value alone scales but cannot separate."""
+
+    def __init__(self, in_dim: int, features: int = 128, scale: float = 3.0):
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(in_dim, features) * scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        angle = 2 * math.pi * (x @ self.frequencies.to(x.dtype))
+        return torch.cat([angle.cos(), angle.sin()], -1)
+
+
+def value_embedding(kind: str, in_dim: int, out_dim: int, features: int = 128, scale: float = 3.0) -> nn.Module:
+    """The map of a node's or edge's ``in_dim`` values to ``out_dim`` (:data:`VALUE_EMBEDDINGS`)."""
+    if kind not in VALUE_EMBEDDINGS:
+        raise ValueError(f"unknown value embedding {kind!r}; choose one of {', '.join(VALUE_EMBEDDINGS)}")
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(FourierFeatures(in_dim, features, scale), nn.Linear(2 * features, out_dim))
 
 
 class NeuralGraphEncoder(nn.Module):
@@ -36,19 +67,22 @@ class NeuralGraphEncoder(nn.Module):
             then takes as ``node_extra [sum N, node_extra]``.
         dropout: probability of zeroing node-state entries after each graph layer, in training
             mode only (the paper trains its INR classifiers with 0.2).
+        values: how node and edge values are embedded (:data:`VALUE_EMBEDDINGS`);
+            ``fourier_features`` and ``fourier_scale`` set the ``fourier`` one.
     """
 
     def __init__(self, net: str = "ng-gnn", slots: int = 1, kernel_shape: Tuple[int, int] = (1, 1),
                  node_dim: int = 64, edge_dim: int = 16, layers: int = 4, heads: int = 4, node_extra: int = 0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, values: str = "linear", fourier_features: int = 128,
+                 fourier_scale: float = 3.0):
         super().__init__()
         if net not in ENCODERS:
             raise ValueError(f"unknown encoder {net!r}; choose one of {', '.join(ENCODERS)}")
         self.net, self.slots, self.kernel_shape = net, slots, tuple(kernel_shape)
         kernel_size = self.kernel_shape[0] * self.kernel_shape[1]
         self.node_dim, self.edge_dim = node_dim, edge_dim
-        self.node_in = nn.Linear(slots, node_dim)
-        self.edge_in = nn.Linear(kernel_size, edge_dim)
+        self.node_in = value_embedding(values, slots, node_dim, fourier_features, fourier_scale)
+        self.edge_in = value_embedding(values, kernel_size, edge_dim, fourier_features, fourier_scale)
         self.role = nn.Embedding(len(NODE_ROLES), node_dim)
         self.activation = nn.Embedding(len(ACTIVATION_NAMES), node_dim)
         self.position = nn.Linear(2 * POS_DIM, node_dim, bias=False)
@@ -126,4 +160,4 @@ def mixed_inputs(graphs: Sequence[NeuralGraph], params: Sequence[Mapping[str, Te
     return batch, node_x, edge_x
 
 
-__all__: List[str] = ["ENCODERS", "NeuralGraphEncoder", "SameArchitecture", "mixed_inputs", "per_graph_mean"]
+__all__: List[str] = ["ENCODERS", "VALUE_EMBEDDINGS", "FourierFeatures", "NeuralGraphEncoder", "value_embedding", "SameArchitecture", "mixed_inputs", "per_graph_mean"]

@@ -108,17 +108,28 @@ def fit_loop(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, v
     return history, best[1], best[3], time.perf_counter() - start
 
 
+Augment = Callable[[Dict[str, Tensor], torch.Generator], Dict[str, Tensor]]
+"""A random transformation of a training batch of parameter sets ``{name: [b, *shape]}`` that
+keeps each set's label, drawing from the generator it is given."""
+
+
 def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epochs: int = 20,
                    batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-                   progress: bool = True, log: Optional[Callable[[Dict[str, float]], None]] = None) -> Dict:
-    """Train ``model`` (networks' parameters -> class logits) with cross-entropy.
+                   progress: bool = True, log: Optional[Callable[[Dict[str, float]], None]] = None,
+                   augment: Optional[Augment] = None) -> Dict:
+    """Train ``model`` (networks' parameters -> class logits) with cross-entropy; ``augment``
+    transforms every training batch (its generator is seeded from ``seed``).
 
     Returns ``val_acc`` (best epoch), ``test_acc`` (of that epoch's weights, left in ``model``),
     ``best_epoch``, ``history`` (per epoch: mean train loss, ``val`` accuracy) and ``seconds``."""
     params, labels = train
+    gen = torch.Generator().manual_seed(seed + 1)
 
     def batch_loss(index: Tensor) -> Tensor:
-        return nn.functional.cross_entropy(model(_rows(params, index)), labels[index])
+        batch = _rows(params, index)
+        if augment is not None:
+            batch = augment(batch, gen)
+        return nn.functional.cross_entropy(model(batch), labels[index])
 
     history, best, epoch, seconds = fit_loop(model, batch_loss, len(labels), lambda: accuracy(model, val), True,
                                            epochs, batch_size, lr, weight_decay, seed, progress, log)
