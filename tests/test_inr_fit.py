@@ -234,6 +234,19 @@ def test_workers_make_the_set_one_process_makes(tmp_path):
         make_inr_set(spec, tmp_path / "one", progress=False, workers=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_set_made_on_the_gpu_matches_the_cpu_one_to_rounding(tmp_path, sources):
+    spec = InrSetSpec("mnist", counts={"train": 5, "val": 0, "test": 3}, steps=20, shard_size=4)
+    make_inr_set(spec, tmp_path / "cpu", progress=False, images=_digits_as(sources))
+    make_inr_set(spec, tmp_path / "gpu", progress=False, images=_digits_as(sources), device="cuda")
+    for split in ("train", "test"):
+        a, b = load_inr_set(tmp_path / "cpu", split), load_inr_set(tmp_path / "gpu", split)
+        for name in a.params:
+            assert b.params[name].device.type == "cpu"
+            torch.testing.assert_close(b.params[name], a.params[name], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(b.psnr, a.psnr, rtol=1e-3, atol=1e-2)
+
+
 def test_splits_follow_the_source_images(tmp_path):
     spec = InrSetSpec("mnist", counts={"train": 2, "val": 1, "test": 1}, steps=2)
     make_inr_set(spec, tmp_path, progress=False)

@@ -135,9 +135,11 @@ def _shards(spec: InrSetSpec) -> List[Tuple[str, str, range]]:
 
 def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progress: bool = True,
                  images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None,
-                 workers: int = 1) -> Dict[str, float]:
+                 workers: int = 1, device: Union[str, torch.device] = "cpu") -> Dict[str, float]:
     """Fit the INRs of ``spec`` into ``folder`` (default :func:`default_folder`), skipping the
-    shards already there.
+    shards already there; on ``device`` (shards are saved on the CPU; another device changes a
+    fit by floating-point rounding only, so a set continued elsewhere differs from one made in
+    one place by no more than that).
 
     Each shard is claimed before it is fitted (:func:`~l2o_graphs.cache.claim_piece`), so several
     processes can make one set together: ``workers > 1`` starts ``workers - 1`` more processes
@@ -154,7 +156,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         claim_folder(folder, spec.to_config(), "an INR set")
     start = time.perf_counter()
     if workers == 1:
-        fitted = _fit_shards(spec, folder, progress, images)
+        fitted = _fit_shards(spec, folder, progress, images, device=device)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -162,8 +164,9 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         threads = max(1, torch.get_num_threads() // workers)
         torch.set_num_threads(threads)
         with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            others = [pool.submit(_fit_shards, spec, folder, False, images, threads) for _ in range(workers - 1)]
-            fitted = _fit_shards(spec, folder, progress, images)
+            others = [pool.submit(_fit_shards, spec, folder, False, images, threads, device)
+                      for _ in range(workers - 1)]
+            fitted = _fit_shards(spec, folder, progress, images, device=device)
             fitted += sum(job.result() for job in others)
     seconds = time.perf_counter() - start
     return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
@@ -171,7 +174,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
 
 def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
                 images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]],
-                threads: Optional[int] = None) -> int:
+                threads: Optional[int] = None, device: Union[str, torch.device] = "cpu") -> int:
     """Fit every missing shard of ``spec`` in ``folder`` that no other process has claimed;
     returns the number of INRs fitted."""
     if threads is not None:
@@ -200,8 +203,10 @@ def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
             source_images, source_labels = sources[source]
             index = torch.tensor(list(indices), dtype=torch.long)
             seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
-            params, psnr = fit_sirens(source_images[index], seeds, spec.steps, spec.lr, spec.init, spec.stop_psnr)
-            payload = {"params": params, "label": source_labels[index], "psnr": psnr, "source_index": index}
+            params, psnr = fit_sirens(source_images[index].to(device), seeds, spec.steps, spec.lr, spec.init,
+                                      spec.stop_psnr)
+            payload = {"params": {name: p.cpu() for name, p in params.items()}, "label": source_labels[index],
+                       "psnr": psnr.cpu(), "source_index": index}
             atomic_save(payload, folder / name)
         fitted += len(indices)
         bar.update(present() - bar.n)
