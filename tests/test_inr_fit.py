@@ -224,7 +224,9 @@ def test_claims_exclude_each_other_and_are_released():
 def test_workers_make_the_set_one_process_makes(tmp_path):
     spec = InrSetSpec("mnist", counts={"train": 7, "val": 2, "test": 3}, steps=3, shard_size=2)
     one = make_inr_set(spec, tmp_path / "one", progress=False)
+    threads = torch.get_num_threads()
     two = make_inr_set(spec, tmp_path / "two", progress=False, workers=2)
+    assert torch.get_num_threads() == threads  # the caller's setting is left as it was
     assert one["fitted"] == two["fitted"] == 12
     for split in spec.counts:
         a, b = load_inr_set(tmp_path / "one", split), load_inr_set(tmp_path / "two", split)

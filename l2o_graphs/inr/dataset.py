@@ -161,13 +161,16 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        threads = max(1, torch.get_num_threads() // workers)
-        torch.set_num_threads(threads)
-        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            others = [pool.submit(_fit_shards, spec, folder, False, images, threads, device)
-                      for _ in range(workers - 1)]
-            fitted = _fit_shards(spec, folder, progress, images, device=device)
-            fitted += sum(job.result() for job in others)
+        before = torch.get_num_threads()
+        threads = max(1, before // workers)
+        try:
+            with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                others = [pool.submit(_fit_shards, spec, folder, False, images, threads, device)
+                          for _ in range(workers - 1)]
+                fitted = _fit_shards(spec, folder, progress, images, threads, device)
+                fitted += sum(job.result() for job in others)
+        finally:
+            torch.set_num_threads(before)  # the caller's setting, whatever this process used
     seconds = time.perf_counter() - start
     return {"fitted": fitted, "seconds": seconds, "inrs_per_second": fitted / seconds if fitted else 0.0}
 
