@@ -17,13 +17,16 @@ from common import add_run_options, cpu_slug, machine, parse_run_args, write_res
 
 from l2o_graphs.data import load_images
 from l2o_graphs.inr import FIT_LR, FIT_STEPS, fit_sirens
+from l2o_graphs.inr.fit import CPU_CHUNK
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--count", type=int, default=1024)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=256, help="INRs per fit_sirens call (as a shard of inr make)")
+    parser.add_argument("--chunk", type=int,
+                        help="INRs fitted at once within a call (default: fit_sirens's, CPU_CHUNK on a CPU)")
     add_run_options(parser)
     args = parse_run_args(parser)
     images = load_images("mnist", "train")[0][:args.count, 0].to(args.device)
@@ -33,7 +36,8 @@ def main() -> None:
     start = time.perf_counter()
     psnr = []
     for a in range(0, args.count, args.batch):
-        _, p = fit_sirens(images[a:a + args.batch], list(range(a, min(args.count, a + args.batch))))
+        _, p = fit_sirens(images[a:a + args.batch], list(range(a, min(args.count, a + args.batch))),
+                          chunk=args.chunk)
         psnr.append(p.cpu())
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -44,6 +48,7 @@ def main() -> None:
     name = f"inr_fit_{str(where).lower().replace(' ', '-')}{'_' + args.tag if args.tag else ''}.json"
     payload = {"benchmark": "inr_fit", "command": "python benchmarks/inr_fit.py " + " ".join(sys.argv[1:]),
                "machine": info, "device": args.device, "count": args.count, "batch": args.batch,
+               "chunk": args.chunk or (CPU_CHUNK if args.device == "cpu" else args.batch),
                "steps": FIT_STEPS, "lr": FIT_LR, "seconds": round(seconds, 1),
                "inrs_per_second": round(args.count / seconds, 2), "psnr_mean": round(float(psnr.mean()), 2),
                "psnr_min": round(float(psnr.min()), 2)}

@@ -10,6 +10,7 @@ scores, timings) and a PNG of the validation score per epoch.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -19,8 +20,8 @@ from common import RESULTS, add_run_options, cpu_slug, machine, parse_run_args, 
 
 from l2o_graphs.inr import default_folder, load_inr_set
 from l2o_graphs.inr.classify import CLASSIFIERS, SirenAugment, classify_inrs
-from l2o_graphs.weightspace.encoder import VALUE_EMBEDDINGS
 from l2o_graphs.inr.edit import EDITORS, edit_inrs
+from l2o_graphs.weightspace.encoder import VALUE_EMBEDDINGS
 
 
 def _plot(results, task: str, title: str, path: Path) -> None:
@@ -53,26 +54,28 @@ def main() -> None:
                         help="classify: how graph classifiers embed weights and biases")
     parser.add_argument("--augment", type=float, nargs=2, metavar=("DEGREES", "SHIFT"),
                         help="classify: train on SIRENs rotated by up to DEGREES and shifted by up to SHIFT")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, help="training batch (default: the task function's)")
     add_run_options(parser)
     args = parse_run_args(parser)
     folder = args.folder or default_folder(args.dataset)
     run, models, epochs = ((classify_inrs, CLASSIFIERS, 20) if args.task == "classify" else (edit_inrs, EDITORS, 10))
     models = args.models or list(models)
     epochs = args.epochs or epochs
+    batch_size = args.batch_size or inspect.signature(run).parameters["batch_size"].default
     start = time.perf_counter()
     extra = {"probes": args.probes, "dropout": args.dropout, "values": args.values,
              "augment": SirenAugment(*args.augment) if args.augment else None,
              "log": lambda name, row: print(name, json.dumps(row), flush=True)} if args.task == "classify" else {}
-    results = run(folder, models, epochs=epochs, seed=args.seed, batch_size=args.batch_size, progress=False, **extra)
+    results = run(folder, models, epochs=epochs, seed=args.seed, batch_size=batch_size, progress=False, **extra)
     info = machine()
     slug = cpu_slug(info)
     name = f"inr_{args.task}_{args.dataset}_{slug}{'_' + args.tag if args.tag else ''}"
     inr_set = {"config": json.loads((folder / "config.json").read_text()),
                "mean_psnr": {s: round(float(load_inr_set(folder, s).psnr.mean()), 2) for s in ("train", "val", "test")}}
     payload = {"benchmark": f"inr_{args.task}", "command": "python benchmarks/inr_tasks.py " + " ".join(sys.argv[1:]),
-               "machine": info, "inr_set": inr_set, "epochs": epochs, "batch_size": args.batch_size,
-               "settings": {k: getattr(args, k) for k in ("probes", "dropout", "values", "augment", "seed")}, "wall_s": round(time.perf_counter() - start),
+               "machine": info, "inr_set": inr_set, "epochs": epochs, "batch_size": batch_size,
+               "settings": {k: getattr(args, k) for k in ("probes", "dropout", "values", "augment", "seed")},
+               "wall_s": round(time.perf_counter() - start),
                "results": results}
     print(f"wrote {write_result(name + '.json', payload)}")
     _plot(results, args.task, f"INR {args.task}, {args.dataset} ({info['cpu']})", RESULTS / f"{name}.png")

@@ -5,8 +5,8 @@ Every file is written whole or not at all (:func:`atomic_save`: a temporary file
 in the same folder, then a rename), and one process at a time writes a folder
 (:func:`folder_lock`: an exclusive ``flock`` on ``<folder>/.lock``, released by the kernel when its
 process dies), or, where a folder is made of independent pieces, one process at a time writes a
-piece (:func:`claim_piece`, the same kind of lock per piece). A folder of generated data also holds ``config.json``, the settings it is made with
-(:func:`claim_folder`)."""
+piece (:func:`claim_piece`, the same kind of lock per piece). A folder of generated data also
+holds ``config.json``, the settings it is made with (:func:`claim_folder`)."""
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ from l2o_graphs.inr.fit import FIT_LR, FIT_STEPS, fit_sirens
 from l2o_graphs.inr.siren import (INIT_SCHEMES, OMEGA_0, SIREN_SIZES, Sine, Siren, SirenProbe, image_grid,
                                   siren_activations, siren_apply, siren_init)
 
-__all__ = ["INR_DATASETS", "PROTOCOLS", "INIT_SCHEMES", "inr_set_spec", "SPLITS", "InrSet", "InrSetSpec", "default_folder", "load_inr_set", "make_inr_set",
+__all__ = ["INR_DATASETS", "PROTOCOLS", "INIT_SCHEMES", "inr_set_spec", "SPLITS", "InrSet", "InrSetSpec",
+           "default_folder", "load_inr_set", "make_inr_set",
            "FIT_LR", "FIT_STEPS", "fit_sirens", "OMEGA_0", "SIREN_SIZES", "Sine", "Siren", "SirenProbe", "image_grid",
            "siren_activations", "siren_apply", "siren_init"]

@@ -208,7 +208,7 @@ def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
             seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
             params, psnr = fit_sirens(source_images[index].to(device), seeds, spec.steps, spec.lr, spec.init,
                                       spec.stop_psnr)
-            payload = {"params": {name: p.cpu() for name, p in params.items()}, "label": source_labels[index],
+            payload = {"params": {key: p.cpu() for key, p in params.items()}, "label": source_labels[index],
                        "psnr": psnr.cpu(), "source_index": index}
             atomic_save(payload, folder / name)
         fitted += len(indices)

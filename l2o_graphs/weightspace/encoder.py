@@ -160,4 +160,5 @@ def mixed_inputs(graphs: Sequence[NeuralGraph], params: Sequence[Mapping[str, Te
     return batch, node_x, edge_x
 
 
-__all__: List[str] = ["ENCODERS", "VALUE_EMBEDDINGS", "FourierFeatures", "NeuralGraphEncoder", "value_embedding", "SameArchitecture", "mixed_inputs", "per_graph_mean"]
+__all__: List[str] = ["ENCODERS", "VALUE_EMBEDDINGS", "FourierFeatures", "NeuralGraphEncoder", "value_embedding",
+                      "SameArchitecture", "mixed_inputs", "per_graph_mean"]
