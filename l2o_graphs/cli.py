@@ -135,7 +135,8 @@ def _cmd_inr_make(args: argparse.Namespace) -> int:
                                   seed=args.seed, shard_size=args.shard_size, **fit)
     folder = args.out or default_folder(args.dataset)
     threads = torch.get_num_threads()
-    stats = make_inr_set(spec, folder, progress=not args.no_progress, workers=args.workers, device=args.device)
+    stats = make_inr_set(spec, folder, progress=not args.no_progress, workers=args.workers, device=args.device,
+                         compile=args.compile)
     print(f"{folder}: fitted {stats['fitted']} INRs in {stats['seconds']:.0f} s "
           f"({stats['inrs_per_second']:.1f} INRs/s, {args.workers} process(es), {threads} threads in all)")
     for split in spec.counts:
@@ -343,6 +344,9 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
                       help="processes fitting shards at once, sharing --threads (the same command run "
                            "elsewhere on the folder also joins in)")
     make.add_argument("--device", default="cpu", help="where to fit (cpu, cuda, cuda:1, ...)")
+    make.add_argument("--compile", action="store_true",
+                      help="fit through torch.compile (several times faster; needs a C++ compiler on a CPU, "
+                           "changes the INRs by rounding only)")
     make.add_argument("--out", type=Path)
     make.set_defaults(func=_cmd_inr_make)
 

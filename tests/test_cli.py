@@ -20,7 +20,7 @@ def test_defaults_and_choices_come_from_the_library():
     counts = next(f for f in dataclasses.fields(InrSetSpec) if f.name == "counts").default_factory()
     assert {"train": inr.train, "val": inr.val, "test": inr.test} == counts
     assert inr.protocol == "default" and (inr.steps, inr.lr, inr.init, inr.stop_psnr) == (None,) * 4  # the protocol's
-    assert inr.shard_size == InrSetSpec.shard_size
+    assert inr.shard_size == InrSetSpec.shard_size and inr.compile is False and inr.workers == 1
     assert parser.parse_args(["inr", "classify"]).models == list(CLASSIFIERS)
     for net in NETS:
         assert parser.parse_args(["meta-train", "--run-dir", "x", "--net", net]).net == net

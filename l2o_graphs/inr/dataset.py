@@ -135,7 +135,8 @@ def _shards(spec: InrSetSpec) -> List[Tuple[str, str, range]]:
 
 def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progress: bool = True,
                  images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]] = None,
-                 workers: int = 1, device: Union[str, torch.device] = "cpu") -> Dict[str, float]:
+                 workers: int = 1, device: Union[str, torch.device] = "cpu",
+                 compile: bool = False) -> Dict[str, float]:
     """Fit the INRs of ``spec`` into ``folder`` (default :func:`default_folder`), skipping the
     shards already there; on ``device`` (shards are saved on the CPU; another device changes a
     fit by floating-point rounding only, so a set continued elsewhere differs from one made in
@@ -145,7 +146,8 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
     processes can make one set together: ``workers > 1`` starts ``workers - 1`` more processes
     (each with ``torch.get_num_threads() // workers`` threads, at least one), and running the
     same call in other processes, on this machine or on one sharing the folder, does the same.
-    ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
+    ``compile`` fits through ``torch.compile`` (:func:`~l2o_graphs.inr.fit.fit_sirens`; a change
+    by rounding only, like ``device``). ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
     :func:`~l2o_graphs.data.load_images` (with ``workers > 1`` it must be picklable). Returns
     ``fitted`` (INRs fitted by this call and its workers), ``seconds`` and ``inrs_per_second``.
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
@@ -156,7 +158,7 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         claim_folder(folder, spec.to_config(), "an INR set")
     start = time.perf_counter()
     if workers == 1:
-        fitted = _fit_shards(spec, folder, progress, images, device=device)
+        fitted = _fit_shards(spec, folder, progress, images, device=device, compile=compile)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -165,9 +167,9 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
         threads = max(1, before // workers)
         try:
             with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                others = [pool.submit(_fit_shards, spec, folder, False, images, threads, device)
+                others = [pool.submit(_fit_shards, spec, folder, False, images, threads, device, compile)
                           for _ in range(workers - 1)]
-                fitted = _fit_shards(spec, folder, progress, images, threads, device)
+                fitted = _fit_shards(spec, folder, progress, images, threads, device, compile)
                 fitted += sum(job.result() for job in others)
         finally:
             torch.set_num_threads(before)  # the caller's setting, whatever this process used
@@ -177,7 +179,8 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
 
 def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
                 images: Optional[Callable[[str, str], Tuple[Tensor, Tensor]]],
-                threads: Optional[int] = None, device: Union[str, torch.device] = "cpu") -> int:
+                threads: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+                compile: bool = False) -> int:
     """Fit every missing shard of ``spec`` in ``folder`` that no other process has claimed;
     returns the number of INRs fitted."""
     if threads is not None:
@@ -207,7 +210,7 @@ def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
             index = torch.tensor(list(indices), dtype=torch.long)
             seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
             params, psnr = fit_sirens(source_images[index].to(device), seeds, spec.steps, spec.lr, spec.init,
-                                      spec.stop_psnr)
+                                      spec.stop_psnr, compile=compile)
             payload = {"params": {key: p.cpu() for key, p in params.items()}, "label": source_labels[index],
                        "psnr": psnr.cpu(), "source_index": index}
             atomic_save(payload, folder / name)

@@ -1,21 +1,23 @@
 """Fitting many SIRENs at once: one image each, parameters stacked along a batch dimension.
 
-The loss is the sum over the batch of each INR's own mean squared error, so every INR receives
-exactly the gradient it would get alone, and Adam acts element by element: a batch of ``B``
-fits is ``B`` independent fits computed with batched matrix products (``torch.baddbmm``). The
-batch is fitted in chunks (:data:`CPU_CHUNK` INRs at a time on a CPU, where a chunk's activations
+Every INR receives the gradient of its own mean squared error, and Adam acts element by element:
+a batch of ``B`` fits is ``B`` independent fits computed with batched matrix products
+(``torch.baddbmm``). The gradients are written out by hand (:func:`siren_mse_and_grads`, checked
+against autograd in the tests), which lets ``torch.compile`` fuse a step's sines, cosines and
+products into a few loops (``compile=True``). The batch is fitted in chunks (:data:`CPU_CHUNK` INRs at a time on a CPU, where a chunk's activations
 then stay in cache; all at once elsewhere); the chunk size changes the result only by rounding
 (batched matrix products may take other kernels for other batch sizes), and a given chunk size
 repeats it exactly.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from l2o_graphs.inr.siren import image_grid, siren_apply, siren_init
+from l2o_graphs.inr.siren import (OMEGA_0, OUTPUT_SHIFT, SIREN_SIZES, image_grid, linear_names, siren_apply,
+                                  siren_init)
 
 # full-batch Adam steps and rate of every INR set; the PSNR they reach is in the README
 # ("Weight-space tasks") and stored with every fit (the shards' ``psnr``)
@@ -26,9 +28,61 @@ CPU_CHUNK = 16
 (``[chunk, pixels, 32]`` per layer) to stay in a core's cache."""
 
 
+def siren_mse_and_grads(params: Mapping[str, Tensor], coords: Tensor, target: Tensor,
+                        sizes: Sequence[int] = SIREN_SIZES,
+                        omega_0: float = OMEGA_0) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Each SIREN's mean squared error and its gradient, by the chain rule written out.
+
+    Args:
+        params: ``{name: [B, ...]}`` as :func:`~l2o_graphs.inr.siren.siren_apply` takes them.
+        coords: ``[P, in]`` points, the same for every SIREN.
+        target: ``[B, P, out]`` values there.
+    Returns:
+        ``mse`` ``[B]`` (mean over points and outputs) and ``{name: [B, ...]}``, the gradient of
+        each SIREN's own ``mse`` with respect to its parameters (what autograd gives for
+        ``mse.sum()``).
+    """
+    names = linear_names(sizes)
+    last = len(names) - 1
+    x = coords.unsqueeze(0).expand(target.shape[0], *coords.shape)
+    inputs, cosines = [x], []
+    for i, (w_name, b_name) in enumerate(names[:-1]):
+        pre = torch.baddbmm(omega_0 * params[b_name].unsqueeze(1), x, (omega_0 * params[w_name]).transpose(1, 2))
+        x = torch.sin(pre)
+        cosines.append(torch.cos(pre))
+        inputs.append(x)
+    w_name, b_name = names[-1]
+    error = torch.baddbmm(params[b_name].unsqueeze(1) + OUTPUT_SHIFT, x, params[w_name].transpose(1, 2)) - target
+    mse = error.square().mean((1, 2))
+    grad_out = error * (2.0 / (error.shape[1] * error.shape[2]))  # d mse / d output, [B, P, out]
+    grads: Dict[str, Tensor] = {}
+    for i in range(last, -1, -1):
+        scale = 1.0 if i == last else omega_0  # d pre-activation / d (x W^T + b)
+        w_name, b_name = names[i]
+        grads[w_name] = torch.bmm(grad_out.transpose(1, 2), inputs[i]) * scale
+        grads[b_name] = grad_out.sum(1) * scale
+        if i > 0:  # on to the pre-activation of layer i - 1
+            grad_out = torch.bmm(grad_out, params[w_name]) * (cosines[i - 1] * scale)
+    return mse, grads
+
+
+_compiled_mse_and_grads: Optional[Callable] = None
+
+
+def _mse_and_grads_fn(compile: bool) -> Callable:
+    """:func:`siren_mse_and_grads`, through ``torch.compile`` when asked (compiled once per process,
+    recompiled by torch for each new chunk shape)."""
+    global _compiled_mse_and_grads
+    if not compile:
+        return siren_mse_and_grads
+    if _compiled_mse_and_grads is None:
+        _compiled_mse_and_grads = torch.compile(siren_mse_and_grads, dynamic=False)
+    return _compiled_mse_and_grads
+
+
 def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS, lr: float = FIT_LR,
                init: str = "siren", stop_psnr: Optional[float] = None,
-               chunk: Optional[int] = None) -> Tuple[Dict[str, Tensor], Tensor]:
+               chunk: Optional[int] = None, compile: bool = False) -> Tuple[Dict[str, Tensor], Tensor]:
     """Fit one SIREN to each image.
 
     Args:
@@ -41,6 +95,9 @@ def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS, lr:
             step's update) reaches it: its parameters are those of that step, the others go on.
         chunk: INRs fitted at a time (default :data:`CPU_CHUNK` on a CPU, all of them on other
             devices); it changes the result only by floating-point rounding.
+        compile: compute each step's gradients through ``torch.compile`` (needs a C++ compiler on
+            a CPU, Triton on a GPU; the first chunk of each shape pays the compilation, seconds);
+            it changes the result only by floating-point rounding.
     Returns:
         ``params`` ``{name: [B, ...]}`` (names of :class:`~l2o_graphs.inr.siren.Siren`, detached)
         and ``psnr`` ``[B]``: each fit's peak signal-to-noise ratio in dB (peak 1).
@@ -55,7 +112,8 @@ def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS, lr:
         chunk = CPU_CHUNK if images.device.type == "cpu" else max(1, images.shape[0])
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    parts = [_fit_chunk(images[a:a + chunk], seeds[a:a + chunk], steps, lr, init, stop_psnr)
+    mse_and_grads = _mse_and_grads_fn(compile)
+    parts = [_fit_chunk(images[a:a + chunk], seeds[a:a + chunk], steps, lr, init, stop_psnr, mse_and_grads)
              for a in range(0, max(images.shape[0], 1), chunk)]
     if len(parts) == 1:
         return parts[0]
@@ -64,30 +122,29 @@ def fit_sirens(images: Tensor, seeds: Sequence[int], steps: int = FIT_STEPS, lr:
 
 
 def _fit_chunk(images: Tensor, seeds: Sequence[int], steps: int, lr: float, init: str,
-               stop_psnr: Optional[float]) -> Tuple[Dict[str, Tensor], Tensor]:
+               stop_psnr: Optional[float], mse_and_grads: Callable) -> Tuple[Dict[str, Tensor], Tensor]:
     """:func:`fit_sirens` of one chunk: ``images`` ``[b, H, W]``."""
     coords = image_grid(images.shape[1], images.shape[2]).to(images)
     target = images.reshape(images.shape[0], -1, 1)
-    params = {name: p.to(images).requires_grad_() for name, p in siren_init(seeds, scheme=init).items()}
+    params = {name: p.to(images) for name, p in siren_init(seeds, scheme=init).items()}
     optimizer = torch.optim.Adam(params.values(), lr=lr)
     stopped = {name: p.detach().clone() for name, p in params.items()}  # the stopped SIRENs' parameters
     done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        mse = (siren_apply(params, coords) - target).square().mean((1, 2))
+        mse, grads = mse_and_grads(params, coords, target)
         if stop_psnr is not None:
             reached = ~done & (_psnr(mse.detach()) >= stop_psnr)
             if bool(reached.any()):
                 for name, p in params.items():
-                    stopped[name][reached] = p.detach()[reached]
+                    stopped[name][reached] = p[reached]
                 done |= reached
                 if bool(done.all()):
                     break
-        # the sum of per-image means: each INR's gradient is that of its own loss
-        mse.sum().backward()
+        for name, p in params.items():
+            p.grad = grads[name]
         optimizer.step()
     with torch.no_grad():
-        final = {name: torch.where(done.view(-1, *[1] * (p.dim() - 1)), stopped[name], p.detach())
+        final = {name: torch.where(done.view(-1, *[1] * (p.dim() - 1)), stopped[name], p)
                  for name, p in params.items()}
         psnr = _psnr((siren_apply(final, coords) - target).square().mean((1, 2)))
     return final, psnr
