@@ -125,3 +125,95 @@ def test_meta_training_with_auxiliary_tasks_logs_them_and_resumes_exactly(tmp_pa
     assert [(t.spec, t.length) for t in plain.trajectories] == [(t.spec, t.length) for t in fresh.trajectories]
     plain.run(progress=False)
     assert any(not torch.equal(a, b) for a, b in zip(plain.net.parameters(), straight.net.parameters()))
+
+
+DEC_OUT = ["edge_dec_out", "node_dec_out"]
+
+
+def test_each_loss_trains_its_own_parameters_clipped_on_its_own(tmp_path, inr_folder, zoo_folder):
+    """Truncated backprop with a restricted meta-parameter set: after an outer step the
+    meta-parameters hold exactly the clipped meta-gradient, the trunk and the heads exactly the
+    clipped auxiliary gradient, computed apart by fresh trainers of the same config."""
+    cfg = _config(inr_folder, zoo_folder, meta_parameters=DEC_OUT, auxiliary_parameters=["layers."], clip=0.05)
+    trainer = MetaTrainer(cfg, tmp_path / "a")
+    metrics = trainer.outer_step()
+    meta, aux = MetaTrainer(cfg, tmp_path / "b"), MetaTrainer(cfg, tmp_path / "c")
+    for p in meta.trainable:
+        p.grad = torch.zeros_like(p)
+    meta._tbptt_gradients()
+    meta_grads = [p.grad for p in meta.meta_params]
+    aux_grads, losses = aux._auxiliary_gradients()
+    assert set(losses) == {"inr-classification", "generalization"}
+    for grads, key in ((meta_grads, "grad_norm"), (aux_grads, "aux_grad_norm")):
+        norm = float(torch.nn.utils.get_total_norm(grads))
+        assert metrics[key] == pytest.approx(norm, rel=1e-6) and norm > cfg.clip  # both clipped here
+    for p, g in zip(trainer.meta_params, meta_grads):
+        torch.testing.assert_close(p.grad, g * (cfg.clip / (metrics["grad_norm"] + 1e-6)), rtol=1e-5, atol=1e-9)
+    for p, g in zip(trainer.aux_trainable, aux_grads):
+        torch.testing.assert_close(p.grad, g * (cfg.clip / (metrics["aux_grad_norm"] + 1e-6)), rtol=1e-5, atol=1e-9)
+    trunk = [p for name, p in trainer.net.named_parameters() if name.startswith("layers.")]
+    assert sum(float(p.grad.abs().sum()) for p in trunk) > 0
+    # negative control: the meta-loss does reach the trunk, so a leak would have shown above
+    leak = MetaTrainer(_config(inr_folder, zoo_folder, auxiliary=False), tmp_path / "d")
+    for p in leak.trainable:
+        p.grad = torch.zeros_like(p)
+    leak._tbptt_gradients()
+    assert sum(float(p.grad.abs().sum()) for name, p in leak.net.named_parameters() if name.startswith("layers.")) > 0
+    # untouched: what neither loss trains
+    fresh = dict(MetaTrainer(cfg, tmp_path / "e").net.named_parameters())
+    trainer.run(progress=False, stop_after=2)
+    moved = {name for name, p in trainer.net.named_parameters() if not torch.equal(p, fresh[name])}
+    assert moved and all(name.startswith(("layers.", "edge_dec_out", "node_dec_out")) for name in moved)
+
+
+@pytest.mark.slow
+def test_pes_trains_the_output_layers_while_auxiliary_tasks_train_the_trunk(tmp_path, inr_folder, zoo_folder):
+    pes = dict(estimator="pes", net_config={"update": "adam-scaled"}, meta_parameters=DEC_OUT)
+    cfg = _config(inr_folder, zoo_folder, **pes, auxiliary_lr=1e-2)
+    fresh = MetaTrainer(cfg, tmp_path / "fresh")
+    initial = {name: p.clone() for name, p in fresh.net.named_parameters()}
+    heads = [p.clone() for p in fresh.auxiliary.parameters()]
+    assert [group["initial_lr"] for group in fresh.outer.param_groups] == [cfg.lr, 1e-2]  # before warm-up
+    trained = MetaTrainer(cfg, tmp_path / "a")
+    trained.run(progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["aux_inr-classification"] > 0 and row["aux_grad_norm"] > 0 for row in rows)
+    moved = {name for name, p in trained.net.named_parameters() if not torch.equal(p, initial[name])}
+    assert {n for n in moved if n.startswith(tuple(DEC_OUT))} == {f"{m}.{k}" for m in DEC_OUT for k in ("weight", "bias")}
+    assert any(n.startswith("layers.") for n in moved)
+    assert all(n.startswith(("layers.", *DEC_OUT)) or n in ("node_elements.weight", "node_elements.bias",
+               "edge_elements.weight", "edge_elements.bias") or n.startswith(("slot_kind", "role", "activation",
+               "position", "edge_kind", "kernel_position")) for n in moved)  # the trunk's encoder, not the decoder
+    assert not any(n.startswith(("edge_dec_x", "node_dec_x", "node_dec_state", "node_dec_kind")) for n in moved)
+    assert all(not torch.equal(a, b) for a, b in zip(heads, trained.auxiliary.parameters()))
+
+    # the first step's output layers do not depend on the auxiliary tasks (PES's estimate is
+    # taken before the trunk moves, and each gradient is clipped on its own); the second's do
+    plain_cfg = _config(inr_folder, zoo_folder, auxiliary=False, **pes)
+    for steps, equal in ((1, True), (2, False)):
+        plain = MetaTrainer(plain_cfg, tmp_path / f"plain{steps}").run(progress=False, stop_after=steps)
+        with_aux = MetaTrainer(cfg, tmp_path / f"aux{steps}").run(progress=False, stop_after=steps)
+        same = all(torch.equal(getattr(plain, m).weight, getattr(with_aux, m).weight) for m in DEC_OUT)
+        assert same == equal, steps
+
+    # resumes exactly, heads and the second parameter group included
+    MetaTrainer(cfg, tmp_path / "b").run(progress=False, stop_after=4)
+    resumed = MetaTrainer(cfg, tmp_path / "b", resume=True)
+    resumed.run(progress=False)
+    for (name, a), b in zip(trained.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(trained.auxiliary.parameters(), resumed.auxiliary.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_auxiliary_training_options_are_checked(tmp_path, inr_folder, zoo_folder):
+    with pytest.raises(ValueError, match="auxiliary_parameters and auxiliary_lr set what auxiliary tasks train"):
+        MetaConfig(auxiliary_parameters=["layers."])
+    with pytest.raises(ValueError, match="auxiliary_parameters and auxiliary_lr"):
+        MetaConfig(auxiliary_lr=1e-3)
+    with pytest.raises(ValueError, match="'auxiliary_lr'"):
+        _config(inr_folder, zoo_folder, auxiliary_lr=0.0)
+    with pytest.raises(ValueError, match="auxiliary_parameters: no parameter of NGGNN starts with 'trunk'"):
+        MetaTrainer(_config(inr_folder, zoo_folder, auxiliary_parameters=["trunk"]), tmp_path / "bad")
+    assert MetaConfig.from_dict(_config(inr_folder, zoo_folder, auxiliary_parameters=["layers."]).to_dict()
+                                ).auxiliary_parameters == ("layers.",)

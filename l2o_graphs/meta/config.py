@@ -40,7 +40,15 @@ class MetaConfig:
         checkpoint_every: outer steps between checkpoints.
         auxiliary: weight-space tasks whose losses are added on the update network's trunk, as
             ``{task: {weight, batch, folder, hidden}}`` (see :mod:`l2o_graphs.meta.auxiliary`);
-            empty: none.
+            empty: none. Their weighted sum trains, by backpropagation and with either estimator,
+            the tasks' heads and ``auxiliary_parameters``; the meta-loss trains
+            ``meta_parameters``. The two gradients are clipped to ``clip`` each and added.
+        auxiliary_parameters: name prefixes of the net's parameters the auxiliary losses train
+            (empty: all of them; the losses reach only the trunk). Under PES with
+            ``meta_parameters: [edge_dec_out, node_dec_out]``, the auxiliary losses train the
+            trunk whose features PES's output layers read.
+        auxiliary_lr: the outer learning rate of the auxiliary tasks' heads and of the auxiliary
+            parameters that are not meta-parameters (on the same warm-up and decay); None: ``lr``.
         estimator: ``"tbptt"`` (truncated backprop through ``unroll`` steps) or ``"pes"``
             (persistent evolution strategies, :mod:`l2o_graphs.meta.pes`: forward unrolls only,
             ``meta_batch`` antithetic pairs of trajectories). pes_sigma: the standard deviation of
@@ -92,6 +100,8 @@ class MetaConfig:
     autocast: bool = False
     checkpoint_every: int = 25
     auxiliary: Dict[str, Any] = field(default_factory=dict)
+    auxiliary_parameters: Tuple[str, ...] = ()
+    auxiliary_lr: Optional[float] = None
     estimator: str = "tbptt"
     pes_sigma: float = 0.01
     validate_every: int = 0
@@ -111,6 +121,7 @@ class MetaConfig:
         self.trajectory_length = tuple(self.trajectory_length)
         self.validation_tasks = tuple(self.validation_tasks)
         self.meta_parameters = tuple(self.meta_parameters)
+        self.auxiliary_parameters = tuple(self.auxiliary_parameters)
         checks = [("outer_steps", self.outer_steps >= 1), ("meta_batch", self.meta_batch >= 1),
                   ("unroll", self.unroll >= 1), ("lr", self.lr > 0), ("clip", self.clip > 0),
                   ("lam", self.lam > 0), ("warmup", self.warmup >= 0), ("checkpoint_every", self.checkpoint_every >= 1),
@@ -126,15 +137,19 @@ class MetaConfig:
                   ("validation_margin", self.validation_margin >= 0),
                   ("meta_loss", self.meta_loss in META_LOSSES), ("behind_weight", self.behind_weight >= 0),
                   ("ahead_cap", self.ahead_cap is None or self.ahead_cap > 0),
+                  ("auxiliary_lr", self.auxiliary_lr is None or self.auxiliary_lr > 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"meta-training config: bad value for {bad[0]!r}: {getattr(self, bad[0])!r}")
         self.auxiliary = check_auxiliary(self.auxiliary or {})
-        if self.estimator == "pes" and (self.auxiliary or self.second_order):
-            raise ValueError("meta-training config: the 'pes' estimator takes neither auxiliary tasks nor "
-                             "second_order (both are gradients through autograd)")
+        if self.estimator == "pes" and self.second_order:
+            raise ValueError("meta-training config: second_order differentiates through the unrolls, which the "
+                             "'pes' estimator runs without autograd")
+        if not self.auxiliary and (self.auxiliary_parameters or self.auxiliary_lr is not None):
+            raise ValueError("meta-training config: auxiliary_parameters and auxiliary_lr set what auxiliary tasks "
+                             "train, and 'auxiliary' names none")
         if self.meta_loss == "relative" and self.estimator != "pes":
             raise ValueError("meta-training config: meta_loss 'relative' needs the 'pes' estimator (its reference "
                              "runs sit beside each antithetic pair)")
@@ -147,6 +162,7 @@ class MetaConfig:
         out["trajectory_length"] = list(self.trajectory_length)
         out["validation_tasks"] = list(self.validation_tasks)
         out["meta_parameters"] = list(self.meta_parameters)
+        out["auxiliary_parameters"] = list(self.auxiliary_parameters)
         return out
 
     @classmethod

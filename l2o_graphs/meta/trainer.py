@@ -5,10 +5,11 @@ Distributed runs split the meta-batch across ranks: every rank draws the same ta
 from the same seed, unrolls only its own trajectories, and meta-gradients are summed with
 ``all_reduce``; rank 0 writes checkpoints, metrics and weights.
 
-Auxiliary weight-space tasks (``cfg.auxiliary``, :mod:`l2o_graphs.meta.auxiliary`) add their
-weighted losses on the update network's trunk at every outer step (on rank 0 only, so that the
-all-reduce counts them once); their heads train with the net and are kept in the checkpoint, and
-``weights.pt`` holds the update network alone.
+Auxiliary weight-space tasks (``cfg.auxiliary``, :mod:`l2o_graphs.meta.auxiliary`) compute their
+weighted losses on the update network's trunk at every outer step, with either estimator (on
+rank 0 only, so that the all-reduce counts them once); their gradient trains the tasks' heads and
+``cfg.auxiliary_parameters``, the meta-gradient trains ``cfg.meta_parameters``, each clipped on
+its own. The heads are kept in the checkpoint, and ``weights.pt`` holds the update network alone.
 """
 from __future__ import annotations
 
@@ -93,14 +94,15 @@ def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> 
     return Trajectory(spec, length)
 
 
-def _select(net: nn.Module, prefixes: Tuple[str, ...]) -> List[nn.Parameter]:
-    """The parameters of ``net`` whose names start with one of ``prefixes`` (all when empty)."""
+def _select(net: nn.Module, prefixes: Tuple[str, ...], field_name: str = "meta_parameters") -> List[nn.Parameter]:
+    """The parameters of ``net`` whose names start with one of ``prefixes`` (all when empty);
+    ``field_name``: the config field that names them, for the error."""
     named = list(net.named_parameters())
     if not prefixes:
         return [p for _, p in named]
     unmatched = [prefix for prefix in prefixes if not any(n.startswith(prefix) for n, _ in named)]
     if unmatched:
-        raise ValueError(f"meta_parameters: no parameter of {type(net).__name__} starts with {unmatched[0]!r}")
+        raise ValueError(f"{field_name}: no parameter of {type(net).__name__} starts with {unmatched[0]!r}")
     return [p for n, p in named if n.startswith(tuple(prefixes))]
 
 
@@ -179,13 +181,18 @@ class MetaTrainer:
         if cfg.meta_loss == "relative" and not get_rule(self.net.update_rule).zero_init:
             raise ValueError(f"meta_loss 'relative' measures the net against its rule's untrained form, and the "
                              f"rule {self.net.update_rule!r} has none: choose a zero_init rule (net_config update)")
-        # the net's meta-parameters (cfg.meta_parameters; the others stay as initialised) and the
-        # heads of the auxiliary tasks, which train with them
+        # what the meta-loss trains (cfg.meta_parameters) and what the auxiliary losses train (the
+        # tasks' heads and cfg.auxiliary_parameters); the net's other parameters stay as initialised
         self.meta_params = _select(self.net, cfg.meta_parameters)
+        aux_params = _select(self.net, cfg.auxiliary_parameters, "auxiliary_parameters") if cfg.auxiliary else []
         for p in self.net.parameters():
-            p.requires_grad_(any(p is q for q in self.meta_params))
-        self.trainable = self.meta_params + list(self.auxiliary.parameters())
-        self.outer = torch.optim.Adam(self.trainable, lr=cfg.lr)
+            p.requires_grad_(any(p is q for q in self.meta_params + aux_params))
+        aux_only = [p for p in aux_params if not any(p is q for q in self.meta_params)] + list(self.auxiliary.parameters())
+        self.aux_trainable = aux_params + list(self.auxiliary.parameters())
+        self.trainable = self.meta_params + aux_only
+        groups = ([{"params": self.trainable}] if cfg.auxiliary_lr is None else
+                  [{"params": self.meta_params}, {"params": aux_only, "lr": cfg.auxiliary_lr}])
+        self.outer = torch.optim.Adam(groups, lr=cfg.lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.outer, _lr_factor(cfg))
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         # a stream of its own, so that runs with and without auxiliary tasks see the same tasks
@@ -241,25 +248,33 @@ class MetaTrainer:
             p.grad = torch.zeros_like(p)
         if cfg.estimator == "pes":
             total, ended = self._pes_gradients()
-            auxiliary: Dict[str, float] = {}
         else:
-            total, ended, auxiliary = self._tbptt_gradients()
+            total, ended = self._tbptt_gradients()
+        aux_grads, auxiliary = self._auxiliary_gradients()
         if self.world > 1:
             dist.all_reduce(total)
             dist.all_reduce(ended)  # every rank replaces the same trajectories at the same time
             for traj, flag in zip(self.trajectories, ended.tolist()):
                 if flag:
                     traj.end()
-            for p in self.trainable:
-                dist.all_reduce(p.grad)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.trainable, cfg.clip))
-        lr = self.outer.param_groups[0]["lr"]
-        if math.isfinite(grad_norm):  # a non-finite meta-gradient skips the update (logged)
+            for grad in [p.grad for p in self.meta_params] + aux_grads:
+                dist.all_reduce(grad)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.meta_params, cfg.clip))
+        metrics = {"step": self.step + 1, "meta_loss": float(total), "grad_norm": grad_norm,
+                   "lr": self.outer.param_groups[0]["lr"]}
+        finite = math.isfinite(grad_norm)
+        if aux_grads:  # clipped on their own: neither gradient's scale shrinks the other's
+            aux_norm = float(nn.utils.get_total_norm(aux_grads))
+            scale = min(1.0, cfg.clip / (aux_norm + 1e-6))
+            for p, grad in zip(self.aux_trainable, aux_grads):
+                p.grad.add_(grad, alpha=scale)
+            finite = finite and math.isfinite(aux_norm)
+            metrics.update({"aux_grad_norm": aux_norm, **{f"aux_{name}": loss for name, loss in auxiliary.items()}})
+        if finite:  # a non-finite gradient skips the update (logged)
             self.outer.step()
         self.schedule.step()
         self.step += 1
-        return {"step": self.step, "meta_loss": float(total), "grad_norm": grad_norm, "lr": lr,
-                **{f"aux_{name}": loss for name, loss in auxiliary.items()}}
+        return metrics
 
     def _pes_gradients(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """PES's estimate of the meta-gradient, written into the net's ``.grad`` (this rank's
@@ -326,10 +341,10 @@ class MetaTrainer:
             offset += p.numel()
         return losses.mean(0).sum() / len(self.trajectories), ended
 
-    def _tbptt_gradients(self) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, float]]:
-        """Truncated backprop: meta-gradients of this rank's trajectories (and, on rank 0, of the
-        auxiliary tasks) accumulated into ``.grad``; returns the meta-loss, the flags of
-        trajectories that ended early and the auxiliary losses."""
+    def _tbptt_gradients(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Truncated backprop: meta-gradients of this rank's trajectories accumulated into the
+        meta-parameters' ``.grad``; returns the meta-loss and the flags of trajectories that ended
+        early."""
         cfg = self.cfg
         total = torch.zeros((), device=self.device)
         ended = torch.zeros(len(self.trajectories), device=self.device)  # diverged, so ended early
@@ -344,16 +359,26 @@ class MetaTrainer:
                 loss = unroll(self.net, task, graph, traj, cfg.unroll,
                               second_order=cfg.second_order, lam=cfg.lam) / cfg.meta_batch
             if torch.isfinite(loss):
-                loss.backward()
+                loss.backward(inputs=self.meta_params)
             total += loss.detach()
             ended[i] = float(traj.done)
+        return total, ended
+
+    def _auxiliary_gradients(self) -> Tuple[List[torch.Tensor], Dict[str, float]]:
+        """The gradients of the weighted auxiliary losses for ``self.aux_trainable`` (computed on
+        rank 0, zeros elsewhere: the all-reduce counts them once) and each unweighted loss;
+        ``([], {})`` without auxiliary tasks."""
+        if not len(self.auxiliary):
+            return [], {}
+        grads = [torch.zeros_like(p) for p in self.aux_trainable]
         auxiliary: Dict[str, float] = {}
-        if self.rank == 0 and len(self.auxiliary):  # counted once: the all-reduce sums ranks
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
+        if self.rank == 0:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
                 weighted, auxiliary = auxiliary_losses(self.auxiliary, self.net, self.auxiliary_sampler)
             if torch.isfinite(weighted):
-                weighted.backward()
-        return total, ended, auxiliary
+                found = torch.autograd.grad(weighted, self.aux_trainable, allow_unused=True)
+                grads = [g if g is not None else z for g, z in zip(found, grads)]
+        return grads, auxiliary
 
     def validate_if_due(self) -> Optional[Dict[str, object]]:
         """Meta-validate the current network when ``cfg.validate_every`` says so and this step
