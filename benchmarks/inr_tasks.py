@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--augment", type=float, nargs=2, metavar=("DEGREES", "SHIFT"),
                         help="classify: train on SIRENs rotated by up to DEGREES and shifted by up to SHIFT")
     parser.add_argument("--batch-size", type=int, help="training batch (default: the task function's)")
+    parser.add_argument("--checkpoints", type=Path,
+                        help="classify: save each model's training here after every epoch; rerun the same command "
+                             "to continue it")
     add_run_options(parser)
     args = parse_run_args(parser)
     folder = args.folder or default_folder(args.dataset)
@@ -64,7 +67,7 @@ def main() -> None:
     batch_size = args.batch_size or inspect.signature(run).parameters["batch_size"].default
     start = time.perf_counter()
     extra = {"probes": args.probes, "dropout": args.dropout, "values": args.values,
-             "augment": SirenAugment(*args.augment) if args.augment else None,
+             "augment": SirenAugment(*args.augment) if args.augment else None, "checkpoints": args.checkpoints,
              "log": lambda name, row: print(name, json.dumps(row), flush=True)} if args.task == "classify" else {}
     results = run(folder, models, epochs=epochs, seed=args.seed, batch_size=batch_size, progress=False, **extra)
     info = machine()
@@ -75,7 +78,7 @@ def main() -> None:
     payload = {"benchmark": f"inr_{args.task}", "command": "python benchmarks/inr_tasks.py " + " ".join(sys.argv[1:]),
                "machine": info, "inr_set": inr_set, "epochs": epochs, "batch_size": batch_size,
                "settings": {k: getattr(args, k) for k in ("probes", "dropout", "values", "augment", "seed")},
-               "wall_s": round(time.perf_counter() - start),
+               "wall_s": round(time.perf_counter() - start),  # this invocation's; results' seconds sum resumed parts
                "results": results}
     print(f"wrote {write_result(name + '.json', payload)}")
     _plot(results, args.task, f"INR {args.task}, {args.dataset} ({info['cpu']})", RESULTS / f"{name}.png")

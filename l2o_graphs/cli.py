@@ -161,7 +161,7 @@ def _cmd_inr_task(args: argparse.Namespace) -> int:
     if getattr(args, "augment", None) is not None and len(args.augment) > 2:
         raise ValueError(f"--augment takes at most two values, DEGREES and SHIFT, not {len(args.augment)}")
     extra = ({"probes": args.probes, "dropout": args.dropout, "normalization": args.normalization,
-              "protocol": args.protocol, "values": args.values,
+              "protocol": args.protocol, "values": args.values, "checkpoints": args.checkpoints,
               "augment": None if args.augment is None else SirenAugment(*args.augment)} if run is classify_inrs else {})
     results = run(args.folder or default_folder(args.dataset), args.models, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not args.no_progress, **extra)
@@ -385,6 +385,9 @@ def _add_inr(sub: Any, training: List[argparse.ArgumentParser]) -> None:
             task.add_argument("--augment", type=float, nargs="*", metavar=("DEGREES", "SHIFT"),
                               help="train on SIRENs moved at random: rotated by up to DEGREES and shifted by up to "
                                    f"SHIFT (of the [-1, 1] frame); without values {defaults[0]:g} and {defaults[1]:g}")
+            task.add_argument("--checkpoints", type=Path,
+                              help="save each model's training here after every epoch, and continue from it when "
+                                   "the same command is run again")
         task.set_defaults(func=_cmd_inr_task)
 
 

@@ -365,6 +365,11 @@ def test_classifiers_train_on_an_inr_set(tmp_path, sources):
     assert main(argv + ["--augment"]) == 0
     assert main(argv + ["--augment", "10", "0.1"]) == 0
     assert main(argv + ["--augment", "10", "0.1", "3"]) == 2
+    saved = tmp_path / "checkpoints"
+    assert main(argv + ["--checkpoints", str(saved)]) == 0
+    assert [p.name for p in saved.iterdir()] == ["ng-gnn.pt"]
+    assert main(argv + ["--checkpoints", str(saved)]) == 0  # finished: read back, not trained again
+    assert main(argv + ["--checkpoints", str(saved), "--augment"]) == 2  # other settings: refused
 
 
 # ------------------------------------------------------------------ the literature's protocol

@@ -317,3 +317,59 @@ def test_classifier_augmentation_is_applied_to_training_batches_only():
     fit_classifier(model, (params, labels), (params, labels), (params, labels), epochs=2, batch_size=8,
                    progress=False, augment=augment)
     assert seen == [(True, True, 8)] * 6  # 3 batches per epoch, none from validation or test
+
+
+def test_interrupted_classifier_training_resumes_exactly(tmp_path):
+    """Killed after its second epoch (the log raises) and run again with the same checkpoint, the
+    training ends as a straight run does: the same history, weights and test accuracy, with
+    dropout (torch's generator), shuffling and augmentation (their generators) restored."""
+    from l2o_graphs.weightspace.training import fit_classifier
+
+    params = siren_init(range(40))
+    labels = torch.arange(40) % 4
+    data = ((params, labels), ({k: v[:12] for k, v in params.items()}, labels[:12]), (params, labels))
+
+    def augment(batch, gen):
+        return {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in batch.items()}
+
+    def train(checkpoint=None, log=None, epochs=4, settings=None):
+        torch.manual_seed(0)
+        model = GraphPredictor(SIREN_GRAPH, ParamNormalizer.fit(params), 4, net="ng-gnn", layers=1, dropout=0.3)
+        return model, fit_classifier(model, *data, epochs=epochs, batch_size=8, progress=False, augment=augment,
+                                     checkpoint=checkpoint, log=log, settings=settings)
+
+    straight_model, straight = train()
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_third(row):
+        if row["epoch"] == 3:
+            raise Killed
+
+    path = tmp_path / "ng-gnn.pt"
+    with pytest.raises(Killed):
+        train(path, kill_at_third, settings={"model": "ng-gnn"})
+    assert torch.load(path, weights_only=True)["epoch"] == 2
+    resumed_model, resumed = train(path, settings={"model": "ng-gnn"})
+    assert resumed["history"] == straight["history"]
+    assert (resumed["best_epoch"], resumed["test_acc"]) == (straight["best_epoch"], straight["test_acc"])
+    for (name, a), b in zip(straight_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), name
+    # a finished run's checkpoint is taken as finished: no epoch is trained again
+    again_model, again = train(path, settings={"model": "ng-gnn"})
+    assert again["history"] == straight["history"]
+    # negative controls: a resume that lost torch's generator (dropout) or the batch generators
+    # (shuffling, augmentation) would not be the straight run
+    with pytest.raises(Killed):
+        train(tmp_path / "other.pt", kill_at_third, settings={"model": "ng-gnn"})
+    state = torch.load(tmp_path / "other.pt", weights_only=True)
+    for key, fresh in (("torch_rng", torch.manual_seed(5).get_state()),
+                       ("generator", torch.Generator().manual_seed(5).get_state())):
+        torch.save({**state, key: fresh}, tmp_path / f"lost-{key}.pt")
+        _, lost = train(tmp_path / f"lost-{key}.pt", settings={"model": "ng-gnn"})
+        assert lost["history"][:2] == straight["history"][:2] and lost["history"] != straight["history"], key
+    with pytest.raises(ValueError, match=r"other settings \(differs in epochs\)"):
+        train(path, epochs=5, settings={"model": "ng-gnn"})
+    with pytest.raises(ValueError, match=r"differs in settings"):
+        train(path, settings={"model": "ng-t"})

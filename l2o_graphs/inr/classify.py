@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from l2o_graphs.graph import NeuralGraph
-from l2o_graphs.inr.dataset import InrSet, load_inr_set
+from l2o_graphs.inr.dataset import InrSet, inr_set_spec, load_inr_set
 from l2o_graphs.inr.siren import Siren, SirenProbe, move_inputs
 from l2o_graphs.weightspace import ENCODERS, FlatMLP, GraphPredictor, ParamNormalizer, StatNN, fit_classifier
 
@@ -79,20 +79,31 @@ def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS,
                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
                   probes: int = 0, dropout: float = 0.0, normalization: str = "tensor",
                   protocol: Optional[str] = None, values: str = "linear", augment: Optional[SirenAugment] = None,
-                  log: Optional[Callable[[str, Dict[str, float]], None]] = None) -> Dict[str, Dict]:
+                  log: Optional[Callable[[str, Dict[str, float]], None]] = None,
+                  checkpoints: Optional[Union[str, Path]] = None) -> Dict[str, Dict]:
     """Train and test every classifier of ``models`` on the INR set in ``folder`` (with
     ``protocol``, only a set made by it: :func:`~l2o_graphs.inr.dataset.load_inr_set`); returns
     per model ``val_acc``, ``test_acc``, ``best_epoch``, ``history``, ``seconds`` and
     ``parameters``. ``normalization``: see :func:`build_classifier` (statistics of the train
-    split). ``log(model name, epoch row)`` is called after every epoch."""
+    split). ``log(model name, epoch row)`` is called after every epoch. ``checkpoints``: a folder
+    where each model's training is saved after every epoch (``MODEL.pt``) and continued from by a
+    later call with the same arguments (:func:`~l2o_graphs.weightspace.training.fit_loop`); a
+    checkpoint of other settings or of another INR set is refused."""
     splits = {s: load_inr_set(folder, s, protocol) for s in ("train", "val", "test")}
     data = {s: (v.params, v.label) for s, v in splits.items()}
+    if checkpoints is not None:
+        Path(checkpoints).mkdir(parents=True, exist_ok=True)
     results = {}
     for name in models:
         model = build_classifier(name, splits["train"], seed, probes, dropout, normalization, values)
+        settings = {"model": name, "inr_set": inr_set_spec(folder).to_config(), "probes": probes, "dropout": dropout,
+                    "normalization": normalization, "values": values,
+                    "augment": None if augment is None else [augment.rotation_degrees, augment.shift]}
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, progress=progress, augment=augment,
-                                log=None if log is None else (lambda row, name=name: log(name, row)))
+                                log=None if log is None else (lambda row, name=name: log(name, row)),
+                                checkpoint=None if checkpoints is None else Path(checkpoints) / f"{name}.pt",
+                                settings=settings)
         result["parameters"] = sum(p.numel() for p in model.parameters())
         results[name] = result
     return results

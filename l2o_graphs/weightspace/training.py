@@ -6,10 +6,13 @@ import contextlib
 import copy
 import math
 import time
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+
+from l2o_graphs.cache import atomic_save
 
 Params = Mapping[str, Tensor]  # {name: [n, *shape]}
 Split = Tuple[Params, Tensor]  # (params, targets [n])
@@ -65,11 +68,21 @@ def mean_loss(model: nn.Module, loss: Callable[[nn.Module, Params], Tensor], par
 
 def fit_loop(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, validate: Callable[[], float],
            higher_is_better: bool, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-           progress: bool, log: Optional[Callable[[Dict[str, float]], None]]) -> Tuple[List[Dict[str, float]], float, int, float]:
+           progress: bool, log: Optional[Callable[[Dict[str, float]], None]],
+           checkpoint: Optional[Union[str, Path]] = None, generators: Sequence[torch.Generator] = (),
+           settings: Optional[Mapping[str, object]] = None) -> Tuple[List[Dict[str, float]], float, int, float]:
     """The training loop every weight-space model shares (AdamW, cosine schedule, shuffled
     batches of ``batch_loss(indices)`` over ``n`` examples, ``validate()`` after every epoch);
     leaves the best validation epoch's weights in ``model``. Returns history, best validation
-    score, best epoch and seconds."""
+    score, best epoch and seconds (of training, summed over resumed parts).
+
+    With ``checkpoint`` (a file path) the state after every epoch is written there atomically:
+    model, optimizer, schedule, the shuffling generator, ``generators`` (others that
+    ``batch_loss`` draws from), torch's global generator, history and best epoch; a call that
+    finds the file goes on from it, so an interrupted run continues exactly as if it had not
+    stopped. ``settings`` (JSON-like) are stored with it, and a file written with other
+    settings, another ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``seed`` or ``n`` is
+    refused (``ValueError``)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -80,8 +93,27 @@ def fit_loop(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, v
     history: List[Dict[str, float]] = []
     sign = 1.0 if higher_is_better else -1.0
     best = (-math.inf, math.nan, copy.deepcopy(model.state_dict()), 0)  # (score, val, weights, epoch)
+    identity = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                "examples": n, "settings": dict(settings or {})}
+    spent, first = 0.0, 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state["identity"] != identity:
+            changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
+            raise ValueError(f"{checkpoint} holds a training run with other settings (differs in {', '.join(changed)}): "
+                             "remove it or choose another checkpoint")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        gen.set_state(state["generator"])
+        for g, saved in zip(generators, state["generators"]):
+            g.set_state(saved)
+        torch.set_rng_state(state["torch_rng"])
+        history, spent, first = state["history"], state["seconds"], state["epoch"]
+        best = (state["best_score"], state["best_val"], state["best_model"], state["best_epoch"])
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc=f"training {type(model).__name__}", disable=not progress)
+    bar = tqdm(range(first, epochs), desc=f"training {type(model).__name__}", disable=not progress,
+               initial=first, total=epochs)
     for epoch in bar:
         model.train()
         order = torch.randperm(n, generator=gen)
@@ -104,8 +136,15 @@ def fit_loop(model: nn.Module, batch_loss: Callable[[Tensor], Tensor], n: int, v
         score = -math.inf if math.isnan(row["val"]) else sign * row["val"]
         if score >= best[0]:
             best = (score, row["val"], copy.deepcopy(model.state_dict()), epoch + 1)
+        if checkpoint is not None:
+            atomic_save({"identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                         "generator": gen.get_state(), "generators": [g.get_state() for g in generators],
+                         "torch_rng": torch.get_rng_state(), "history": history,
+                         "seconds": spent + time.perf_counter() - start, "best_score": best[0], "best_val": best[1],
+                         "best_model": best[2], "best_epoch": best[3]}, checkpoint)
     model.load_state_dict(best[2])
-    return history, best[1], best[3], time.perf_counter() - start
+    return history, best[1], best[3], spent + time.perf_counter() - start
 
 
 Augment = Callable[[Dict[str, Tensor], torch.Generator], Dict[str, Tensor]]
@@ -116,9 +155,11 @@ keeps each set's label, drawing from the generator it is given."""
 def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epochs: int = 20,
                    batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
                    progress: bool = True, log: Optional[Callable[[Dict[str, float]], None]] = None,
-                   augment: Optional[Augment] = None) -> Dict:
+                   augment: Optional[Augment] = None, checkpoint: Optional[Union[str, Path]] = None,
+                   settings: Optional[Mapping[str, object]] = None) -> Dict:
     """Train ``model`` (networks' parameters -> class logits) with cross-entropy; ``augment``
-    transforms every training batch (its generator is seeded from ``seed``).
+    transforms every training batch (its generator is seeded from ``seed``). ``checkpoint`` and
+    ``settings``: resumable training, see :func:`fit_loop`.
 
     Returns ``val_acc`` (best epoch), ``test_acc`` (of that epoch's weights, left in ``model``),
     ``best_epoch``, ``history`` (per epoch: mean train loss, ``val`` accuracy) and ``seconds``."""
@@ -132,7 +173,8 @@ def fit_classifier(model: nn.Module, train: Split, val: Split, test: Split, epoc
         return nn.functional.cross_entropy(model(batch), labels[index])
 
     history, best, epoch, seconds = fit_loop(model, batch_loss, len(labels), lambda: accuracy(model, val), True,
-                                           epochs, batch_size, lr, weight_decay, seed, progress, log)
+                                           epochs, batch_size, lr, weight_decay, seed, progress, log,
+                                           checkpoint=checkpoint, generators=(gen,), settings=settings)
     return {"val_acc": best, "test_acc": accuracy(model, test), "best_epoch": epoch, "history": history,
             "seconds": seconds}
 
