@@ -30,9 +30,10 @@ def test_readouts_are_invariant_to_hidden_neuron_permutations(net_name, inr_fold
     permuted = permute_sirens(params, torch.Generator().manual_seed(1))
     assert not torch.equal(permuted["layers.2.weight"], params["layers.2.weight"])
     for b in range(2):
-        out = inr.readout(net, {n: p[b] for n, p in params.items()}, inr.graph)
-        out_permuted = inr.readout(net, {n: p[b] for n, p in permuted.items()}, inr.graph)
-        torch.testing.assert_close(out_permuted, out, rtol=1e-4, atol=1e-5)
+        for standardize in (None, inr.standardize):  # each SIREN's own RMS, and the set's statistics
+            out = inr.readout(net, {n: p[b] for n, p in params.items()}, inr.graph, standardize)
+            out_permuted = inr.readout(net, {n: p[b] for n, p in permuted.items()}, inr.graph, standardize)
+            torch.testing.assert_close(out_permuted, out, rtol=1e-4, atol=1e-5)
 
     zoo = tasks["generalization"]
     plain = [e for e in load_zoo(zoo_folder, "train") if not e.architecture.get("residual")]
@@ -46,6 +47,29 @@ def test_readouts_are_invariant_to_hidden_neuron_permutations(net_name, inr_fold
     other = {n: p[2] for n, p in inr.params.items()}
     assert (inr.readout(net, other, inr.graph) - inr.readout(net, {n: p[0] for n, p in params.items()},
                                                             inr.graph)).abs().max() > 1e-4
+
+
+def test_standardised_reading_keeps_how_large_a_tensor_is(inr_folder):
+    from l2o_graphs.features import inv_rms
+    from l2o_graphs.graph import NeuralGraph
+    from l2o_graphs.inr import Siren
+    from l2o_graphs.weightspace import ParamNormalizer
+
+    torch.manual_seed(0)
+    net = build_net("ng-gnn", element_gain=4.0)
+    graph = NeuralGraph.from_module(Siren())
+    task = build_auxiliary({"inr-classification": {"folder": str(inr_folder)}}, net, torch.device("cpu"))
+    task = task["inr-classification"]
+    assert isinstance(task.standardize, ParamNormalizer) and not task.standardize.per_element
+    params = {n: p[0] for n, p in task.params.items()}
+    larger = {**params, "layers.2.weight": 2 * params["layers.2.weight"]}
+    own_rms = net.embed(params, graph)[0]
+    # reference: standardising by each tensor's own RMS is what the optimizer's features do
+    by_rms = net.embed(params, graph, lambda ps: {n: p * inv_rms(p, tuple(range(p.dim()))) for n, p in ps.items()})[0]
+    torch.testing.assert_close(by_rms, own_rms, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net.embed(larger, graph)[0], own_rms, rtol=1e-5, atol=1e-5)  # scaled away
+    standardized = net.embed(params, graph, task.standardize)[0]
+    assert (net.embed(larger, graph, task.standardize)[0] - standardized).abs().max() > 1e-2  # kept
 
 
 def test_losses_are_the_weighted_sum_and_reach_the_shared_trunk(inr_folder, zoo_folder):
@@ -217,3 +241,22 @@ def test_auxiliary_training_options_are_checked(tmp_path, inr_folder, zoo_folder
         MetaTrainer(_config(inr_folder, zoo_folder, auxiliary_parameters=["trunk"]), tmp_path / "bad")
     assert MetaConfig.from_dict(_config(inr_folder, zoo_folder, auxiliary_parameters=["layers."]).to_dict()
                                 ).auxiliary_parameters == ("layers.",)
+
+
+@pytest.mark.parametrize("net_name", ["ng-gnn", "ng-t"])
+def test_element_gain_scales_the_encoders_element_projections_only(tmp_path, net_name):
+    from l2o_graphs.optim import load_weights, save_weights
+
+    torch.manual_seed(0)
+    plain = build_net(net_name, update="adam-layer")
+    torch.manual_seed(0)
+    gained = build_net(net_name, update="adam-layer", element_gain=4.0)
+    scaled = {"node_elements.weight", "edge_elements.weight"}
+    for (name, p), q in zip(plain.named_parameters(), gained.parameters()):
+        torch.testing.assert_close(q, 4 * p if name in scaled else p, rtol=0, atol=0, msg=name)
+    assert "element_gain" not in plain.config and gained.config["element_gain"] == 4.0
+    save_weights(gained, tmp_path / "w.pt")
+    assert load_weights(tmp_path / "w.pt").config == gained.config
+    for bad in (0.0, -1.0, float("nan"), True, "4"):
+        with pytest.raises(ValueError, match="element_gain must be a positive finite number"):
+            build_net(net_name, element_gain=bad)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from l2o_graphs.graph import NeuralGraph
 from l2o_graphs.nn import GraphUpdateNet
 from l2o_graphs.nn.readout import InvariantReadout
+from l2o_graphs.weightspace.models import ParamNormalizer
 
 AUXILIARY_TASKS = ("inr-classification", "generalization")
 SETTINGS = {"weight": (int, float), "batch": int, "folder": (str, type(None)), "hidden": int}
@@ -75,9 +76,11 @@ class AuxiliaryTask(nn.Module, abc.ABC):
         self.weight, self.batch = float(weight), int(batch)
         self.head = InvariantReadout(node_dim, hidden, out_dim)
 
-    def readout(self, net: GraphUpdateNet, params: Mapping[str, Tensor], graph: NeuralGraph) -> Tensor:
-        """``[out_dim]``: the head on the mean trunk state of the output neurons and of all neurons."""
-        h, _ = net.embed(params, graph)
+    def readout(self, net: GraphUpdateNet, params: Mapping[str, Tensor], graph: NeuralGraph,
+                standardize: Optional[nn.Module] = None) -> Tensor:
+        """``[out_dim]``: the head on the mean trunk state of the output neurons and of all neurons
+        (``standardize``: see :meth:`~l2o_graphs.nn.GraphUpdateNet.embed`)."""
+        h, _ = net.embed(params, graph, standardize)
         return self.head(h, graph.node_role)
 
     @abc.abstractmethod
@@ -86,7 +89,12 @@ class AuxiliaryTask(nn.Module, abc.ABC):
 
 
 class InrClassificationTask(AuxiliaryTask):
-    """Cross-entropy of the class of the image each SIREN of the train split encodes."""
+    """Cross-entropy of the class of the image each SIREN of the train split encodes.
+
+    The trunk reads each SIREN's parameters standardised by the train split's mean and standard
+    deviation of each tensor (scalars: invariant to permutations of hidden neurons), not by the
+    SIREN's own RMS, which would scale away how large its tensors are against the other SIRENs'.
+    """
 
     def __init__(self, net: GraphUpdateNet, folder: Path, weight: float, batch: int, hidden: int,
                  device: torch.device):
@@ -100,11 +108,12 @@ class InrClassificationTask(AuxiliaryTask):
         self.params = {n: p.to(device) for n, p in train.params.items()}
         self.labels = train.label.to(device)
         self.graph = NeuralGraph.from_module(Siren()).to(device).precompute()
+        self.standardize = ParamNormalizer.fit(self.params, by="tensor")
 
     def loss(self, net: GraphUpdateNet, generator: torch.Generator) -> Tensor:
         index = torch.randint(len(self.labels), (self.batch,), generator=generator).tolist()
-        logits = torch.stack([self.readout(net, {n: p[i] for n, p in self.params.items()}, self.graph)
-                              for i in index])
+        logits = torch.stack([self.readout(net, {n: p[i] for n, p in self.params.items()}, self.graph,
+                                           self.standardize) for i in index])
         return nn.functional.cross_entropy(logits, self.labels[index])
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple, Union
+from typing import Callable, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -187,14 +187,24 @@ class GraphUpdateNet(UpdateNet):
     uses_graph = True
 
     def __init__(self, stack: nn.ModuleList, node_dim: int, edge_dim: int, decoder_hidden: int,
-                 **config: object):
-        super().__init__(node_dim=node_dim, edge_dim=edge_dim, decoder_hidden=decoder_hidden, **config)
+                 element_gain: float = 1.0, **config: object):
+        if isinstance(element_gain, bool) or not isinstance(element_gain, (int, float)) or \
+                not 0 < element_gain < float("inf"):
+            raise ValueError(f"element_gain must be a positive finite number, got {element_gain!r}")
+        # recorded only where it differs from 1, so that the configs of nets without it stay as they were
+        gain = {} if element_gain == 1.0 else {"element_gain": float(element_gain)}
+        super().__init__(node_dim=node_dim, edge_dim=edge_dim, decoder_hidden=decoder_hidden, **gain, **config)
         self.layers = stack
         f, t = NUM_FEATURES, NUM_TIME_FEATURES
-        # projections of each element's features for the encoder and for the decoder
+        # projections of each element's features for the encoder and for the decoder; the
+        # encoder's start ``element_gain`` times PyTorch's initialisation, which makes the features
+        # count beside the structure embeddings (drawn from N(0, 1))
         self.node_elements = nn.Linear(f, node_dim)
         self.node_dec_x = nn.Linear(f, decoder_hidden)
         self.edge_elements = nn.Linear(f, edge_dim)
+        with torch.no_grad():
+            self.node_elements.weight.mul_(element_gain)
+            self.edge_elements.weight.mul_(element_gain)
         self.edge_dec_x = nn.Linear(f, edge_dim)
         # encoder
         self.slot_kind = nn.Embedding(len(SLOT_KINDS), node_dim)
@@ -351,14 +361,28 @@ class GraphUpdateNet(UpdateNet):
             h, e = layer(h, e, segmented)
         return h, e
 
-    def embed(self, params: Mapping[str, Tensor], graph: NeuralGraph) -> Tuple[Tensor, Tensor]:
+    def embed(self, params: Mapping[str, Tensor], graph: NeuralGraph,
+              standardize: Optional[Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]]] = None
+              ) -> Tuple[Tensor, Tensor]:
         """The trunk's node states ``[N, node_dim]`` and edge states ``[edge_dim, E]`` for a network
         known only by its parameters ``{name: tensor}``: the features the optimizer would see
         before its first step (parameter / per-tensor RMS; gradient, moment and time features
         zero). What auxiliary weight-space tasks read (:mod:`l2o_graphs.meta.auxiliary`);
-        equivariant like :meth:`forward`: relabelling hidden neurons relabels the rows."""
-        features = {name: element_features(p, torch.zeros_like(p), p.new_zeros(*p.shape, len(BETAS)),
-                                           torch.zeros_like(p), step=1) for name, p in params.items()}
+        equivariant like :meth:`forward`: relabelling hidden neurons relabels the rows.
+
+        ``standardize``: a map of the parameters to standardised ones, such as a
+        :class:`~l2o_graphs.weightspace.ParamNormalizer` fitted per tensor on a set of networks of
+        one architecture; the parameter feature is then its value instead of ``p`` over its own
+        RMS, which keeps how large a network's tensor is against the others' (its own RMS scales
+        that away)."""
+        standardized = standardize(params) if standardize is not None else None
+        features = {}
+        for name, p in params.items():
+            features[name] = element_features(p, torch.zeros_like(p), p.new_zeros(*p.shape, len(BETAS)),
+                                              torch.zeros_like(p), step=1)
+            if standardized is not None:
+                features[name] = torch.cat([standardized[name].unsqueeze(-1).to(features[name].dtype),
+                                            features[name][..., 1:]], -1)
         node_x, edge_x = graph.gather(features)
         x = edge_x.permute(2, 0, 1).contiguous()
         kpos = self._kernel_positions(graph, x.device).to(x.dtype)
@@ -397,9 +421,9 @@ class NGGNN(GraphUpdateNet):
     (``kernels="triton"``, forward only: :mod:`l2o_graphs.nn.edge_kernels`)."""
 
     def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 3, decoder_hidden: int = 8,
-                 update: str = "paper"):
+                 update: str = "paper", element_gain: float = 1.0):
         super().__init__(nn.ModuleList(NGGNNLayer(node_dim, edge_dim) for _ in range(layers)),
-                         node_dim, edge_dim, decoder_hidden, layers=layers, update=update)
+                         node_dim, edge_dim, decoder_hidden, element_gain, layers=layers, update=update)
 
     def feature_dtype(self, kernels: str, device: torch.device) -> torch.dtype:
         """bfloat16 for the kernels under autocast (features are clipped to +-10 or normalised
@@ -503,7 +527,7 @@ class NGT(GraphUpdateNet):
     """NG-T learned optimizer network (relational transformer on the neural graph)."""
 
     def __init__(self, node_dim: int = 32, edge_dim: int = 8, layers: int = 2, decoder_hidden: int = 8,
-                 heads: int = 2, attn_dim: int = 8, update: str = "paper"):
+                 heads: int = 2, attn_dim: int = 8, update: str = "paper", element_gain: float = 1.0):
         super().__init__(nn.ModuleList(NGTLayer(node_dim, edge_dim, heads, attn_dim) for _ in range(layers)),
-                         node_dim, edge_dim, decoder_hidden, layers=layers, heads=heads, attn_dim=attn_dim,
-                         update=update)
+                         node_dim, edge_dim, decoder_hidden, element_gain, layers=layers, heads=heads,
+                         attn_dim=attn_dim, update=update)
