@@ -109,12 +109,18 @@ def _cmd_meta_train(args: argparse.Namespace) -> int:
             print(f"meta-training {cfg.net} on suite {cfg.suite if isinstance(cfg.suite, str) else cfg.suite['name']} "
                   f"on {trainer.device} x {trainer.world}; run directory {args.run_dir}"
                   + (f", resuming at step {trainer.step}" if trainer.step else ""))
+        stop_after = None if args.stop_at is None else max(0, args.stop_at - trainer.step)
         try:
-            trainer.run(progress=not args.no_progress)
+            trainer.run(progress=not args.no_progress, stop_after=stop_after)
         except MetaTrainingDiverged as err:
             print(f"l2o-graphs meta-train: {err}", file=sys.stderr)
             return 1
-        if trainer.rank == 0:
+        if trainer.step < cfg.outer_steps:  # stopped by --stop-at: the state of this step, to resume from
+            trainer.save()
+            if trainer.rank == 0:
+                print(f"stopped at outer step {trainer.step} of {cfg.outer_steps} (continue with --resume); "
+                      f"wrote {plot_run(args.run_dir)}")
+        elif trainer.rank == 0:
             print(f"wrote {Path(args.run_dir) / 'weights.pt'} and {plot_run(args.run_dir)}")
     return 0
 
@@ -313,6 +319,9 @@ def _add_meta_train(sub: Any, training: List[argparse.ArgumentParser]) -> None:
     meta.add_argument("--device", choices=("auto", "cpu", "cuda"))
     meta.add_argument("--checkpoint-every", type=POSITIVE)
     meta.add_argument("--autocast", action="store_true", help="bfloat16 autocast for the unrolls (mixed precision)")
+    meta.add_argument("--stop-at", type=NON_NEGATIVE,
+                      help="stop after this outer step, checkpointed (the schedule stays that of --outer-steps; "
+                           "--resume goes on)")
     meta.set_defaults(func=_cmd_meta_train)
 
 

@@ -149,3 +149,20 @@ def test_cli_user_errors_are_one_line_and_exit_status_2(tmp_path, capsys):
         assert exit_info.value.code == 2
     # the refused commands wrote nothing into the existing run
     assert steps_logged(run) == [1, 2, 3, 4]
+
+
+def test_cli_stop_at_checkpoints_that_step_and_resume_finishes_the_same_run(tmp_path, capsys):
+    """--stop-at keeps the schedule of the full run: stopped at step 3 (no checkpoint is due there)
+    and resumed, the run ends where a run straight through ends."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "outer_steps": 4, "checkpoint_every": 2}))
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(["meta-train", "--config", str(config), "--run-dir", str(straight), "--no-progress"]) == 0
+    assert main(["meta-train", "--config", str(config), "--run-dir", str(stopped), "--no-progress", "--stop-at", "3"]) == 0
+    assert "stopped at outer step 3 of 4" in capsys.readouterr().out
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert not (stopped / "weights.pt").exists()
+    assert main(["meta-train", "--config", str(config), "--run-dir", str(stopped), "--no-progress", "--resume"]) == 0
+    one = torch.load(straight / "weights.pt", weights_only=True)["state_dict"]
+    two = torch.load(stopped / "weights.pt", weights_only=True)["state_dict"]
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
