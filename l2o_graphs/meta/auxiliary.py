@@ -5,7 +5,8 @@ auxiliary task makes the same layers also read *trained* networks and predict so
 them, through a small head of its own (shared trunk, task-specific heads, weighted sum of losses):
 
 * ``inr-classification``: the class of the image a SIREN encodes (an INR set made by
-  ``l2o-graphs inr make``), cross-entropy;
+  ``l2o-graphs inr make``; weights are readable on sets made with ``--protocol dwsnets``, not on
+  the default protocol's, where every weight-only classifier stays near chance), cross-entropy;
 * ``generalization``: a zoo CNN's test accuracy (a zoo made by ``l2o-graphs zoo make``), squared
   error of a sigmoid output.
 
@@ -16,7 +17,7 @@ neurons and of all its neurons, so the prediction is invariant to permutations o
 Configured in the meta-training YAML as a mapping from task name to its settings::
 
     auxiliary:
-      inr-classification: {weight: 0.1, batch: 8}                  # INRs of the default MNIST set
+      inr-classification: {weight: 0.1, batch: 8, folder: /path/to/dwsnets-protocol/set}
       generalization: {weight: 0.1, batch: 8, folder: /path/to/zoo}
 """
 from __future__ import annotations
