@@ -54,15 +54,15 @@ def siren_mse_and_grads(params: Mapping[str, Tensor], coords: Tensor, target: Te
     w_name, b_name = names[-1]
     error = torch.baddbmm(params[b_name].unsqueeze(1) + OUTPUT_SHIFT, x, params[w_name].transpose(1, 2)) - target
     mse = error.square().mean((1, 2))
-    grad_out = error * (2.0 / (error.shape[1] * error.shape[2]))  # d mse / d output, [B, P, out]
+    grad_out = error.mul_(2.0 / (error.shape[1] * error.shape[2]))  # d mse / d output, [B, P, out]
     grads: Dict[str, Tensor] = {}
     for i in range(last, -1, -1):
         scale = 1.0 if i == last else omega_0  # d pre-activation / d (x W^T + b)
         w_name, b_name = names[i]
-        grads[w_name] = torch.bmm(grad_out.transpose(1, 2), inputs[i]) * scale
-        grads[b_name] = grad_out.sum(1) * scale
-        if i > 0:  # on to the pre-activation of layer i - 1
-            grad_out = torch.bmm(grad_out, params[w_name]) * (cosines[i - 1] * scale)
+        grads[w_name] = torch.bmm(grad_out.transpose(1, 2), inputs[i]).mul_(scale)
+        grads[b_name] = grad_out.sum(1).mul_(scale)
+        if i > 0:  # on to the pre-activation of layer i - 1 (in place: no temporaries of [B, P, width])
+            grad_out = torch.bmm(grad_out, params[w_name]).mul_(cosines[i - 1]).mul_(scale)
     return mse, grads
 
 
