@@ -61,6 +61,11 @@ def test_standardised_reading_keeps_how_large_a_tensor_is(inr_folder):
     task = build_auxiliary({"inr-classification": {"folder": str(inr_folder)}}, net, torch.device("cpu"))
     task = task["inr-classification"]
     assert isinstance(task.standardize, ParamNormalizer) and not task.standardize.per_element
+    from l2o_graphs.inr import load_inr_set
+
+    reference = ParamNormalizer.fit(load_inr_set(inr_folder, "train").params)  # the train split's statistics
+    assert all(torch.equal(a, b) for a, b in zip(task.standardize.state_dict().values(),
+                                                 reference.state_dict().values()))
     params = {n: p[0] for n, p in task.params.items()}
     larger = {**params, "layers.2.weight": 2 * params["layers.2.weight"]}
     own_rms = net.embed(params, graph)[0]
