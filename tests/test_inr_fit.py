@@ -207,13 +207,19 @@ with claim_piece(Path(sys.argv[1])) as claimed:
 """
 
 
-def test_a_shard_claimed_by_another_process_is_left_to_it_until_that_process_dies(tmp_path, sources):
+def test_a_shard_claimed_by_another_process_is_waited_for_and_fitted_when_that_process_dies(tmp_path, sources,
+                                                                                          monkeypatch):
     import os
     import signal
     import subprocess
     import sys
+    import threading
+    import time
     from pathlib import Path
 
+    from l2o_graphs.inr import dataset
+
+    monkeypatch.setattr(dataset, "CLAIM_POLL_SECONDS", 0.1)
     spec = InrSetSpec("mnist", counts={"train": 5, "val": 2, "test": 0}, steps=4, shard_size=2)
     whole = tmp_path / "whole"
     make_inr_set(spec, whole, progress=False, images=_digits_as(sources))
@@ -223,14 +229,26 @@ def test_a_shard_claimed_by_another_process_is_left_to_it_until_that_process_die
                               env={**os.environ, "PYTHONPATH": str(repo)})
     try:
         assert holder.stdout.readline().strip() == b"claimed"
-        assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 5
-        assert not (folder / "train-00001.pt").exists()  # the other process's shard
-        with pytest.raises(FileNotFoundError, match="1 of 3 train shards missing"):
-            load_inr_set(folder, "train")
+        killed = []
+
+        def kill_when_the_rest_is_written():
+            others = [folder / name for name in ("train-00000.pt", "train-00002.pt", "val-00000.pt")]
+            while not all(p.exists() for p in others):
+                time.sleep(0.05)
+            time.sleep(0.5)  # the maker now waits on the held shard
+            assert not (folder / "train-00001.pt").exists()
+            killed.append(time.perf_counter())
+            holder.send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_when_the_rest_is_written)
+        killer.start()
+        stats = make_inr_set(spec, folder, progress=False, images=_digits_as(sources))
+        returned = time.perf_counter()
+        killer.join()
     finally:
-        holder.send_signal(signal.SIGKILL)
+        holder.kill()
         holder.wait()
-    assert make_inr_set(spec, folder, progress=False, images=_digits_as(sources))["fitted"] == 2
+    assert stats["fitted"] == 7 and killed and returned > killed[0]  # it waited, then fitted the shard itself
     for split in spec.counts:
         a, b = load_inr_set(whole, split), load_inr_set(folder, split)
         assert all(torch.equal(a.params[name], b.params[name]) for name in a.params)

@@ -36,6 +36,8 @@ SPLITS: Dict[str, Tuple[str, int, int]] = {"train": ("train", 0, 55_000), "val":
                                            "test": ("test", 0, 10_000)}
 INR_DATASETS = ("mnist", "fashion_mnist")
 _SEED_STRIDE = 1_000_000  # per-INR seed: seed * stride + source offset + source index
+CLAIM_POLL_SECONDS = 2.0
+"""How often :func:`make_inr_set` looks again at shards that other processes are fitting."""
 _SOURCE_OFFSET = {"train": 0, "test": 100_000}
 
 
@@ -146,8 +148,11 @@ def make_inr_set(spec: InrSetSpec, folder: Union[str, Path, None] = None, progre
     processes can make one set together: ``workers > 1`` starts ``workers - 1`` more processes
     (each with ``torch.get_num_threads() // workers`` threads, at least one), and running the
     same call in other processes, on this machine or on one sharing the folder, does the same.
-    ``compile`` fits through ``torch.compile`` (:func:`~l2o_graphs.inr.fit.fit_sirens`; a change
-    by rounding only, like ``device``). ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
+    Every such call returns once the whole set is written: a shard another process holds is
+    waited for (polled every :data:`CLAIM_POLL_SECONDS`), and fitted by this call if that process
+    ends without writing it. ``compile`` fits through ``torch.compile``
+    (:func:`~l2o_graphs.inr.fit.fit_sirens`; a change by rounding only, like ``device``).
+    ``images(dataset, source_split) -> (images [N, 1, H, W], labels [N])`` defaults to
     :func:`~l2o_graphs.data.load_images` (with ``workers > 1`` it must be picklable). Returns
     ``fitted`` (INRs fitted by this call and its workers), ``seconds`` and ``inrs_per_second``.
     Raises ``ValueError`` when ``folder`` holds a set made with another spec."""
@@ -198,25 +203,31 @@ def _fit_shards(spec: InrSetSpec, folder: Path, progress: bool,
                disable=not progress)
     sources: Dict[str, Tuple[Tensor, Tensor]] = {}
     fitted = 0
-    for name, source, indices in shards:
-        if (folder / name).exists():
-            continue
-        with claim_piece(folder / name) as claimed:
-            if not claimed or (folder / name).exists():  # another process fits it, or has
-                continue
-            if source not in sources:
-                sources[source] = load(spec.dataset, source)
-            source_images, source_labels = sources[source]
-            index = torch.tensor(list(indices), dtype=torch.long)
-            seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
-            params, psnr = fit_sirens(source_images[index].to(device), seeds, spec.steps, spec.lr, spec.init,
-                                      spec.stop_psnr, compile=compile)
-            payload = {"params": {key: p.cpu() for key, p in params.items()}, "label": source_labels[index],
-                       "psnr": psnr.cpu(), "source_index": index}
-            atomic_save(payload, folder / name)
-        fitted += len(indices)
-        bar.update(present() - bar.n)
-        bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
+    # passes over the missing shards until none is: a shard another process holds is waited for,
+    # and fitted here if that process ends without writing it (its claim then falls free)
+    while missing := [shard for shard in shards if not (folder / shard[0]).exists()]:
+        progressed = False
+        for name, source, indices in missing:
+            with claim_piece(folder / name) as claimed:
+                if not claimed or (folder / name).exists():  # another process fits it, or has
+                    continue
+                if source not in sources:
+                    sources[source] = load(spec.dataset, source)
+                source_images, source_labels = sources[source]
+                index = torch.tensor(list(indices), dtype=torch.long)
+                seeds = [spec.seed * _SEED_STRIDE + _SOURCE_OFFSET[source] + i for i in indices]
+                params, psnr = fit_sirens(source_images[index].to(device), seeds, spec.steps, spec.lr, spec.init,
+                                          spec.stop_psnr, compile=compile)
+                payload = {"params": {key: p.cpu() for key, p in params.items()}, "label": source_labels[index],
+                           "psnr": psnr.cpu(), "source_index": index}
+                atomic_save(payload, folder / name)
+            fitted += len(indices)
+            progressed = True
+            bar.update(present() - bar.n)
+            bar.set_postfix(psnr=f"{float(psnr.mean()):.1f} dB")
+        if not progressed:
+            time.sleep(CLAIM_POLL_SECONDS)
+            bar.update(present() - bar.n)
     bar.close()
     return fitted
 
