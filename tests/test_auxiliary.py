@@ -236,9 +236,9 @@ def test_pes_trains_the_output_layers_while_auxiliary_tasks_train_the_trunk(tmp_
 
 
 def test_auxiliary_training_options_are_checked(tmp_path, inr_folder, zoo_folder):
-    with pytest.raises(ValueError, match="auxiliary_parameters and auxiliary_lr set what auxiliary tasks train"):
+    with pytest.raises(ValueError, match="auxiliary_parameters, auxiliary_lr and auxiliary_warmup set what"):
         MetaConfig(auxiliary_parameters=["layers."])
-    with pytest.raises(ValueError, match="auxiliary_parameters and auxiliary_lr"):
+    with pytest.raises(ValueError, match="auxiliary_parameters, auxiliary_lr and auxiliary_warmup"):
         MetaConfig(auxiliary_lr=1e-3)
     with pytest.raises(ValueError, match="'auxiliary_lr'"):
         _config(inr_folder, zoo_folder, auxiliary_lr=0.0)
@@ -265,3 +265,23 @@ def test_element_gain_scales_the_encoders_element_projections_only(tmp_path, net
     for bad in (0.0, -1.0, float("nan"), True, "4"):
         with pytest.raises(ValueError, match="element_gain must be a positive finite number"):
             build_net(net_name, element_gain=bad)
+
+
+def test_auxiliary_warmup_trains_the_trunk_alone_before_the_first_outer_step(tmp_path, inr_folder, zoo_folder):
+    cfg = _config(inr_folder, zoo_folder, meta_parameters=DEC_OUT, auxiliary_warmup=30, auxiliary_lr=1e-2,
+                  outer_steps=3, checkpoint_every=3)
+    fresh = dict(MetaTrainer(cfg, tmp_path / "fresh").net.named_parameters())
+    trainer = MetaTrainer(cfg, tmp_path / "a")
+    trainer.run(progress=False, stop_after=0)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "auxiliary_warmup.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    first, last = (sum(r["aux_inr-classification"] for r in part) / 5 for part in (rows[:5], rows[-5:]))
+    assert last < first  # it learns the twelve digits' classes
+    moved = {n for n, p in trainer.net.named_parameters() if not torch.equal(p, fresh[n])}
+    assert any(n.startswith("layers.") for n in moved) and not any(n.startswith(tuple(DEC_OUT)) for n in moved)
+    assert trainer.step == 0
+    assert not trainer.outer.state  # the outer optimizer has not stepped
+    trainer.run(progress=False)  # goes on to the outer steps without warming up again
+    assert trainer.step == 3 and len((tmp_path / "a" / "auxiliary_warmup.jsonl").read_text().splitlines()) == 30
+    resumed = MetaTrainer(cfg, tmp_path / "a", resume=True)
+    assert resumed.step == 3

@@ -49,6 +49,9 @@ class MetaConfig:
             trunk whose features PES's output layers read.
         auxiliary_lr: the outer learning rate of the auxiliary tasks' heads and of the auxiliary
             parameters that are not meta-parameters (on the same warm-up and decay); None: ``lr``.
+        auxiliary_warmup: steps of the auxiliary losses alone (Adam at ``auxiliary_lr`` on what
+            they train) before the first outer step of a fresh run, so that the trunk reads
+            networks before meta-training starts; their losses go to ``auxiliary_warmup.jsonl``.
         estimator: ``"tbptt"`` (truncated backprop through ``unroll`` steps) or ``"pes"``
             (persistent evolution strategies, :mod:`l2o_graphs.meta.pes`: forward unrolls only,
             ``meta_batch`` antithetic pairs of trajectories). pes_sigma: the standard deviation of
@@ -102,6 +105,7 @@ class MetaConfig:
     auxiliary: Dict[str, Any] = field(default_factory=dict)
     auxiliary_parameters: Tuple[str, ...] = ()
     auxiliary_lr: Optional[float] = None
+    auxiliary_warmup: int = 0
     estimator: str = "tbptt"
     pes_sigma: float = 0.01
     validate_every: int = 0
@@ -138,6 +142,7 @@ class MetaConfig:
                   ("meta_loss", self.meta_loss in META_LOSSES), ("behind_weight", self.behind_weight >= 0),
                   ("ahead_cap", self.ahead_cap is None or self.ahead_cap > 0),
                   ("auxiliary_lr", self.auxiliary_lr is None or self.auxiliary_lr > 0),
+                  ("auxiliary_warmup", self.auxiliary_warmup >= 0),
                   ("validation_tasks", len(self.validation_tasks) > 0
                    and all(t in VALIDATION_TASKS for t in self.validation_tasks))]
         bad = [name for name, ok in checks if not ok]
@@ -147,9 +152,10 @@ class MetaConfig:
         if self.estimator == "pes" and self.second_order:
             raise ValueError("meta-training config: second_order differentiates through the unrolls, which the "
                              "'pes' estimator runs without autograd")
-        if not self.auxiliary and (self.auxiliary_parameters or self.auxiliary_lr is not None):
-            raise ValueError("meta-training config: auxiliary_parameters and auxiliary_lr set what auxiliary tasks "
-                             "train, and 'auxiliary' names none")
+        if not self.auxiliary and (self.auxiliary_parameters or self.auxiliary_lr is not None
+                                   or self.auxiliary_warmup):
+            raise ValueError("meta-training config: auxiliary_parameters, auxiliary_lr and auxiliary_warmup set "
+                             "what auxiliary tasks train, and 'auxiliary' names none")
         if self.meta_loss == "relative" and self.estimator != "pes":
             raise ValueError("meta-training config: meta_loss 'relative' needs the 'pes' estimator (its reference "
                              "runs sit beside each antithetic pair)")

@@ -53,7 +53,8 @@ VALIDATION = "validation.jsonl"
 WEIGHTS = "weights.pt"
 BEST = "best.pt"
 VALIDATED = "validated"  # every validated network, as validated/step-NNNNN.pt
-RUN_FILES = (CHECKPOINT, CARRY, METRICS, VALIDATION, WEIGHTS, BEST, "meta_curves.png")
+AUXILIARY_WARMUP = "auxiliary_warmup.jsonl"
+RUN_FILES = (CHECKPOINT, CARRY, METRICS, VALIDATION, WEIGHTS, BEST, AUXILIARY_WARMUP, "meta_curves.png")
 """What a run writes into its directory (besides ``config.json``)."""
 
 
@@ -206,6 +207,7 @@ class MetaTrainer:
         self._particles: Dict[Tuple[int, ...], Tuple[Any, Dict]] = {}
         self.trajectories: List[Union[Trajectory, TrajectoryPair]] = self._draw_trajectories()
         self.step = 0
+        self._warmed_up = False  # cfg.auxiliary_warmup done (a run resumed past step 0 has done it)
         # meta-validation: the last step validated, the best score and its step
         self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None}
         self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
@@ -432,6 +434,8 @@ class MetaTrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         end = cfg.outer_steps if stop_after is None else min(cfg.outer_steps, self.step + stop_after)
+        if self.step == 0 and cfg.auxiliary_warmup and not self._warmed_up:
+            self._warm_up_auxiliary(progress)
         bar = tqdm(total=cfg.outer_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc=f"meta-train {cfg.net}", unit="step")
         self.validate_if_due()  # the initialisation's score, on a fresh run
@@ -465,6 +469,38 @@ class MetaTrainer:
                               f"tasks: the best score ({state['best_score']:+.4f}) is step 0's; best.pt holds the "
                               f"untrained network", RuntimeWarning, stacklevel=2)
         return self.net
+
+    def _warm_up_auxiliary(self, progress: bool) -> None:
+        """``cfg.auxiliary_warmup`` steps of the auxiliary losses alone before the first outer step:
+        Adam (``auxiliary_lr``, else ``lr``, no schedule) on what they train, gradients clipped
+        to ``clip``; each step's losses go to ``auxiliary_warmup.jsonl``. The meta-parameters
+        and the outer optimizer's state are not touched."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        optimizer = torch.optim.Adam(self.aux_trainable, lr=cfg.auxiliary_lr or cfg.lr)
+        log = self.run_dir / AUXILIARY_WARMUP
+        if self.rank == 0:
+            log.unlink(missing_ok=True)
+        for step in tqdm(range(1, cfg.auxiliary_warmup + 1), desc="auxiliary warm-up", unit="step",
+                         disable=not progress or self.rank != 0):
+            grads, losses = self._auxiliary_gradients()
+            if self.world > 1:
+                for grad in grads:
+                    dist.all_reduce(grad)
+            norm = float(nn.utils.get_total_norm(grads))
+            if not math.isfinite(norm):
+                continue  # skipped, as a non-finite outer step is
+            for p, grad in zip(self.aux_trainable, grads):
+                p.grad = grad.mul_(min(1.0, cfg.clip / (norm + 1e-6)))
+            optimizer.step()
+            if self.rank == 0:
+                with log.open("a") as f:
+                    f.write(json.dumps({"step": step, "grad_norm": norm,
+                                        **{f"aux_{name}": loss for name, loss in losses.items()}}) + "\n")
+        for p in self.aux_trainable:
+            p.grad = None
+        self._warmed_up = True
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
