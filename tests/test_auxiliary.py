@@ -281,7 +281,15 @@ def test_auxiliary_warmup_trains_the_trunk_alone_before_the_first_outer_step(tmp
     assert any(n.startswith("layers.") for n in moved) and not any(n.startswith(tuple(DEC_OUT)) for n in moved)
     assert trainer.step == 0
     assert not trainer.outer.state  # the outer optimizer has not stepped
+    trainer.save()  # a checkpoint of step 0, as `meta-train --stop-at 0` writes
+    import shutil
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
     trainer.run(progress=False)  # goes on to the outer steps without warming up again
-    assert trainer.step == 3 and len((tmp_path / "a" / "auxiliary_warmup.jsonl").read_text().splitlines()) == 30
-    resumed = MetaTrainer(cfg, tmp_path / "a", resume=True)
-    assert resumed.step == 3
+    resumed = MetaTrainer(cfg, tmp_path / "b", resume=True)
+    resumed.run(progress=False)  # resumed at step 0: warmed up already, as its checkpoint says
+    for run in ("a", "b"):
+        assert len((tmp_path / run / "auxiliary_warmup.jsonl").read_text().splitlines()) == 30
+    assert trainer.step == resumed.step == 3
+    for (name, p), q in zip(trainer.net.named_parameters(), resumed.net.parameters()):
+        assert torch.equal(p, q), name

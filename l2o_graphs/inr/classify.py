@@ -93,12 +93,13 @@ def classify_inrs(folder: Union[str, Path], models: Sequence[str] = CLASSIFIERS,
     data = {s: (v.params, v.label) for s, v in splits.items()}
     if checkpoints is not None:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
+    shared = {"inr_set": inr_set_spec(folder).to_config(), "probes": probes, "dropout": dropout,
+              "normalization": normalization, "values": values,
+              "augment": None if augment is None else [augment.rotation_degrees, augment.shift]}
     results = {}
     for name in models:
         model = build_classifier(name, splits["train"], seed, probes, dropout, normalization, values)
-        settings = {"model": name, "inr_set": inr_set_spec(folder).to_config(), "probes": probes, "dropout": dropout,
-                    "normalization": normalization, "values": values,
-                    "augment": None if augment is None else [augment.rotation_degrees, augment.shift]}
+        settings = {"model": name, **shared}
         result = fit_classifier(model, data["train"], data["val"], data["test"], epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, progress=progress, augment=augment,
                                 log=None if log is None else (lambda row, name=name: log(name, row)),

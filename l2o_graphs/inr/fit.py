@@ -4,8 +4,9 @@ Every INR receives the gradient of its own mean squared error, and Adam acts ele
 a batch of ``B`` fits is ``B`` independent fits computed with batched matrix products
 (``torch.baddbmm``). The gradients are written out by hand (:func:`siren_mse_and_grads`, checked
 against autograd in the tests), which lets ``torch.compile`` fuse a step's sines, cosines and
-products into a few loops (``compile=True``). The batch is fitted in chunks (:data:`CPU_CHUNK` INRs at a time on a CPU, where a chunk's activations
-then stay in cache; all at once elsewhere); the chunk size changes the result only by rounding
+products into a few loops (``compile=True``). The batch is fitted in chunks (:data:`CPU_CHUNK`
+INRs at a time on a CPU, where a chunk's activations then stay in cache; all at once
+elsewhere); the chunk size changes the result only by rounding
 (batched matrix products may take other kernels for other batch sizes), and a given chunk size
 repeats it exactly.
 """
@@ -128,12 +129,12 @@ def _fit_chunk(images: Tensor, seeds: Sequence[int], steps: int, lr: float, init
     target = images.reshape(images.shape[0], -1, 1)
     params = {name: p.to(images) for name, p in siren_init(seeds, scheme=init).items()}
     optimizer = torch.optim.Adam(params.values(), lr=lr)
-    stopped = {name: p.detach().clone() for name, p in params.items()}  # the stopped SIRENs' parameters
+    stopped = {name: p.clone() for name, p in params.items()}  # the stopped SIRENs' parameters
     done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     for _ in range(steps):
         mse, grads = mse_and_grads(params, coords, target)
         if stop_psnr is not None:
-            reached = ~done & (_psnr(mse.detach()) >= stop_psnr)
+            reached = ~done & (_psnr(mse) >= stop_psnr)
             if bool(reached.any()):
                 for name, p in params.items():
                     stopped[name][reached] = p[reached]

@@ -95,6 +95,17 @@ def _new_trajectory(suite: Suite, cfg: MetaConfig, sampler: torch.Generator) -> 
     return Trajectory(spec, length)
 
 
+def _clip_in_place(grads: List[torch.Tensor], max_norm: float) -> float:
+    """Scale ``grads`` in place to a total norm of at most ``max_norm`` (as ``clip_grad_norm_``
+    scales ``.grad``); returns their norm before, and leaves non-finite ones as they are."""
+    norm = float(nn.utils.get_total_norm(grads))
+    if math.isfinite(norm):
+        scale = min(1.0, max_norm / (norm + 1e-6))
+        for grad in grads:
+            grad.mul_(scale)
+    return norm
+
+
 def _select(net: nn.Module, prefixes: Tuple[str, ...], field_name: str = "meta_parameters") -> List[nn.Parameter]:
     """The parameters of ``net`` whose names start with one of ``prefixes`` (all when empty);
     ``field_name``: the config field that names them, for the error."""
@@ -207,7 +218,7 @@ class MetaTrainer:
         self._particles: Dict[Tuple[int, ...], Tuple[Any, Dict]] = {}
         self.trajectories: List[Union[Trajectory, TrajectoryPair]] = self._draw_trajectories()
         self.step = 0
-        self._warmed_up = False  # cfg.auxiliary_warmup done (a run resumed past step 0 has done it)
+        self._warmed_up = False  # cfg.auxiliary_warmup done (kept in checkpoints)
         # meta-validation: the last step validated, the best score and its step
         self.validation: Dict[str, Optional[float]] = {"last_step": None, "best_score": None, "best_step": None}
         self._tasks: Dict[str, Tuple[Task, Optional[NeuralGraph]]] = {}
@@ -266,10 +277,9 @@ class MetaTrainer:
                    "lr": self.outer.param_groups[0]["lr"]}
         finite = math.isfinite(grad_norm)
         if aux_grads:  # clipped on their own: neither gradient's scale shrinks the other's
-            aux_norm = float(nn.utils.get_total_norm(aux_grads))
-            scale = min(1.0, cfg.clip / (aux_norm + 1e-6))
+            aux_norm = _clip_in_place(aux_grads, cfg.clip)
             for p, grad in zip(self.aux_trainable, aux_grads):
-                p.grad.add_(grad, alpha=scale)
+                p.grad.add_(grad)
             finite = finite and math.isfinite(aux_norm)
             metrics.update({"aux_grad_norm": aux_norm, **{f"aux_{name}": loss for name, loss in auxiliary.items()}})
         if finite:  # a non-finite gradient skips the update (logged)
@@ -434,7 +444,7 @@ class MetaTrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         end = cfg.outer_steps if stop_after is None else min(cfg.outer_steps, self.step + stop_after)
-        if self.step == 0 and cfg.auxiliary_warmup and not self._warmed_up:
+        if cfg.auxiliary_warmup and not self._warmed_up:
             self._warm_up_auxiliary(progress)
         bar = tqdm(total=cfg.outer_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc=f"meta-train {cfg.net}", unit="step")
@@ -480,19 +490,17 @@ class MetaTrainer:
         cfg = self.cfg
         optimizer = torch.optim.Adam(self.aux_trainable, lr=cfg.auxiliary_lr or cfg.lr)
         log = self.run_dir / AUXILIARY_WARMUP
-        if self.rank == 0:
-            log.unlink(missing_ok=True)
         for step in tqdm(range(1, cfg.auxiliary_warmup + 1), desc="auxiliary warm-up", unit="step",
                          disable=not progress or self.rank != 0):
             grads, losses = self._auxiliary_gradients()
             if self.world > 1:
                 for grad in grads:
                     dist.all_reduce(grad)
-            norm = float(nn.utils.get_total_norm(grads))
+            norm = _clip_in_place(grads, cfg.clip)
             if not math.isfinite(norm):
                 continue  # skipped, as a non-finite outer step is
             for p, grad in zip(self.aux_trainable, grads):
-                p.grad = grad.mul_(min(1.0, cfg.clip / (norm + 1e-6)))
+                p.grad = grad
             optimizer.step()
             if self.rank == 0:
                 with log.open("a") as f:
@@ -526,6 +534,7 @@ class MetaTrainer:
                 "outer": self.outer.state_dict(), "schedule": self.schedule.state_dict(),
                 "sampler": self.sampler.get_state(), "noise_sampler": self.noise_sampler.get_state(),
                 "auxiliary": self.auxiliary.state_dict(), "auxiliary_sampler": self.auxiliary_sampler.get_state(),
+                "auxiliary_warmed_up": self._warmed_up,
                 "validation": dict(self.validation)}
 
     def _load(self, path: Path) -> None:
@@ -547,6 +556,8 @@ class MetaTrainer:
         if "auxiliary" in blob:  # checkpoints written before auxiliary tasks existed have none
             self.auxiliary.load_state_dict(blob["auxiliary"])
             self.auxiliary_sampler.set_state(blob["auxiliary_sampler"])
+        # written before auxiliary_warmup existed: runs without one, where the flag means nothing
+        self._warmed_up = bool(blob.get("auxiliary_warmed_up", False))
         if "noise_sampler" in blob:
             self.noise_sampler.set_state(blob["noise_sampler"])
             self.validation.update({k: blob["validation"][k] for k in self.validation})
