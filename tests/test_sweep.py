@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ import yaml
 
 from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
 from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
-                                     speedup_aggregates, summarize)
+                                     regularized_incomplete_beta, speedup_aggregates, summarize, welch_test)
+from l2o_graphs.sweep.spec import SweepSpec
 from l2o_graphs.optim import load_weights, save_weights
 from l2o_graphs.sweep.spec import Trial
 from l2o_graphs.sweep.store import SweepStore
@@ -70,6 +72,11 @@ def results(run_dir):
     (lambda d: d["optimizers"].update(x={"kind": "learned"}), "optimizers.x.weights:"),
     (lambda d: d["optimizers"].update(x={"kind": "learned", "weights": "no/such.pt"}), "optimizers.x.weights:"),
     (lambda d: d.update(baseline="rmsprop"), "baseline:"),
+    (lambda d: d.update(groups={"g": []}), "groups.g:"),
+    (lambda d: d.update(groups={"g": ["sgd", "rmsprop"]}), "groups.g:"),
+    (lambda d: d.update(groups={"g": ["adam"]}), "groups.g:"),  # the baseline
+    (lambda d: d.update(groups={"g": ["sgd"], "h": ["sgd"]}), "groups.h:"),
+    (lambda d: d.update(groups=["sgd"]), "groups:"),
 ])
 def test_a_malformed_sweep_names_its_bad_field(change, path):
     data = copy.deepcopy(tiny())
@@ -368,6 +375,73 @@ def test_speedups_steps_to_the_baseline_and_grid_edges_match_hand_computed_curve
     assert "| digits-mlp | mid | lr=1 (edge: lr) |" in table and "| never (tuned) | 1 | > 1" in table
     assert "- never: tuned ≤ tuned baseline on 1 of 1" in table and "- mid: default ≤ tuned baseline on 0 of 1" in table
     assert {"curves", "speedups", "profile", "csv"} <= set(paths) and all(p.stat().st_size for p in paths.values())
+
+
+def test_groups_of_replicates_against_hand_values_and_a_comparison_that_must_find_no_difference(tmp_path):
+    optimizers = {"adam": {"kind": "adam", "grid": {"lr": [0.1]}, "default": {"lr": 0.1}},
+                  **{f"{arm}{i}": {"kind": "sgd", "grid": {"lr": [1.0, 2.0]}, "default": {"lr": 1.0}}
+                     for arm in "ab" for i in range(3)}}
+    groups = {"a": ["a0", "a1", "a2"], "b": ["b0", "b1", "b2"]}
+    spec = parse_sweep(tiny(steps=40, seeds=1, eval_every=10, tasks=[DIGITS_MLP, "paper-cnn-x2-mnist"],
+                            optimizers=optimizers, groups=groups))
+    assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old = spec.to_dict()
+    del old["groups"]  # a run directory written before groups existed
+    assert SweepSpec.from_dict(old).groups == {}
+    # default-setting final losses; Adam's default ends at 2 on the first task and at 1 on the second
+    finals = {"adam": (2.0, 1.0), "a0": (1.0, 1.0), "a1": (1.0, 2.0), "a2": (2.0, 1.0),
+              "b0": (4.0, 1.1), "b1": (4.0, 0.9), "b2": (4.4, 1.0)}
+    store = SweepStore(tmp_path)
+    for name, losses in finals.items():
+        for task, loss in zip(("digits-mlp", "paper-cnn-x2-mnist"), losses):
+            for lr in ([0.1] if name == "adam" else [1.0, 2.0]):  # lr 2 is better, but not the default
+                trial = Trial(task, name, {"lr": lr}, 0)
+                final = loss if lr != 2.0 else loss / 10
+                store.record(trial, spec.meaning(trial), _result([4, 3, 2, 1, final], final))
+    store.set_definition(spec)
+    summary = summarize(spec, store)
+    a = summary["groups"]["a"]
+    first = a["tasks"]["digits-mlp"]
+    assert [r["vs_baseline_default"] for r in first["members"].values()] == [0.5, 0.5, 1.0]
+    assert first["train_loss"]["mean"] == pytest.approx(4 / 3) and first["train_loss"]["std"] == pytest.approx(
+        math.sqrt(1 / 3))
+    # each member's geometric mean over the two tasks: sqrt(0.5 * 1), sqrt(0.5 * 2), sqrt(1 * 1)
+    assert list(a["overall"]["members"].values()) == pytest.approx([math.sqrt(0.5), 1.0, 1.0])
+    comparison = summary["group_comparison"]
+    # b ends at about twice a's loss on the first task, every seed: a lower, p small
+    task = comparison["tasks"]["digits-mlp"]
+    assert task["verdict"] == "a lower" and task["p"] < 0.05
+    assert task["difference"] == pytest.approx(statistics.mean(math.log(r) for r in (0.5, 0.5, 1.0))
+                                               - statistics.mean(math.log(r) for r in (2.0, 2.0, 2.2)))
+    # negative control: on the second task the groups' spreads overlap, so no difference may be claimed
+    assert comparison["tasks"]["paper-cnn-x2-mnist"]["verdict"] == "no measurable difference"
+    assert comparison["overall"]["tasks"] == 2
+    table = write_report(tmp_path)["markdown"].read_text()
+    assert "| a | digits-mlp | 3 of 3 | 1.3333 ± 0.5774 | 0.667 ± 0.289 |" in table
+    assert "| paper-cnn-x2-mnist |" in table and "no measurable difference |" in table
+
+
+def test_welch_test_and_the_incomplete_beta_against_closed_forms_and_scipy():
+    for x in (0.0, 0.2, 0.7, 1.0):
+        assert regularized_incomplete_beta(x, 1, 1) == pytest.approx(x)
+        assert regularized_incomplete_beta(x, 3.5, 1) == pytest.approx(x ** 3.5)
+    assert regularized_incomplete_beta(0.5, 7.3, 7.3) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="x must lie"):
+        regularized_incomplete_beta(1.5, 1, 1)
+    # t with 2 degrees of freedom has the closed-form two-sided p = 1 - t / sqrt(2 + t^2); equal
+    # sizes and variances give df = 2 (n - 1)
+    test = welch_test([0.0, 2.0], [1.0, 5.0])  # variances 2 and 8: t = -2 / sqrt(5), df = 100 / 68
+    assert test["t"] == pytest.approx(-2 / math.sqrt(5)) and test["df"] == pytest.approx(100 / 68)
+    test = welch_test([0.0, 1.0], [2.0, 3.0])  # t = -2 / sqrt(1/4 + 1/4) = -sqrt(8)
+    assert test["df"] == pytest.approx(2.0) and test["p"] == pytest.approx(1 - math.sqrt(8) / math.sqrt(2 + 8))
+    assert welch_test([1.0], [2.0, 3.0])["p"] is None and welch_test([1.0, 1.0], [2.0, 2.0])["p"] is None
+    scipy = pytest.importorskip("scipy.stats")
+    generator = torch.Generator().manual_seed(0)
+    for n1, n2 in ((3, 3), (3, 5), (8, 4)):
+        x = (torch.randn(n1, generator=generator)).tolist()
+        y = (torch.randn(n2, generator=generator) * 2 + 1).tolist()
+        reference = scipy.ttest_ind(x, y, equal_var=False)
+        assert welch_test(x, y)["p"] == pytest.approx(reference.pvalue, rel=1e-9)
 
 
 def test_aggregates_and_edge_helpers_against_hand_values():

@@ -9,6 +9,12 @@ curve (minimum over its settings of the seed-mean train-loss curve, running mini
 reaches the setting's final curve loss, over the number of steps; None (shown as "> 1") when it
 never does. Over tasks, a missing speedup counts as infinite: the median and the interquartile
 mean are then "> 1" only when enough tasks are beyond the horizon.
+
+Groups of replicates (the sweep file's ``groups``): per task, each member's final train loss at its
+default setting (its best where it has none; seed means) and that over the baseline's default; per
+group their mean ± std over members, and over tasks each member's geometric mean ratio. Two groups
+are compared by Welch's t-test on the members' log ratios, per task and over tasks (the members
+are the samples: a group of meta-training seeds is compared by how its seeds vary, not its trials').
 """
 from __future__ import annotations
 
@@ -150,8 +156,118 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                 if values:
                     aggregates[f"{opt.name} ({'tuned' if which == 'best' else 'default'})"] = speedup_aggregates(
                         [math.inf if v is None else v for v in values])
-    return {"name": spec.name, "steps": spec.steps, "seeds": list(spec.seeds), "baseline": baseline,
-            "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates}
+    summary = {"name": spec.name, "steps": spec.steps, "seeds": list(spec.seeds), "baseline": baseline,
+               "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates}
+    if spec.groups:
+        summary["groups"] = group_summary(tasks, spec.groups)
+        if len(spec.groups) == 2:
+            summary["group_comparison"] = compare_groups(summary["groups"], *spec.groups)
+    return summary
+
+
+# ------------------------------------------------------------------------------------ replicates
+def group_summary(tasks: Dict[str, Dict[str, Any]], groups: Dict[str, Sequence[str]]) -> Dict[str, Any]:
+    """Per group and task, the members' final train loss at their default setting (best where an
+    optimizer has none), its ratio to the baseline's default, test accuracy, and their mean ± std
+    over members; over tasks, each member's geometric mean ratio (over the tasks every member of
+    the group finished, all ratios finite) and its mean ± std. A diverged member's ratio is None."""
+    out = {}
+    for name, members in groups.items():
+        per_task = {}
+        for task, by_optimizer in tasks.items():
+            present = [m for m in members if m in by_optimizer]
+            if not present:
+                continue
+            rows = {}
+            for member in present:
+                entry = by_optimizer[member]
+                which = "default" if entry["default"] is not None else "best"
+                setting = entry["settings"][entry[which]]
+                rows[member] = {"setting": entry[which], "train_loss": setting["train_loss"]["mean"],
+                                "test_acc": setting["test_acc"]["mean"],
+                                "vs_baseline_default": entry.get(f"{which}_vs_baseline_default")}
+            per_task[task] = {"members": rows, **{key: _mean_std([r[key] for r in rows.values()])
+                                                  for key in ("train_loss", "test_acc", "vs_baseline_default")},
+                              "complete": len(present) == len(members)}
+        shared = [t for t, v in per_task.items() if v["complete"]
+                  and all(r["vs_baseline_default"] is not None for r in v["members"].values())]
+        geometric = {m: math.exp(statistics.mean(math.log(per_task[t]["members"][m]["vs_baseline_default"])
+                                                 for t in shared)) for m in members} if shared else {}
+        out[name] = {"members": list(members), "tasks": per_task, "overall_tasks": shared,
+                     "overall": {"members": geometric, "vs_baseline_default": _mean_std(list(geometric.values()))}}
+    return out
+
+
+def regularized_incomplete_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b), by Lentz's continued fraction (its symmetry taken where that converges faster)."""
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"x must lie in [0, 1], got {x}")
+    if x in (0.0, 1.0):
+        return x
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - regularized_incomplete_beta(1.0 - x, b, a)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    value = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            value *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * value
+
+
+def welch_test(first: Sequence[float], second: Sequence[float]) -> Dict[str, Optional[float]]:
+    """Welch's two-sample t-test: the difference of means (first - second), t, the
+    Welch-Satterthwaite degrees of freedom and the two-sided p-value (None where a sample has
+    fewer than two values or neither varies)."""
+    n1, n2 = len(first), len(second)
+    difference = statistics.mean(first) - statistics.mean(second) if n1 and n2 else None
+    if n1 < 2 or n2 < 2:
+        return {"difference": difference, "t": None, "df": None, "p": None}
+    v1, v2 = statistics.variance(first) / n1, statistics.variance(second) / n2
+    if v1 + v2 == 0:
+        return {"difference": difference, "t": None, "df": None, "p": None}
+    t = difference / math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
+    return {"difference": difference, "t": t, "df": df, "p": regularized_incomplete_beta(df / (df + t * t), df / 2, 0.5)}
+
+
+def compare_groups(groups: Dict[str, Any], first: str, second: str, level: float = 0.05) -> Dict[str, Any]:
+    """Welch's t-test of two groups' members' log ratios to the baseline's default, per task both
+    groups finished and over tasks (geometric mean ratios); ``verdict`` says which group ends
+    lower (its ratio over the other's, ``exp(difference)``) where p < ``level``, else that no
+    difference is measurable."""
+    def verdict(test: Dict[str, Optional[float]]) -> str:
+        if test["p"] is None or test["p"] >= level:
+            return "no measurable difference"
+        return f"{first if test['difference'] < 0 else second} lower"
+
+    def logs(ratios: Sequence[Optional[float]]) -> Optional[List[float]]:
+        return None if any(r is None for r in ratios) else [math.log(r) for r in ratios]
+
+    out: Dict[str, Any] = {"first": first, "second": second, "level": level, "tasks": {}}
+    a, b = groups[first], groups[second]
+    for task in a["tasks"]:
+        if task not in b["tasks"] or not (a["tasks"][task]["complete"] and b["tasks"][task]["complete"]):
+            continue
+        x = logs([r["vs_baseline_default"] for r in a["tasks"][task]["members"].values()])
+        y = logs([r["vs_baseline_default"] for r in b["tasks"][task]["members"].values()])
+        test = welch_test(x, y) if x is not None and y is not None else {"difference": None, "t": None, "df": None,
+                                                                          "p": None}
+        out["tasks"][task] = {**test, "verdict": "a member diverged" if x is None or y is None else verdict(test)}
+    if a["overall"]["members"] and b["overall"]["members"] and set(a["overall_tasks"]) == set(b["overall_tasks"]):
+        test = welch_test([math.log(v) for v in a["overall"]["members"].values()],
+                          [math.log(v) for v in b["overall"]["members"].values()])
+        out["overall"] = {**test, "tasks": len(a["overall_tasks"]), "verdict": verdict(test)}
+    return out
 
 
 def _final_loss(entry: Dict[str, Any], which: str) -> Optional[float]:
@@ -257,6 +373,31 @@ def markdown(summary: Dict[str, Any]) -> str:
     counts = verdicts(summary)
     if counts:
         lines += [""] + [f"- {line}" for line in counts]
+    if summary.get("groups"):
+        lines += ["", "Groups of replicates: mean ± std over members (their default setting; ÷ the baseline's "
+                  "default final train loss).", "", "| group | task | members | train loss | ÷ base default | "
+                  "test acc % |", "|---|---|---|---|---|---|"]
+        for name, group in summary["groups"].items():
+            for task, entry in group["tasks"].items():
+                lines.append(f"| {name} | {task} | {len(entry['members'])} of {len(group['members'])} | "
+                             f"{_fmt(entry['train_loss'])} | {_fmt(entry['vs_baseline_default'], 3)} | "
+                             f"{_fmt(entry['test_acc'], 1, 100.0)} |")
+            lines.append(f"| {name} | geometric mean over {len(group['overall_tasks'])} tasks | "
+                         f"{len(group['overall']['members'])} of {len(group['members'])} | – | "
+                         f"{_fmt(group['overall']['vs_baseline_default'], 3)} | – |")
+    comparison = summary.get("group_comparison")
+    if comparison:
+        lines += ["", f"`{comparison['first']}` against `{comparison['second']}` (Welch's t-test on the members' "
+                  f"log ratios; a verdict needs p < {comparison['level']}):", "",
+                  "| task | ratio of ratios | t | df | p | verdict |", "|---|---|---|---|---|---|"]
+        tests = dict(comparison["tasks"])
+        if "overall" in comparison:
+            tests[f"geometric mean over {comparison['overall']['tasks']} tasks"] = comparison["overall"]
+        for task, test in tests.items():
+            lines.append("| " + " | ".join([task, "–" if test["difference"] is None else f"{math.exp(test['difference']):.3f}",
+                                            "–" if test["t"] is None else f"{test['t']:.2f}",
+                                            "–" if test["df"] is None else f"{test['df']:.1f}",
+                                            "–" if test["p"] is None else f"{test['p']:.3f}", test["verdict"]]) + " |")
     if summary["aggregates"]:
         lines += ["", "| optimizer | tasks | median speedup (95 % CI) | IQM (95 % CI) | tasks > 1 |", "|---|---|---|---|---|"]
         for name, a in summary["aggregates"].items():

@@ -20,13 +20,18 @@ A sweep file (YAML)::
       ng-gnn: {kind: learned, weights: l2o_graphs/pretrained/ng-gnn.pt, grid: {lr: [1, 3]},
                default: {lr: 1}}
       radam: {kind: torch.optim.RAdam, grid: {lr: [1.0e-3]}}   # any optimizer class by import path
+    groups:                           # optional: replicates reported together (mean ± std over members)
+      ng-gnn: [ng-gnn-seed0, ng-gnn-seed1, ng-gnn-seed2]
 
 ``kind`` is ``adam``, ``adamw``, ``sgd``, ``learned`` (a :class:`NeuralGraphOptimizer`: ``weights``
 names the weights file, the net is read from it; ``args`` may add ``net``, ``update`` or any
 constructor keyword) or ``package.module:Class`` / ``package.module.Class``. ``args`` are fixed
 keywords; ``grid`` maps keywords to lists of values or ``{log: [low, high], points: n}``
 (log-spaced, ends included); the trials take every combination. ``default`` names the setting
-reported as the untuned one. A user task function takes ``seed`` (and ``args``) and returns a
+reported as the untuned one. ``groups`` names sets of optimizers that are replicates of one recipe
+(say, the weights of meta-training runs that differ only in their seed); the report gives each
+group's mean ± std over its members, and compares two groups (:mod:`l2o_graphs.sweep.report`).
+Groups change no trial's result. A user task function takes ``seed`` (and ``args``) and returns a
 :class:`~l2o_graphs.tasks.train.Problem` (model initialised from the seed, data, loss).
 
 :func:`load_sweep` checks every field before anything runs and raises :class:`SweepError` naming
@@ -136,6 +141,7 @@ class SweepSpec:
     baseline: Optional[str]
     tasks: Tuple[TaskDef, ...]
     optimizers: Tuple[OptimizerDef, ...]
+    groups: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def trials(self) -> List[Trial]:
         """Every trial, task by task, then optimizer, setting and seed."""
@@ -178,12 +184,14 @@ class SweepSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> "SweepSpec":
         """The inverse of :meth:`to_dict` (the definition a run directory stores)."""
         return cls(d["name"], d["steps"], tuple(d["seeds"]), d["eval_every"], d["test_curve"], d["baseline"],
-                   tuple(TaskDef(**t) for t in d["tasks"]), tuple(OptimizerDef(**o) for o in d["optimizers"]))
+                   tuple(TaskDef(**t) for t in d["tasks"]), tuple(OptimizerDef(**o) for o in d["optimizers"]),
+                   {name: tuple(members) for name, members in d.get("groups", {}).items()})
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "steps": self.steps, "seeds": list(self.seeds), "eval_every": self.eval_every,
                 "test_curve": self.test_curve, "baseline": self.baseline,
-                "tasks": [t.to_dict() for t in self.tasks], "optimizers": [o.to_dict() for o in self.optimizers]}
+                "tasks": [t.to_dict() for t in self.tasks], "optimizers": [o.to_dict() for o in self.optimizers],
+                "groups": {name: list(members) for name, members in self.groups.items()}}
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -349,8 +357,8 @@ def parse_sweep(data: Any, name: str = "sweep", base: Union[str, Path] = ".") ->
     """Check a sweep description (a YAML file's content) and return it; ``base`` is where
     relative weights paths start. Raises :class:`SweepError` naming the bad field."""
     data = _mapping(data, "sweep")
-    _keys(data, "sweep", ("name", "steps", "seeds", "eval_every", "test_curve", "baseline", "tasks", "optimizers"),
-          ("steps", "tasks", "optimizers"))
+    _keys(data, "sweep", ("name", "steps", "seeds", "eval_every", "test_curve", "baseline", "tasks", "optimizers",
+                          "groups"), ("steps", "tasks", "optimizers"))
     steps = _int(data["steps"], "steps", 1)
     seeds = data.get("seeds", 1)
     if isinstance(seeds, list):
@@ -377,8 +385,29 @@ def parse_sweep(data: Any, name: str = "sweep", base: Union[str, Path] = ".") ->
     baseline = data.get("baseline", "adam" if "adam" in optimizers else None)
     if baseline is not None and baseline not in optimizers:
         raise _fail("baseline", f"{baseline!r} is not one of the optimizers ({', '.join(optimizers)})")
+    groups = _parse_groups(data.get("groups", {}), [o.name for o in parsed], baseline)
     name = data.get("name", name)
-    return SweepSpec(_name(name, "name"), steps, seeds, eval_every, test_curve, baseline, tuple(tasks), parsed)
+    return SweepSpec(_name(name, "name"), steps, seeds, eval_every, test_curve, baseline, tuple(tasks), parsed, groups)
+
+
+def _parse_groups(value: Any, optimizers: Sequence[str], baseline: Optional[str]) -> Dict[str, Tuple[str, ...]]:
+    """``groups``: names to lists of distinct optimizers, none the baseline, none in two groups."""
+    groups = {}
+    seen: Dict[str, str] = {}
+    for name, members in _mapping(value, "groups").items():
+        path = f"groups.{name}"
+        if not isinstance(members, list) or not members:
+            raise _fail(path, f"expected a non-empty list of optimizers, got {members!r}")
+        for member in members:
+            if member not in optimizers:
+                raise _fail(path, f"{member!r} is not one of the optimizers ({', '.join(optimizers)})")
+            if member == baseline:
+                raise _fail(path, f"{member!r} is the baseline, which every group is compared against")
+            if member in seen:
+                raise _fail(path, f"{member!r} is already in group {seen[member]!r}")
+            seen[member] = name
+        groups[_name(name, path)] = tuple(members)
+    return groups
 
 
 def load_sweep(path: Union[str, Path]) -> SweepSpec:
