@@ -156,6 +156,20 @@ def test_meta_training_with_auxiliary_tasks_logs_them_and_resumes_exactly(tmp_pa
     assert any(not torch.equal(a, b) for a, b in zip(plain.net.parameters(), straight.net.parameters()))
 
 
+def test_a_checkpoint_whose_auxiliary_task_read_networks_otherwise_is_refused(tmp_path, inr_folder, zoo_folder):
+    """A run begun before the INR task standardised SIRENs by its set's statistics has no such
+    buffers in its checkpoint: resuming it names them instead of failing inside load_state_dict."""
+    cfg = _config(inr_folder, zoo_folder)
+    MetaTrainer(cfg, tmp_path).run(progress=False, stop_after=3)
+    MetaTrainer(cfg, tmp_path, resume=True)  # the control: this version's checkpoint resumes
+    path = tmp_path / "checkpoint.pt"
+    blob = torch.load(path, weights_only=True)
+    blob["auxiliary"] = {k: v for k, v in blob["auxiliary"].items() if "standardize" not in k}
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"older version.*lacks inr-classification\.standardize\."):
+        MetaTrainer(cfg, tmp_path, resume=True)
+
+
 DEC_OUT = ["edge_dec_out", "node_dec_out"]
 
 

@@ -554,6 +554,11 @@ class MetaTrainer:
         self.schedule.load_state_dict(blob["schedule"])
         self.sampler.set_state(blob["sampler"])
         if "auxiliary" in blob:  # checkpoints written before auxiliary tasks existed have none
+            missing = sorted(set(self.auxiliary.state_dict()) - set(blob["auxiliary"]))
+            if missing:  # e.g. the INR task's standardisation, added after such runs began
+                raise ValueError(f"{path} was written by an older version whose auxiliary tasks read their "
+                                 f"networks otherwise (it lacks {', '.join(missing)}); its heads were trained on "
+                                 f"other inputs, so start the run again in a new run directory")
             self.auxiliary.load_state_dict(blob["auxiliary"])
             self.auxiliary_sampler.set_state(blob["auxiliary_sampler"])
         # written before auxiliary_warmup existed: runs without one, where the flag means nothing
