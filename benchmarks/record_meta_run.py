@@ -3,12 +3,13 @@ weights as the package default.
 
 Run: ``python benchmarks/record_meta_run.py runs/ng-gnn-default --command "l2o-graphs meta-train
 --config configs/meta-default.yaml --run-dir runs/ng-gnn-default --threads 1" [--weights best |
---select mean-ahead --margin 0.05] [--ship] [--carry]``.
+--select mean-ahead --margin 0.05 | --step 160] [--ship] [--carry]``.
 Writes ``meta_train_<run>.json`` (command, config, machine, wall time, first and last meta-losses,
 the validation scores of a meta-validated run) and ``meta_curves_<run>.png``; ``--ship`` copies the
 chosen weights (``weights.pt`` of a finished run, ``best.pt``, the best-validated network by the
 run's own metric, or with ``--select`` the validated network another rule picks from the run's
-validation rows) to ``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB); ``--carry`` copies the
+validation rows, or with ``--step`` the one validated at that outer step) to
+``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB); ``--carry`` copies the
 run's compact state ``carry.pt`` to ``benchmarks/carry/<run>.pt``, from where a later session
 carries the run on (copy it into an empty run directory, ``--resume``). The wall time is the sum
 of the logged outer steps' and validations' seconds (rank 0's), so that it counts the stretches of
@@ -45,6 +46,7 @@ def main() -> None:
                         help="weights.pt (the finished run) or best.pt (the best-validated network so far)")
     chosen.add_argument("--select", choices=METRICS,
                         help="instead of --weights: the validated network this rule picks from the run's validation rows")
+    chosen.add_argument("--step", type=int, help="instead of --weights: the network validated at this outer step")
     parser.add_argument("--margin", type=float, default=0.0,
                         help="with --select mean-ahead: the lead over Adam (log loss ratio) every task must have")
     parser.add_argument("--ship", action="store_true", help="install the chosen weights as the package default")
@@ -59,11 +61,15 @@ def main() -> None:
         step = select_validated(validation, args.select, args.margin)
         weights = validated_weights(run, step)
         selection = {"metric": args.select, "margin": args.margin, "step": step}
+    elif args.step is not None:
+        weights = validated_weights(run, args.step)
+        selection = {"metric": None, "margin": None, "step": args.step}
     else:
         weights = run / ("weights.pt" if args.weights == "final" else "best.pt")
     if not weights.is_file():
         raise SystemExit(f"{weights} does not exist"
-                         + (": the run has not finished" if not selection and args.weights == "final" else ""))
+                         + (": the run has not finished" if not selection and args.weights == "final" else "")
+                         + (": the run validated no network at that step" if args.step is not None else ""))
     config = json.loads((run / "config.json").read_text())
     rows = read_jsonl(run / "metrics.jsonl")
     blob = torch.load(weights, weights_only=True)
