@@ -18,7 +18,8 @@ import yaml
 
 from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
 from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
-                                     regularized_incomplete_beta, speedup_aggregates, summarize, welch_test)
+                                     regularized_incomplete_beta, speedup_aggregates, summarize, welch_test,
+                                     compare_groups, group_summary)
 from l2o_graphs.sweep.spec import SweepSpec
 from l2o_graphs.optim import load_weights, save_weights
 from l2o_graphs.sweep.spec import Trial
@@ -416,6 +417,8 @@ def test_groups_of_replicates_against_hand_values_and_a_comparison_that_must_fin
     # negative control: on the second task the groups' spreads overlap, so no difference may be claimed
     assert comparison["tasks"]["paper-cnn-x2-mnist"]["verdict"] == "no measurable difference"
     assert comparison["overall"]["tasks"] == 2
+    alone = compare_groups(group_summary(summary["tasks"], {"a": ["a0"], "b": ["b0", "b1"]}), "a", "b")
+    assert alone["tasks"]["digits-mlp"]["verdict"].startswith("not testable")  # one seed is not a sample
     table = write_report(tmp_path)["markdown"].read_text()
     assert "| a | digits-mlp | 3 of 3 | 1.3333 ± 0.5774 | 0.667 ± 0.289 |" in table
     assert "| paper-cnn-x2-mnist |" in table and "no measurable difference |" in table

@@ -244,9 +244,11 @@ def compare_groups(groups: Dict[str, Any], first: str, second: str, level: float
     """Welch's t-test of two groups' members' log ratios to the baseline's default, per task both
     groups finished and over tasks (geometric mean ratios); ``verdict`` says which group ends
     lower (its ratio over the other's, ``exp(difference)``) where p < ``level``, else that no
-    difference is measurable."""
+    difference is measurable, or that there is nothing to test."""
     def verdict(test: Dict[str, Optional[float]]) -> str:
-        if test["p"] is None or test["p"] >= level:
+        if test["p"] is None:
+            return "not testable (a group with one member, or no spread)"
+        if test["p"] >= level:
             return "no measurable difference"
         return f"{first if test['difference'] < 0 else second} lower"
 
