@@ -224,6 +224,10 @@ def regularized_incomplete_beta(x: float, a: float, b: float) -> float:
     return front * value
 
 
+def _untested(difference: Optional[float]) -> Dict[str, Optional[float]]:
+    return {"difference": difference, "t": None, "df": None, "p": None}
+
+
 def welch_test(first: Sequence[float], second: Sequence[float]) -> Dict[str, Optional[float]]:
     """Welch's two-sample t-test: the difference of means (first - second), t, the
     Welch-Satterthwaite degrees of freedom and the two-sided p-value (None where a sample has
@@ -231,10 +235,10 @@ def welch_test(first: Sequence[float], second: Sequence[float]) -> Dict[str, Opt
     n1, n2 = len(first), len(second)
     difference = statistics.mean(first) - statistics.mean(second) if n1 and n2 else None
     if n1 < 2 or n2 < 2:
-        return {"difference": difference, "t": None, "df": None, "p": None}
+        return _untested(difference)
     v1, v2 = statistics.variance(first) / n1, statistics.variance(second) / n2
     if v1 + v2 == 0:
-        return {"difference": difference, "t": None, "df": None, "p": None}
+        return _untested(difference)
     t = difference / math.sqrt(v1 + v2)
     df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
     return {"difference": difference, "t": t, "df": df, "p": regularized_incomplete_beta(df / (df + t * t), df / 2, 0.5)}
@@ -262,9 +266,11 @@ def compare_groups(groups: Dict[str, Any], first: str, second: str, level: float
             continue
         x = logs([r["vs_baseline_default"] for r in a["tasks"][task]["members"].values()])
         y = logs([r["vs_baseline_default"] for r in b["tasks"][task]["members"].values()])
-        test = welch_test(x, y) if x is not None and y is not None else {"difference": None, "t": None, "df": None,
-                                                                          "p": None}
-        out["tasks"][task] = {**test, "verdict": "a member diverged" if x is None or y is None else verdict(test)}
+        if x is None or y is None:
+            out["tasks"][task] = {**_untested(None), "verdict": "a member diverged"}
+        else:
+            test = welch_test(x, y)
+            out["tasks"][task] = {**test, "verdict": verdict(test)}
     if a["overall"]["members"] and b["overall"]["members"] and set(a["overall_tasks"]) == set(b["overall_tasks"]):
         test = welch_test([math.log(v) for v in a["overall"]["members"].values()],
                           [math.log(v) for v in b["overall"]["members"].values()])
