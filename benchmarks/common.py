@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import time
@@ -13,24 +11,9 @@ from typing import Callable, Dict
 
 import torch
 
+from l2o_graphs.machine import describe_machine as machine  # noqa: F401  (what the scripts record as "machine")
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> Dict[str, object]:
-    """What produced a result: CPU model and core count, GPU name if one is used, versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: Dict[str, object] = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                               "torch": torch.__version__, "python": platform.python_version()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> float:

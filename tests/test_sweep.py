@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import torch
 import yaml
 
 from l2o_graphs.sweep import SweepError, load_sweep, parse_sweep, run_sweep, sweep_status, write_report
-from l2o_graphs.sweep.report import (edge_of_grid, first_step_reaching, interquartile_mean, performance_profile,
-                                     regularized_incomplete_beta, speedup_aggregates, summarize, welch_test,
+from l2o_graphs.machine import cpu_model, machine_label
+from l2o_graphs.sweep.report import (NOT_RECORDED, edge_of_grid, first_step_reaching, interquartile_mean,
+                                     performance_profile, regularized_incomplete_beta, speedup_aggregates, summarize, welch_test,
                                      compare_groups, group_summary)
 from l2o_graphs.sweep.spec import SweepSpec
 from l2o_graphs.optim import load_weights, save_weights
@@ -28,7 +30,7 @@ from l2o_graphs.tasks.task import evaluate
 from l2o_graphs.tasks.train import Problem
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING = ("step_ms", "optimizer_ms", "wall_s")
+PER_RUN = ("step_ms", "optimizer_ms", "wall_s", "machine")  # timings and where they were taken
 DIGITS_MLP = {"name": "digits-mlp", "architecture": {"kind": "mlp", "hidden": [8], "activation": "relu"},
               "dataset": "digits", "batch_size": 32}
 
@@ -43,11 +45,11 @@ def tiny(**changes):
 
 
 def results(run_dir):
-    """``{trial key: result without timings}`` of the done trials; every trial recorded once."""
+    """``{trial key: result without timings and machine}`` of the done trials; every trial recorded once."""
     records = SweepStore(run_dir).records()
     keys = [r.trial.key for r in records]
     assert len(keys) == len(set(keys))
-    return {r.trial.key: {k: v for k, v in r.result.items() if k not in TIMING}
+    return {r.trial.key: {k: v for k, v in r.result.items() if k not in PER_RUN}
             for r in records if r.status == "done"}
 
 
@@ -131,6 +133,22 @@ def test_a_rerun_skips_finished_trials_and_a_changed_meaning_is_refused(tmp_path
     with pytest.raises(SweepError, match="changes what 18 finished trial"):
         run_sweep(parse_sweep(tiny(seeds=3, steps=21)), tmp_path, workers=1, progress=False)
     assert sweep_status(tmp_path)["done"] == 18
+    # every trial records where it ran, and the report counts them per optimizer; older trials without
+    # the field are counted apart rather than guessed
+    machines = {json.dumps(r.result["machine"], sort_keys=True) for r in SweepStore(tmp_path).records()}
+    assert len(machines) == 1
+    machine = json.loads(machines.pop())
+    assert machine["cpu"] == cpu_model() and machine["torch_threads"] == 1 and "gpu" not in machine
+    old = Trial("digits-mlp", "sgd", {"lr": 0.1}, 2)
+    store = SweepStore(tmp_path)
+    with sqlite3.connect(store.path) as db:
+        result = json.loads(db.execute("SELECT result FROM trials WHERE key = ?", (old.key,)).fetchone()[0])
+        del result["machine"]
+        db.execute("UPDATE trials SET result = ? WHERE key = ?", (json.dumps(result), old.key))
+    counts = summarize(more, store)["machines"]
+    assert counts == {"adam": {machine_label(machine): 12}, "sgd": {machine_label(machine): 5, NOT_RECORDED: 1}}
+    table = write_report(tmp_path)["markdown"].read_text()
+    assert f"| sgd | {machine_label(machine)} | 5 |" in table and f"| sgd | {NOT_RECORDED} | 1 |" in table
 
 
 @pytest.mark.slow

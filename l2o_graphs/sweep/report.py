@@ -15,6 +15,9 @@ default setting (its best where it has none; seed means) and that over the basel
 group their mean ± std over members, and over tasks each member's geometric mean ratio. Two groups
 are compared by Welch's t-test on the members' log ratios, per task and over tasks (the members
 are the samples: a group of meta-training seeds is compared by how its seeds vary, not its trials').
+
+Where the trials ran: per optimizer, how many of its reported trials recorded each machine (CPU
+model, cores, torch threads), so that its ms/step is read against the right hardware.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from l2o_graphs.machine import machine_label
 from l2o_graphs.speedup import speedup
 from l2o_graphs.sweep.spec import SweepError, SweepSpec, Trial, setting_label
 from l2o_graphs.sweep.store import SweepStore
 
 BOOTSTRAP_SAMPLES = 2000
+NOT_RECORDED = "not recorded (trials older than the machine field)"
 
 
 def _mean_std(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
@@ -74,6 +79,7 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
     records = {r.trial.key: r for r in store.records() if r.status == "done"}
     tasks: Dict[str, Dict[str, Any]] = {}
     eval_steps = None
+    machines: Dict[str, Dict[str, int]] = {}
     for task in spec.tasks:
         by_optimizer: Dict[str, Any] = {}
         for opt in spec.optimizers:
@@ -85,6 +91,9 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                     record = records.get(key)
                     if record is not None and spec.means(record.trial, record.meaning):
                         runs.append(record.result)
+                        label = machine_label(record.result["machine"]) if "machine" in record.result else NOT_RECORDED
+                        counts = machines.setdefault(opt.name, {})
+                        counts[label] = counts.get(label, 0) + 1
                 if not runs:
                     continue
                 eval_steps = eval_steps or runs[0].get("eval_steps")
@@ -157,7 +166,7 @@ def summarize(spec: SweepSpec, store: SweepStore) -> Dict[str, Any]:
                     aggregates[f"{opt.name} ({'tuned' if which == 'best' else 'default'})"] = speedup_aggregates(
                         [math.inf if v is None else v for v in values])
     summary = {"name": spec.name, "steps": spec.steps, "seeds": list(spec.seeds), "baseline": baseline,
-               "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates}
+               "eval_steps": eval_steps, "tasks": tasks, "aggregates": aggregates, "machines": machines}
     if spec.groups:
         summary["groups"] = group_summary(tasks, spec.groups)
         if len(spec.groups) == 2:
@@ -406,6 +415,11 @@ def markdown(summary: Dict[str, Any]) -> str:
                                             "–" if test["t"] is None else f"{test['t']:.2f}",
                                             "–" if test["df"] is None else f"{test['df']:.1f}",
                                             "–" if test["p"] is None else f"{test['p']:.3f}", test["verdict"]]) + " |")
+    if summary.get("machines"):
+        lines += ["", "Where the trials ran (CPU, torch threads; ms/step compares only trials of one machine "
+                  "and load):", "", "| optimizer | machine | trials |", "|---|---|---|"]
+        for name, counts in summary["machines"].items():
+            lines += [f"| {name} | {label} | {count} |" for label, count in counts.items()]
     if summary["aggregates"]:
         lines += ["", "| optimizer | tasks | median speedup (95 % CI) | IQM (95 % CI) | tasks > 1 |", "|---|---|---|---|---|"]
         for name, a in summary["aggregates"].items():

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Mapping
 import torch
 from torch import nn
 
+from l2o_graphs.machine import describe_machine
 from l2o_graphs.sweep.spec import OptimizerDef, TaskDef, builtin_tasks, import_object
 from l2o_graphs.tasks.train import Problem, problem_of, train_problem
 
@@ -52,7 +53,8 @@ def run_trial(spec: Mapping[str, Any], trial: Mapping[str, Any], threads: int = 
 
     Returns the train-loss, test-loss and accuracy results of
     :func:`~l2o_graphs.tasks.train.train_problem`, its curves, its per-step wall-clock and the
-    trial's total ``wall_s``; exceptions propagate (the engine records the trial as failed).
+    trial's total ``wall_s`` and the ``machine`` it ran on (:func:`~l2o_graphs.machine.describe_machine`
+    without a GPU: trials train on the CPU); exceptions propagate (the engine records the trial as failed).
     ``threads`` > 0 sets torch's CPU threads first."""
     if threads > 0:
         torch.set_num_threads(threads)
@@ -64,4 +66,5 @@ def run_trial(spec: Mapping[str, Any], trial: Mapping[str, Any], threads: int = 
                            eval_every=spec["eval_every"], test_curve=spec["test_curve"], eval_at_start=True)
     result["diverged"] = not all(math.isfinite(v) for v in result["curve"])
     result["wall_s"] = time.perf_counter() - start
+    result["machine"] = {key: value for key, value in describe_machine().items() if key != "gpu"}
     return result
