@@ -12,8 +12,9 @@ validation rows, or with ``--step`` the one validated at that outer step) to
 ``l2o_graphs/pretrained/<net>.pt`` (refused over 2 MB); ``--carry`` copies the
 run's compact state ``carry.pt`` to ``benchmarks/carry/<run>.pt``, from where a later session
 carries the run on (copy it into an empty run directory, ``--resume``). The wall time is the sum
-of the logged outer steps' and validations' seconds (rank 0's), so that it counts the stretches of
-a resumed run and not the time between them.
+of the logged outer steps', validations' and auxiliary warm-up steps' seconds (rank 0's), so that
+it counts the stretches of a resumed run and not the time between them; a warm-up logged before
+its steps had seconds leaves ``wall_s`` without it and says so (``auxiliary_warmup.seconds``: None).
 """
 from __future__ import annotations
 
@@ -30,11 +31,27 @@ from common import RESULTS, machine, write_result
 from l2o_graphs.cache import read_jsonl
 from l2o_graphs.meta.plot import plot_run
 from l2o_graphs.meta.config import META_LOSSES
-from l2o_graphs.meta.trainer import validated_weights
+from l2o_graphs.meta.trainer import AUXILIARY_WARMUP, validated_weights
 from l2o_graphs.meta.validation import METRICS, select_validated
 from l2o_graphs.optim.weights import PRETRAINED_DIR
 
 MAX_SHIPPED_BYTES = 2 * 1024 * 1024
+
+
+def tenths(rows: list, keys: list) -> dict:
+    """``{f"{key}_first_tenth", f"{key}_last_tenth"}``: each key's mean over the first and the last
+    tenth of ``rows`` (at least one row each), to 4 decimals."""
+    tenth = max(1, len(rows) // 10)
+    return {f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
+            for key in keys for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))}
+
+
+def warmup_summary(rows: list) -> dict:
+    """The auxiliary warm-up's steps, seconds (None unless every step logged its own) and each
+    auxiliary loss over its first and last tenth of steps."""
+    seconds = sum(r["seconds"] for r in rows) if rows and all("seconds" in r for r in rows) else None
+    losses = sorted({key for r in rows for key in r if key.startswith("aux_")})
+    return {"steps": len(rows), "seconds": None if seconds is None else round(seconds), **tenths(rows, losses)}
 
 
 def main() -> None:
@@ -74,14 +91,16 @@ def main() -> None:
     rows = read_jsonl(run / "metrics.jsonl")
     blob = torch.load(weights, weights_only=True)
     net = blob["net"]
-    tenth = max(1, len(rows) // 10)
     auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})  # auxiliary task losses
+    warmup = warmup_summary(read_jsonl(run / AUXILIARY_WARMUP)) if (run / AUXILIARY_WARMUP).is_file() else None
     host = machine()
     del host["torch_threads"]  # this process's, not the run's: the command says what the run used
     payload = {
         "benchmark": "meta_train", "command": args.command, "machine": host, "config": config,
         "outer_steps": len(rows),
-        "wall_s": round(sum(r["seconds"] for r in rows) + sum(r["seconds"] for r in validation or [])),
+        "wall_s": round(sum(r["seconds"] for r in rows) + sum(r["seconds"] for r in validation or [])
+                        + ((warmup or {}).get("seconds") or 0)),
+        "auxiliary_warmup": warmup,
         "weights": f"validated step {selection['step']}" if selection else args.weights,
         "selection": selection,
         "weights_outer_steps": blob["metadata"].get("outer_steps"),
@@ -90,10 +109,7 @@ def main() -> None:
         "inner_steps_per_second": round(config["meta_batch"] * config["unroll"]
                                         * (2 if config.get("estimator") == "pes" else 1)
                                         / statistics.mean(r["seconds"] for r in rows), 1),
-        "meta_loss_first_tenth": round(statistics.mean(r["meta_loss"] for r in rows[:tenth]), 4),
-        "meta_loss_last_tenth": round(statistics.mean(r["meta_loss"] for r in rows[-tenth:]), 4),
-        **{f"{key}_{part}_tenth": round(statistics.mean(r[key] for r in chunk), 4)
-           for key in auxiliary for part, chunk in (("first", rows[:tenth]), ("last", rows[-tenth:]))},
+        **tenths(rows, ["meta_loss"] + auxiliary),
         "weights_bytes": weights.stat().st_size,
         "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in validation]
         if validation is not None else None,

@@ -289,6 +289,7 @@ def test_auxiliary_warmup_trains_the_trunk_alone_before_the_first_outer_step(tmp
     trainer.run(progress=False, stop_after=0)
     rows = [json.loads(line) for line in (tmp_path / "a" / "auxiliary_warmup.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 31))
+    assert all(r["seconds"] > 0 for r in rows)  # its time, which the run's recorded wall time includes
     first, last = (sum(r["aux_inr-classification"] for r in part) / 5 for part in (rows[:5], rows[-5:]))
     assert last < first  # it learns the twelve digits' classes
     moved = {n for n, p in trainer.net.named_parameters() if not torch.equal(p, fresh[n])}

@@ -1,6 +1,7 @@
 """benchmarks/heldout.py's --reuse: one optimizer's settings from several result files merge into
 one entry whose best is the best of the union (a learning-rate grid split over processes); and
-heldout_table.py's verdicts (the floor, ties with tuned Adam) follow the numbers."""
+heldout_table.py's verdicts (the floor, ties with tuned Adam) follow the numbers; record_meta_run.py's
+summary of an auxiliary warm-up against hand values."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -22,6 +23,22 @@ def heldout():
     sys.path.insert(0, str(BENCHMARKS))
     yield _load("heldout")
     sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def record_meta_run():
+    sys.path.insert(0, str(BENCHMARKS))
+    yield _load("record_meta_run")
+    sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_warmup_summary_counts_its_seconds_only_where_every_step_logged_them(record_meta_run):
+    rows = [{"step": i + 1, "aux_inr": float(20 - i), "seconds": 0.5} for i in range(20)]
+    summary = record_meta_run.warmup_summary(rows)
+    assert summary == {"steps": 20, "seconds": 10, "aux_inr_first_tenth": 19.5, "aux_inr_last_tenth": 1.5}
+    # a warm-up logged before its steps had seconds (or with one step short of them): unknown, not zero
+    del rows[3]["seconds"]
+    assert record_meta_run.warmup_summary(rows)["seconds"] is None
 
 
 def _entry(losses, curves):

@@ -483,7 +483,7 @@ class MetaTrainer:
     def _warm_up_auxiliary(self, progress: bool) -> None:
         """``cfg.auxiliary_warmup`` steps of the auxiliary losses alone before the first outer step:
         Adam (``auxiliary_lr``, else ``lr``, no schedule) on what they train, gradients clipped
-        to ``clip``; each step's losses go to ``auxiliary_warmup.jsonl``. The meta-parameters
+        to ``clip``; each step's losses and seconds go to ``auxiliary_warmup.jsonl``. The meta-parameters
         and the outer optimizer's state are not touched."""
         from tqdm.auto import tqdm
 
@@ -492,6 +492,7 @@ class MetaTrainer:
         log = self.run_dir / AUXILIARY_WARMUP
         for step in tqdm(range(1, cfg.auxiliary_warmup + 1), desc="auxiliary warm-up", unit="step",
                          disable=not progress or self.rank != 0):
+            start = time.perf_counter()
             grads, losses = self._auxiliary_gradients()
             if self.world > 1:
                 for grad in grads:
@@ -505,7 +506,8 @@ class MetaTrainer:
             if self.rank == 0:
                 with log.open("a") as f:
                     f.write(json.dumps({"step": step, "grad_norm": norm,
-                                        **{f"aux_{name}": loss for name, loss in losses.items()}}) + "\n")
+                                        **{f"aux_{name}": loss for name, loss in losses.items()},
+                                        "seconds": round(time.perf_counter() - start, 4)}) + "\n")
         for p in self.aux_trainable:
             p.grad = None
         self._warmed_up = True
