@@ -392,6 +392,7 @@ def test_speedups_steps_to_the_baseline_and_grid_edges_match_hand_computed_curve
     paths = write_report(tmp_path)
     table = paths["markdown"].read_text()
     assert "| digits-mlp | mid | lr=1 (edge: lr) |" in table and "| never (tuned) | 1 | > 1" in table
+    assert "| digits-mlp | never | lr=1 | 0.5000 | 0.5000 |" in table  # one seed: a value, no spread
     assert "- never: tuned ≤ tuned baseline on 1 of 1" in table and "- mid: default ≤ tuned baseline on 0 of 1" in table
     assert {"curves", "speedups", "profile", "csv"} <= set(paths) and all(p.stat().st_size for p in paths.values())
 
@@ -437,6 +438,8 @@ def test_groups_of_replicates_against_hand_values_and_a_comparison_that_must_fin
     assert comparison["overall"]["tasks"] == 2
     alone = compare_groups(group_summary(summary["tasks"], {"a": ["a0"], "b": ["b0", "b1"]}), "a", "b")
     assert alone["tasks"]["digits-mlp"]["verdict"].startswith("not testable")  # one seed is not a sample
+    one = group_summary(summary["tasks"], {"a": ["a0"]})["a"]["tasks"]["digits-mlp"]
+    assert one["train_loss"] == {"mean": 1.0, "std": None}  # a single member has no spread to show
     table = write_report(tmp_path)["markdown"].read_text()
     assert "| a | digits-mlp | 3 of 3 | 1.3333 ± 0.5774 | 0.667 ± 0.289 |" in table
     assert "| paper-cnn-x2-mnist |" in table and "no measurable difference |" in table

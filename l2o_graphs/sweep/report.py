@@ -40,10 +40,12 @@ NOT_RECORDED = "not recorded (trials older than the machine field)"
 
 
 def _mean_std(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
+    """Mean and sample standard deviation of the finite values (std None for a single value: one
+    run says nothing of the spread)."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return {"mean": None, "std": None}
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
 
 
 def _seed_mean(curves: Sequence[Sequence[float]]) -> List[float]:
@@ -335,7 +337,8 @@ def speedup_aggregates(values: Sequence[float]) -> Dict[str, Any]:
 def _fmt(stat: Dict[str, Optional[float]], digits: int = 4, scale: float = 1.0) -> str:
     if stat["mean"] is None:
         return "–"
-    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+    mean = f"{scale * stat['mean']:.{digits}f}"
+    return mean if stat["std"] is None else f"{mean} ± {scale * stat['std']:.{digits}f}"
 
 
 def _ratio(value: Optional[float], present: bool = True) -> str:
