@@ -23,6 +23,7 @@ import json
 import shutil
 import statistics
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -52,6 +53,23 @@ def warmup_summary(rows: list) -> dict:
     seconds = sum(r["seconds"] for r in rows) if rows and all("seconds" in r for r in rows) else None
     losses = sorted({key for r in rows for key in r if key.startswith("aux_")})
     return {"steps": len(rows), "seconds": None if seconds is None else round(seconds), **tenths(rows, losses)}
+
+
+def warmup_record(run: Path, config: dict) -> Optional[dict]:
+    """The run's auxiliary warm-up (:func:`warmup_summary` of its log); None for a run configured
+    without one; steps and seconds None where one was configured but its log is not in ``run``
+    (a run carried on from ``carry.pt`` in a new directory): unknown, not absent."""
+    if not config.get("auxiliary_warmup"):
+        return None
+    log = run / AUXILIARY_WARMUP
+    return warmup_summary(read_jsonl(log)) if log.is_file() else {"steps": None, "seconds": None}
+
+
+def wall_seconds(rows: list, validation: Optional[list], warmup: Optional[dict]) -> int:
+    """Seconds of the logged outer steps, validations and warm-up steps (a warm-up whose seconds
+    are unknown adds none)."""
+    return round(sum(r["seconds"] for r in rows) + sum(r["seconds"] for r in validation or [])
+                 + ((warmup or {}).get("seconds") or 0))
 
 
 def main() -> None:
@@ -92,14 +110,13 @@ def main() -> None:
     blob = torch.load(weights, weights_only=True)
     net = blob["net"]
     auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})  # auxiliary task losses
-    warmup = warmup_summary(read_jsonl(run / AUXILIARY_WARMUP)) if (run / AUXILIARY_WARMUP).is_file() else None
+    warmup = warmup_record(run, config)
     host = machine()
     del host["torch_threads"]  # this process's, not the run's: the command says what the run used
     payload = {
         "benchmark": "meta_train", "command": args.command, "machine": host, "config": config,
         "outer_steps": len(rows),
-        "wall_s": round(sum(r["seconds"] for r in rows) + sum(r["seconds"] for r in validation or [])
-                        + ((warmup or {}).get("seconds") or 0)),
+        "wall_s": wall_seconds(rows, validation, warmup),
         "auxiliary_warmup": warmup,
         "weights": f"validated step {selection['step']}" if selection else args.weights,
         "selection": selection,

@@ -20,12 +20,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_machine() -> Dict[str, Any]:
+def describe_machine(gpu: bool = True) -> Dict[str, Any]:
     """``{"cpu", "cores", "torch_threads", "torch", "python"}``, plus ``"gpu"`` (the name of CUDA
-    device 0) where torch sees one."""
+    device 0) where torch sees one and ``gpu`` asks for it (naming it initialises CUDA: a process
+    that computes on the CPU passes False)."""
     info: Dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                             "torch": torch.__version__, "python": platform.python_version()}
-    if torch.cuda.is_available():
+    if gpu and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 

@@ -3,6 +3,7 @@ one entry whose best is the best of the union (a learning-rate grid split over p
 heldout_table.py's verdicts (the floor, ties with tuned Adam) follow the numbers; record_meta_run.py's
 summary of an auxiliary warm-up against hand values."""
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -39,6 +40,23 @@ def test_the_warmup_summary_counts_its_seconds_only_where_every_step_logged_them
     # a warm-up logged before its steps had seconds (or with one step short of them): unknown, not zero
     del rows[3]["seconds"]
     assert record_meta_run.warmup_summary(rows)["seconds"] is None
+
+
+def test_a_runs_wall_time_counts_its_warmup_and_a_missing_log_is_unknown(record_meta_run, tmp_path):
+    steps = [{"seconds": 2.0}] * 3
+    validation = [{"seconds": 1.0}]
+    warmup = [{"step": i + 1, "aux_inr": 2.0, "seconds": 0.25} for i in range(8)]
+    (tmp_path / "auxiliary_warmup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in warmup))
+    record = record_meta_run.warmup_record(tmp_path, {"auxiliary_warmup": 8})
+    assert record["steps"] == 8 and record["seconds"] == 2
+    assert record_meta_run.wall_seconds(steps, validation, record) == 6 + 1 + 2
+    # configured without a warm-up: none, whatever the directory holds
+    assert record_meta_run.warmup_record(tmp_path, {"auxiliary_warmup": 0}) is None
+    assert record_meta_run.wall_seconds(steps, None, None) == 6
+    # carried on in a new directory: the warm-up happened, its time is unknown and adds nothing
+    carried = record_meta_run.warmup_record(tmp_path / "elsewhere", {"auxiliary_warmup": 8})
+    assert carried == {"steps": None, "seconds": None}
+    assert record_meta_run.wall_seconds(steps, validation, carried) == 7
 
 
 def _entry(losses, curves):

@@ -20,3 +20,9 @@ def test_labels_against_hand_written_ones():
     gpu = {**cpu, "gpu": "NVIDIA H100 80GB HBM3"}
     assert machine_label(gpu) == "NVIDIA H100 80GB HBM3; AMD EPYC 7B13 (2 cores), 1 thread"
     assert machine_label(gpu, gpu=False) == machine_label(cpu)
+    # a description without thread or core counts (older records) still labels
+    assert machine_label({"cpu": "AMD EPYC 7B13"}) == "AMD EPYC 7B13 (? cores)"
+
+
+def test_a_cpu_only_description_leaves_the_gpu_out():
+    assert "gpu" not in describe_machine(gpu=False)

@@ -54,7 +54,7 @@ def run_trial(spec: Mapping[str, Any], trial: Mapping[str, Any], threads: int = 
     Returns the train-loss, test-loss and accuracy results of
     :func:`~l2o_graphs.tasks.train.train_problem`, its curves, its per-step wall-clock and the
     trial's total ``wall_s`` and the ``machine`` it ran on (:func:`~l2o_graphs.machine.describe_machine`
-    without a GPU: trials train on the CPU); exceptions propagate (the engine records the trial as failed).
+    without its GPU: trials train on the CPU); exceptions propagate (the engine records the trial as failed).
     ``threads`` > 0 sets torch's CPU threads first."""
     if threads > 0:
         torch.set_num_threads(threads)
@@ -66,5 +66,5 @@ def run_trial(spec: Mapping[str, Any], trial: Mapping[str, Any], threads: int = 
                            eval_every=spec["eval_every"], test_curve=spec["test_curve"], eval_at_start=True)
     result["diverged"] = not all(math.isfinite(v) for v in result["curve"])
     result["wall_s"] = time.perf_counter() - start
-    result["machine"] = {key: value for key, value in describe_machine().items() if key != "gpu"}
+    result["machine"] = describe_machine(gpu=False)
     return result
