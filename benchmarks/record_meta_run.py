@@ -30,7 +30,7 @@ import torch
 from common import RESULTS, machine, write_result
 
 from l2o_graphs.cache import read_jsonl
-from l2o_graphs.meta.plot import plot_run
+from l2o_graphs.meta.plot import logged_auxiliary_keys, plot_run
 from l2o_graphs.meta.config import META_LOSSES
 from l2o_graphs.meta.trainer import AUXILIARY_WARMUP, validated_weights
 from l2o_graphs.meta.validation import METRICS, select_validated
@@ -51,8 +51,8 @@ def warmup_summary(rows: list) -> dict:
     """The auxiliary warm-up's steps, seconds (None unless every step logged its own) and each
     auxiliary loss over its first and last tenth of steps."""
     seconds = sum(r["seconds"] for r in rows) if rows and all("seconds" in r for r in rows) else None
-    losses = sorted({key for r in rows for key in r if key.startswith("aux_")})
-    return {"steps": len(rows), "seconds": None if seconds is None else round(seconds), **tenths(rows, losses)}
+    return {"steps": len(rows), "seconds": None if seconds is None else round(seconds),
+            **tenths(rows, logged_auxiliary_keys(rows))}
 
 
 def warmup_record(run: Path, config: dict) -> Optional[dict]:
@@ -109,7 +109,6 @@ def main() -> None:
     rows = read_jsonl(run / "metrics.jsonl")
     blob = torch.load(weights, weights_only=True)
     net = blob["net"]
-    auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})  # auxiliary task losses
     warmup = warmup_record(run, config)
     host = machine()
     del host["torch_threads"]  # this process's, not the run's: the command says what the run used
@@ -126,7 +125,7 @@ def main() -> None:
         "inner_steps_per_second": round(config["meta_batch"] * config["unroll"]
                                         * (2 if config.get("estimator") == "pes" else 1)
                                         / statistics.mean(r["seconds"] for r in rows), 1),
-        **tenths(rows, ["meta_loss"] + auxiliary),
+        **tenths(rows, ["meta_loss"] + logged_auxiliary_keys(rows)),
         "weights_bytes": weights.stat().st_size,
         "validation": [{k: v for k, v in row.items() if k != "seconds"} for row in validation]
         if validation is not None else None,

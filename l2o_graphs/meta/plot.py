@@ -4,10 +4,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Union
+from typing import Dict, List, Sequence, Union
 
 from l2o_graphs.cache import read_jsonl
 from l2o_graphs.plots import running_mean
+
+
+def logged_auxiliary_keys(rows: Sequence[Dict]) -> List[str]:
+    """The ``aux_*`` columns of a run's log rows (``metrics.jsonl`` or ``auxiliary_warmup.jsonl``),
+    sorted."""
+    return sorted({key for r in rows for key in r if key.startswith("aux_")})
 
 
 def plot_run(run_dir: Union[str, Path]) -> Path:
@@ -26,7 +32,7 @@ def plot_run(run_dir: Union[str, Path]) -> Path:
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a meta-training run directory?")
     rows = read_jsonl(path)
     steps = [r["step"] for r in rows]
-    auxiliary = sorted({key for r in rows for key in r if key.startswith("aux_")})
+    auxiliary = logged_auxiliary_keys(rows)
     validation_path = run_dir / "validation.jsonl"
     validation = read_jsonl(validation_path) if validation_path.is_file() else []
     extra = bool(auxiliary) + bool(validation)
